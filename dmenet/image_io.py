@@ -1,0 +1,135 @@
+"""Reading photos, masks and 16-bit maps the way users actually have them; writing files atomically.
+
+Pillow handles EXIF orientation and most formats, but truncates 16-bit RGB PNGs to 8 bit without a
+word; those go through pypng instead.
+"""
+import contextlib
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+
+
+class ImageReadError(ValueError):
+    """A file that is missing, corrupt or not an image; the message names the file."""
+
+
+def list_images(folder):
+    """Image files directly in `folder`, sorted by name."""
+    folder = pathlib.Path(folder)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _png_bit_depth(path):
+    with open(path, "rb") as f:
+        header = f.read(26)
+    if header[:8] != b"\x89PNG\r\n\x1a\n" or len(header) < 26:
+        return None
+    return header[24]
+
+
+def _read_png16(path):
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    array = np.vstack([np.asarray(row, np.uint16) for row in rows])
+    return array.reshape(height, width, info["planes"])
+
+
+def read_array(path):
+    """The stored pixel values (uint8 or uint16, H×W or H×W×C), EXIF orientation applied."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        if _png_bit_depth(path) == 16:
+            array = _read_png16(path)
+            return array[..., 0] if array.shape[2] == 1 else array
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(image).astype(np.uint16)
+            if image.mode not in ("L", "RGB", "RGBA", "LA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            return np.asarray(image).copy()
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error})") from error
+    except Exception as error:  # pypng raises its own error types for damaged files
+        raise ImageReadError(f"{path}: not a readable image ({error})") from error
+
+
+def to_unit_float(array):
+    """uint8/uint16 → float32 in [0, 1]."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    return array.astype(np.float32)
+
+
+def read_image(path):
+    """Any photo as float32 RGB in [0, 1], H×W×3: grey is replicated, alpha is dropped."""
+    array = read_array(path)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    elif array.shape[2] == 2:  # grey + alpha
+        array = np.repeat(array[..., :1], 3, axis=2)
+    elif array.shape[2] == 4:
+        array = array[..., :3]
+    return to_unit_float(array)
+
+
+def read_mask(path):
+    """A single-channel label image as stored (uint8/uint16, H×W); RGB(A) with equal channels is reduced."""
+    array = read_array(path)
+    if array.ndim == 3:
+        colour = array[..., :3] if array.shape[2] >= 3 else array[..., :1]
+        if colour.shape[2] == 3 and not (
+            np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])
+        ):
+            raise ImageReadError(f"{path}: a label map must be grey, but its colour channels differ")
+        array = colour[..., 0]
+    return array
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        yield pathlib.Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_png(path, array):
+    """Write uint8 (grey/RGB/RGBA) or uint16 (grey) pixels losslessly and atomically."""
+    array = np.asarray(array)
+    if array.dtype == np.uint16:
+        if array.ndim != 2:
+            raise ValueError("16-bit PNGs are written single-channel")
+        image = Image.fromarray(array.astype("<u2"), mode=None)
+    elif array.dtype == np.uint8:
+        image = Image.fromarray(array)
+    else:
+        raise ValueError(f"write_png takes uint8 or uint16, not {array.dtype}")
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+def save_npy(path, array):
+    """np.save, atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as f:
+            np.save(f, array)
