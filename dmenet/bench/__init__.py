@@ -1,0 +1,1 @@
+"""Benchmarks: each prints measured numbers and ratios against a baseline taken in the same run."""

@@ -1,0 +1,23 @@
+"""`python -m dmenet.bench {infer,syndof,train} [options]`: run one benchmark."""
+import importlib
+import sys
+
+BENCHMARKS = {
+    "infer": "dmenet.bench.infer",
+    "syndof": "dmenet.bench.syndof",
+    "train": "dmenet.bench.train",
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in BENCHMARKS:
+        print(__doc__.strip())
+        print("benchmarks: " + ", ".join(BENCHMARKS))
+        return 2
+    module = importlib.import_module(BENCHMARKS[argv[0]])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
