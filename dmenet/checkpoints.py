@@ -1,0 +1,95 @@
+"""Our checkpoint of B: Keras weights (`*.weights.h5`) with the metadata to read the output as σ.
+
+The metadata (encoding, σ_max, provenance) lives as a JSON attribute on the HDF5 root, so a
+checkpoint is one file that cannot lose its unit. Both the official .npz and ours load through
+`load_blur_net`, which is what every tool calls.
+"""
+import json
+import pathlib
+
+from dmenet.encoding import DefocusEncoding
+from dmenet.image_io import atomic_path
+from dmenet.weights import WeightsMismatchError, WeightsUnavailableError, load_official_npz
+
+METADATA_ATTRIBUTE = "dmenet_metadata"
+WEIGHTS_SUFFIX = ".weights.h5"
+WEIGHTS_ENV = "DMENET_WEIGHTS"
+
+HOW_TO_GET_WEIGHTS = (
+    "Pass --weights PATH with one of:\n"
+    "  * a checkpoint trained here (train.py writes RUN_DIR/blur_net.weights.h5; `python train.py --demo` makes one in minutes);\n"
+    "  * the official DMENet_BDCS.npz (from the authors' DMENet repository), used directly or converted once with\n"
+    "    `python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5`.\n"
+    f"Setting {WEIGHTS_ENV}=PATH works too."
+)
+
+
+def save_blur_net(model, path, encoding, metadata=None):
+    """Write B's weights and metadata atomically; `path` must end in .weights.h5 (Keras' rule)."""
+    import h5py
+
+    path = pathlib.Path(path)
+    if not path.name.endswith(WEIGHTS_SUFFIX):
+        raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}: {path}")
+    record = {"network": "DMENet-B", "encoding": encoding.to_dict(), **(metadata or {})}
+    with atomic_path(path) as temporary:
+        staged = temporary.with_name(temporary.name.removesuffix(WEIGHTS_SUFFIX).removesuffix(".h5") + WEIGHTS_SUFFIX)
+        try:
+            model.save_weights(staged)
+            with h5py.File(staged, "a") as f:
+                f.attrs[METADATA_ATTRIBUTE] = json.dumps(record)
+            staged.replace(temporary)
+        finally:
+            staged.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get(METADATA_ATTRIBUTE)
+    except OSError as error:
+        raise WeightsMismatchError(f"{path}: not a readable weight file ({error})") from None
+    if raw is None:
+        raise WeightsMismatchError(f"{path}: a Keras weight file without DMENet metadata (was it written by save_blur_net?)")
+    return json.loads(raw)
+
+
+def resolve_weights_path(path=None):
+    """The weights to use: the argument, or $DMENET_WEIGHTS; otherwise a message on how to get some."""
+    import os
+
+    path = path or os.environ.get(WEIGHTS_ENV)
+    if not path:
+        raise WeightsUnavailableError("No weights given.\n" + HOW_TO_GET_WEIGHTS)
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{path}: no such file.\n" + HOW_TO_GET_WEIGHTS)
+    return path
+
+
+def load_blur_net(path=None):
+    """(B with weights, its DefocusEncoding, metadata) from our checkpoint or the official .npz."""
+    from dmenet.networks.blur_net import build_blur_net
+
+    path = resolve_weights_path(path)
+    model = build_blur_net()
+    if path.suffix == ".npz":
+        encoding = load_official_npz(model, path)
+        return model, encoding, {"network": "DMENet-B", "source": "official npz", "file": str(path)}
+    if not path.name.endswith(".h5"):
+        raise WeightsMismatchError(f"{path}: expected a .weights.h5 checkpoint or the official .npz")
+    metadata = read_metadata(path)
+    try:
+        model.load_weights(path)
+    except Exception as error:
+        raise WeightsMismatchError(f"{path}: weights do not fit network B ({error})") from None
+    return model, DefocusEncoding.from_dict(metadata["encoding"]), metadata
+
+
+def convert_official(npz_path, output_path):
+    """Import the official npz once and store it in our format (with the official σ decoding)."""
+    model, encoding, _ = load_blur_net(npz_path)
+    return save_blur_net(model, output_path, encoding, {"source": f"converted from {pathlib.Path(npz_path).name}"})

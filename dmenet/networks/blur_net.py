@@ -1,0 +1,107 @@
+"""B, the blur estimation network: a VGG19 encoder and a U-Net decoder with auxiliary heads.
+
+Read alongside DESIGN §2. Layer names follow keras.applications.VGG19 in the encoder (so ImageNet
+weights load by name) and the official checkpoint's scopes in the decoder, with "/" written as "_"
+(`u3/c1` → `u3_c1`), so the official weights map one to one.
+"""
+import keras
+from keras import layers, ops
+
+from dmenet.networks.layers import SymmetricPadding2D, batch_norm, conv_bn_lrelu, padded_conv
+
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+SIZE_MULTIPLE = 16  # four 2× poolings
+REFINEMENT_BLOCKS = 7
+
+
+class VGGPreprocess(layers.Layer):
+    """RGB in [0, 1] → BGR in [0, 255] minus the ImageNet means, as Keras' VGG19 weights expect."""
+
+    def call(self, rgb):
+        bgr = ops.flip(rgb * 255.0, axis=-1)
+        return bgr - ops.convert_to_tensor(VGG_MEAN_BGR, dtype=bgr.dtype)
+
+
+def build_vgg19_encoder(name="encoder", last_block=5):
+    """VGG19's convolutions (symmetric padding) returning each block's last ReLU feature [d0, …]."""
+    rgb = keras.Input((None, None, 3), name="rgb")
+    x = VGGPreprocess(name="vgg_preprocess")(rgb)
+    skips = []
+    for block, (filters, convs) in enumerate(VGG19_BLOCKS[:last_block], start=1):
+        if block > 1:
+            x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        for conv in range(1, convs + 1):
+            x = padded_conv(x, filters, f"block{block}_conv{conv}", activation="relu")
+        skips.append(x)
+    return keras.Model(rgb, skips, name=name)
+
+
+def _aux_head(x, filters, name):
+    """Auxiliary defocus prediction at one decoder scale: conv-BN-lrelu, conv-BN, sigmoid."""
+    x = conv_bn_lrelu(x, filters, f"{name}_c1", f"{name}_b1")
+    x = padded_conv(x, 1, f"{name}_c2")
+    x = batch_norm(f"{name}_b2")(x)
+    return layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+
+
+def _up_block(x, skip, filters, name):
+    """Nearest 2× upsampling, concatenation with the encoder skip, three conv-BN-lrelu."""
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    for i in (1, 2, 3):
+        x = conv_bn_lrelu(x, filters, f"{name}_c{i}", f"{name}_b{i}")
+    return x
+
+
+def _refinement_block(x, i):
+    """Residual unit at full resolution: 1×1 branch + two 3×3 convs, summed without activation."""
+    branch = conv_bn_lrelu(x, 64, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1)
+    main = conv_bn_lrelu(x, 64, f"u0_c{i}_1", f"u0_b{i}_1")
+    main = conv_bn_lrelu(main, 64, f"u0_c{i}_2", f"u0_b{i}_2")
+    return layers.Add(name=f"u0_add{i}")([main, branch])
+
+
+def build_blur_net(name="blur_net"):
+    """B: image (N, H, W, 3) in [0, 1], H and W multiples of 16 → dict of
+    "defocus" (N, H, W, 1) in [0, 1], "aux" (five maps at 1/16 … 1/1) and "feature" (N, H, W, 64)."""
+    image = keras.Input((None, None, 3), name="image")
+    d0, d1, d2, d3, d4 = build_vgg19_encoder("encoder")(image)
+
+    aux = [_aux_head(d4, 256, "u4_aux")]
+    x = _up_block(d4, d3, 256, "u3")
+    aux.append(_aux_head(x, 128, "u3_aux"))
+    x = _up_block(x, d2, 128, "u2")
+    aux.append(_aux_head(x, 64, "u2_aux"))
+    x = _up_block(x, d1, 64, "u1")
+    aux.append(_aux_head(x, 32, "u1_aux"))
+
+    x = layers.UpSampling2D(2, interpolation="nearest", name="u0_up")(x)
+    x = layers.Concatenate(name="u0_concat")([x, d0])
+    feature = conv_bn_lrelu(x, 64, "u0_c_init", "u0_b_init")
+    aux.append(_aux_head(feature, 32, "u0_aux"))
+
+    x = feature
+    for i in range(REFINEMENT_BLOCKS):
+        x = _refinement_block(x, i)
+    x = conv_bn_lrelu(x, 64, "uf_c1", "uf_b1")
+    x = conv_bn_lrelu(x, 32, "uf_c2", "uf_b2")
+    x = padded_conv(x, 1, "uf_c3")
+    defocus = layers.Activation("sigmoid", name="defocus")(x)
+    return keras.Model(image, {"defocus": defocus, "aux": aux, "feature": feature}, name=name)
+
+
+def encoder_of(blur_net):
+    return blur_net.get_layer("encoder")
+
+
+def pad_to_multiple(image, multiple=SIZE_MULTIPLE):
+    """Symmetric pad of an (N, H, W, C) batch so H and W divide by `multiple`; returns (padded, (H, W))."""
+    height, width = ops.shape(image)[1], ops.shape(image)[2]
+    pad_h = (-height) % multiple
+    pad_w = (-width) % multiple
+    padded = ops.pad(image, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="symmetric")
+    return padded, (height, width)
+
+
+__all__ = ["build_blur_net", "build_vgg19_encoder", "encoder_of", "pad_to_multiple", "SymmetricPadding2D"]
