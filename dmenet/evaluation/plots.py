@@ -1,0 +1,98 @@
+"""Pictures of a result: overlaid precision–recall curves, and a sheet of the best and worst images."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dmenet import image_io
+
+SHEET_SIDE = 256  # longest side of each thumbnail, so a sheet stays small for any image size
+
+
+def _save(figure, path):
+    with image_io.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, positive = blurred)"):
+    """One curve per run, labelled with its AP; the dot marks the max-F_β point."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    for result in results:
+        curve, metrics = result.curve, result.metrics
+        recall, precision = curve["recall"], curve["precision"]
+        line, = axis.step(recall, precision, where="post",
+                          label=f"{result.label} (AP {metrics['average_precision']:.3f}, "
+                                f"acc {metrics['accuracy_at_best_threshold']:.3f})")
+        index = int(np.searchsorted(curve["thresholds"], metrics["max_f_measure_threshold"]))
+        if index < recall.size:
+            axis.plot(recall[index], precision[index], "o", color=line.get_color())
+    base = results[0].metrics["blurred_fraction"]
+    axis.axhline(base, color="grey", linestyle=":", linewidth=1, label=f"chance ({base:.3f})")
+    axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left", fontsize=8)
+    _save(figure, path)
+
+
+def _thumbnail(array):
+    step = max(1, math.ceil(max(array.shape[:2]) / SHEET_SIDE))
+    return array[::step, ::step]
+
+
+def plot_sheet(path, result, dataset, source, count=3):
+    """Rows: the `count` best then the `count` worst images by the run's main per-image metric."""
+    if result.task == "binary":
+        key, higher_is_better = "average_precision", True
+        ranked = [row for row in result.per_image if row[key] is not None and np.isfinite(row[key])]
+    else:
+        key, higher_is_better = "mse", False
+        ranked = list(result.per_image)
+    ranked.sort(key=lambda row: row[key], reverse=higher_is_better)
+    count = min(count, math.ceil(len(ranked) / 2))
+    chosen = [("best", row) for row in ranked[:count]] + [("worst", row) for row in ranked[len(ranked) - count:][::-1]]
+    if not chosen:
+        return False
+    samples = {sample.stem: sample for sample in dataset.samples}
+    columns = (["image", "ground truth (blurred = white)", "score map", "thresholded"] if result.task == "binary"
+               else ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"])
+    figure, axes = plt.subplots(len(chosen), 4, figsize=(12, 2.6 * len(chosen)), squeeze=False)
+    for axes_row, (kind, row) in zip(axes, chosen):
+        sample = samples[row["stem"]]
+        truth = dataset.load_truth(sample)
+        panels = [image_io.read_image(sample.image) if sample.image is not None else None]
+        if result.task == "binary":
+            score = source.score(sample.stem, truth.shape)
+            threshold = result.metrics["best_threshold"]
+            panels += [truth.astype(float), score, (score >= threshold).astype(float)]
+            style = [{}, {"cmap": "gray", "vmin": 0, "vmax": 1}, {"cmap": "magma"}, {"cmap": "gray", "vmin": 0, "vmax": 1}]
+        else:
+            sigma = source.sigma(sample.stem, None if dataset.allows_size_mismatch else truth.shape)
+            if dataset.name == "rtf":
+                from dmenet.evaluation.regression_metrics import crop_to_common, rtf_radius_to_sigma, RTF_SIGMA_MAX
+
+                sigma, truth = crop_to_common(np.clip(sigma, 0, RTF_SIGMA_MAX), rtf_radius_to_sigma(truth))
+                limit = RTF_SIGMA_MAX
+            else:
+                sigma, limit = np.clip(sigma, 0, dataset.sigma_max), dataset.sigma_max
+            panels += [truth, sigma, np.abs(sigma - truth)]
+            style = [{}] + [{"cmap": "viridis", "vmin": 0, "vmax": limit}] * 3
+        for column, (axis, panel, options) in enumerate(zip(axes_row, panels, style)):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if panel is None:
+                axis.text(0.5, 0.5, "no image", ha="center", va="center")
+            else:
+                shown = axis.imshow(_thumbnail(panel), **options)
+                if column == 3 and result.task == "regression":
+                    figure.colorbar(shown, ax=axis, fraction=0.046)
+        label = f"{kind}: {row['stem']}\n{key} {row[key]:.3f}"
+        axes_row[0].set_ylabel(label, fontsize=8)
+    for axis, title in zip(axes[0], columns):
+        axis.set_title(title, fontsize=9)
+    figure.suptitle(f"{result.label}: best and worst images by {key}", fontsize=10)
+    _save(figure, path)
+    return True
