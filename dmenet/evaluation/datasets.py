@@ -217,26 +217,28 @@ def dut(root, split="all", split_file=None, require_images=False, image_dir=None
 
 
 def read_mat_blur_map(path, key="blurMap"):
-    """The `key` matrix of a MATLAB file, v5 (scipy) or v7.3 (HDF5, stored transposed)."""
+    """The `key` matrix of a MATLAB file: v5 through scipy, v7.3 (HDF5, stored transposed) through h5py."""
+    import h5py
     import scipy.io
 
     path = pathlib.Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
     try:
-        contents = scipy.io.loadmat(path)
-        variables = [name for name in contents if not name.startswith("__")]
-        if key not in contents:
-            raise DatasetError(f"{path}: no variable {key!r} (it holds {', '.join(variables) or 'nothing'})")
-        array = np.asarray(contents[key])
-    except NotImplementedError:  # MATLAB v7.3 is HDF5
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            if key not in handle:
-                raise DatasetError(f"{path}: no variable {key!r} (it holds {', '.join(handle.keys()) or 'nothing'})")
-            array = np.asarray(handle[key]).T
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as handle:
+                if key not in handle:
+                    raise DatasetError(f"{path}: no variable {key!r} (it holds {', '.join(handle.keys()) or 'nothing'})")
+                array = np.asarray(handle[key]).T
+        else:
+            contents = scipy.io.loadmat(path)
+            if key not in contents:
+                variables = [name for name in contents if not name.startswith("__")]
+                raise DatasetError(f"{path}: no variable {key!r} (it holds {', '.join(variables) or 'nothing'})")
+            array = np.asarray(contents[key])
     except DatasetError:
         raise
-    except Exception as error:  # scipy raises ValueError/TypeError/OSError variants on damaged files
+    except Exception as error:  # scipy/h5py raise ValueError, TypeError, OSError... on damaged files
         raise DatasetError(f"{path}: not a readable MATLAB file ({error})") from error
     if array.ndim != 2 or array.size == 0 or array.dtype.kind not in "fiu":
         raise DatasetError(f"{path}: {key} must be a numeric 2-D matrix, got {array.dtype} {array.shape}")
