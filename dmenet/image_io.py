@@ -113,8 +113,13 @@ def atomic_path(path):
             os.remove(temporary)
 
 
-def write_png(path, array):
-    """Write uint8 (grey/RGB/RGBA) or uint16 (grey) pixels losslessly and atomically."""
+def write_png(path, array, text=None):
+    """Write uint8 (grey/RGB/RGBA) or uint16 (grey) pixels losslessly and atomically.
+
+    `text` (a dict) goes into PNG tEXt chunks, e.g. the unit of a stored σ map.
+    """
+    from PIL import PngImagePlugin
+
     array = np.asarray(array)
     if array.dtype == np.uint16:
         if array.ndim != 2:
@@ -124,8 +129,11 @@ def write_png(path, array):
         image = Image.fromarray(array)
     else:
         raise ValueError(f"write_png takes uint8 or uint16, not {array.dtype}")
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, str(value))
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
+        image.save(temporary, format="PNG", pnginfo=info)
 
 
 def save_npy(path, array):
