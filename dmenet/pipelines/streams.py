@@ -1,0 +1,155 @@
+"""tf.data streams for the three inputs of a training step, and their zip into one batch dict.
+
+Files are decoded by dmenet.image_io (EXIF orientation, grey/RGBA photos, 16-bit σ maps) in
+parallel map calls; augmentation runs as TF ops (dmenet.pipelines.augment). Every stream repeats
+forever and is shuffled with a seed; an "epoch" is counted by the trainer in SYNDOF batches, as in
+the original. A file that fails to decode despite the start-up check (e.g. truncated mid-way) is
+skipped with a warning instead of ending the run.
+"""
+import numpy as np
+import tensorflow as tf
+
+from dmenet.encoding import NORMALIZED, OFFICIAL, DefocusEncoding
+from dmenet.image_io import read_image, read_mask, to_unit_float
+from dmenet.pipelines.augment import MAX_SHORT_SIDE, augment_pair
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def label_encoding(label_format, sigma_max=NORMALIZED.sigma_max):
+    """The DefocusEncoding a network trained on this label format produces (DESIGN §5)."""
+    if label_format == "coc15":
+        return OFFICIAL
+    return DefocusEncoding("normalized", sigma_max)
+
+
+def stored_to_target(stored, label_format="sigma10", sigma_max=NORMALIZED.sigma_max):
+    """Stored map values (σ·10, or the older CoC·10) → the training target in [0, 1]."""
+    value = tf.cast(stored, tf.float32) / 10.0
+    if label_format == "coc15":
+        return value / 15.0
+    return value / tf.cast(label_encoding(label_format, sigma_max).sigma_max, tf.float32)
+
+
+def decode_syndof_map(path, bit_depth, label_format="sigma10", sigma_max=NORMALIZED.sigma_max):
+    """A SYNDOF blur_map PNG → (H, W, 1) target. Decoded natively by TF (pypng would take ~0.5 s
+    per 16-bit map); the bit depth comes from the start-up check so 8-bit files are not rescaled.
+    A target above 1 means the set was made with a larger max_coc than configured: an error."""
+    data = tf.io.read_file(path)
+    stored = tf.cond(
+        bit_depth == 16,
+        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint16), tf.int32),
+        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint8), tf.int32),
+    )
+    channel = tf.minimum(1, tf.shape(stored)[-1] - 1)  # the original reads channel 1 of 3 equal ones
+    stored = stored[..., channel : channel + 1]
+    target = stored_to_target(stored, label_format, sigma_max)
+    check = tf.debugging.assert_less_equal(
+        tf.reduce_max(target), 1.0 + 1e-6,
+        message=f"a SYNDOF map exceeds the label range (σ_max {sigma_max:g}); was it generated with a larger max_coc?",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(target)
+
+
+def read_binary_mask(path, mask_polarity="255-blurred"):
+    """A mask file → (H, W, 1) float32 with 1 = blurred, 0 = sharp, whatever the file's polarity."""
+    unit = to_unit_float(read_mask(path))
+    blurred = unit >= 0.5 if mask_polarity == "255-blurred" else unit < 0.5
+    return blurred.astype(np.float32)[..., None]
+
+
+def _decode(function, *args, channels):
+    """Wrap a numpy reader as a TF op with a known rank and channel count."""
+
+    def call(*tensors):
+        values = [t.decode() if isinstance(t, bytes) else t for t in tensors]
+        return function(*values)
+
+    out = tf.numpy_function(call, list(args), tf.float32, stateful=False)
+    return tf.ensure_shape(out, [None, None, channels])
+
+
+def _element_seeds(dataset, seed):
+    """Attach a distinct stateless seed (seed, index) to each element of an infinite stream."""
+    return dataset.enumerate().map(lambda i, x: (tf.stack([tf.cast(seed, tf.int64), i]), x))
+
+
+def _repeat_shuffled(tensors, seed):
+    count = len(tensors[0])
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(np.array([str(p) for p in t]) for t in tensors))
+    return dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+
+
+def syndof_stream(syndof, crop_size, seed=0, sigma_max=NORMALIZED.sigma_max, max_short_side=MAX_SHORT_SIDE):
+    """Infinite (image, defocus) crops from a SyndofSet."""
+    label_format = syndof.label_format
+    depths = syndof.map_bit_depths or (16,) * len(syndof.maps)
+
+    def load(seed_pair, paths):
+        image = _decode(read_image, paths[0], channels=3)
+        depth = tf.strings.to_number(paths[2], tf.int32)
+        label = decode_syndof_map(paths[1], depth, label_format, sigma_max)
+        return augment_pair(image, label, seed_pair, crop_size, max_short_side)
+
+    dataset = _element_seeds(_repeat_shuffled((syndof.images, syndof.maps, depths), seed), seed)
+    dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
+    return dataset.ignore_errors(log_warning=True)
+
+
+def real_labelled_stream(real, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE):
+    """Infinite (image, mask) crops from a RealLabelledSet; mask 1 = blurred."""
+    polarity = real.mask_polarity
+
+    def load(seed_pair, paths):
+        image = _decode(read_image, paths[0], channels=3)
+        mask = _decode(lambda p: read_binary_mask(p, polarity), paths[1], channels=1)
+        return augment_pair(image, mask, seed_pair, crop_size, max_short_side)
+
+    dataset = _element_seeds(_repeat_shuffled((real.images, real.masks), seed + 1), seed + 1)
+    dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
+    return dataset.ignore_errors(log_warning=True)
+
+
+def real_unlabelled_stream(unlabelled, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE):
+    """Infinite image crops from a RealUnlabelledSet."""
+
+    def load(seed_pair, paths):
+        image = _decode(read_image, paths[0], channels=3)
+        return augment_pair(image, None, seed_pair, crop_size, max_short_side)[0]
+
+    dataset = _element_seeds(_repeat_shuffled((unlabelled.images,), seed + 2), seed + 2)
+    dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
+    return dataset.ignore_errors(log_warning=True)
+
+
+def training_dataset(
+    syndof,
+    batch_size,
+    crop_size,
+    real=None,
+    unlabelled=None,
+    seed=0,
+    sigma_max=NORMALIZED.sigma_max,
+    max_short_side=MAX_SHORT_SIDE,
+):
+    """Batches as dicts: synthetic_image, synthetic_defocus and, when given, real_image, real_mask,
+    unlabelled_image. Each stream is batched on its own (drop_remainder, so shapes are static)."""
+    batch = lambda d: d.batch(batch_size, drop_remainder=True)
+    syn = batch(syndof_stream(syndof, crop_size, seed, sigma_max, max_short_side))
+    parts = {"synthetic": syn}
+    if real is not None:
+        parts["real"] = batch(real_labelled_stream(real, crop_size, seed, max_short_side))
+    if unlabelled is not None:
+        parts["unlabelled"] = batch(real_unlabelled_stream(unlabelled, crop_size, seed, max_short_side))
+
+    def to_dict(streams):
+        out = {"synthetic_image": streams["synthetic"][0], "synthetic_defocus": streams["synthetic"][1]}
+        if "real" in streams:
+            out["real_image"], out["real_mask"] = streams["real"]
+        if "unlabelled" in streams:
+            out["unlabelled_image"] = streams["unlabelled"]
+        return out
+
+    dataset = tf.data.Dataset.zip(parts).map(to_dict)
+    return dataset.prefetch(AUTOTUNE)
