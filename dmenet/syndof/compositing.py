@@ -7,9 +7,9 @@ the layer's kernel reaches past everything drawn so far is filled by Laplace int
 """
 import numpy as np
 
-from dmenet.syndof.blur import blur_window
+from dmenet.syndof.blur import blur_sparse_strips, blur_window
 from dmenet.syndof.kernels import separable_gaussian
-from dmenet.syndof.regionfill import regionfill
+from dmenet.syndof.regionfill import regionfill, solve_laplace
 
 ALPHA_CUTOFF = 1e-4  # blurred coverage below this is dropped
 BAND_CUTOFF = 1e-3  # blurred farther-coverage below this does not count as reached
@@ -56,3 +56,84 @@ def fill_occlusion(merged, coverage, farther, taps):
         merged[band] = filled[band][:, :3]
         coverage[band] = filled[band][:, 3]
     return merged, coverage
+
+
+def composite(image, stack, max_coc, progress=None):
+    """The same result as `composite_reference`, touching only where each layer's kernel reaches:
+    one layer in memory at a time, sparse blurs, fills restricted to the band's bounding box."""
+    height, width = image.shape[:2]
+    shape = (height, width)
+    merged = np.zeros((height, width, 3))
+    coverage = np.zeros((height, width))
+    farther = np.zeros((height, width), bool)
+    first_sharp = stack.first_sharp_layer
+    flat_image = image.reshape(-1, 3)
+    nearer_rows, nearer_cols = _row_col_extents(stack.index_map, stack.count)
+    for index, pixels in enumerate(stack.pixel_groups()):
+        coc = float(stack.cocs[index])
+        taps = separable_gaussian(coc, max_coc) if coc > 1 else None
+        rows, cols = np.divmod(pixels, width)
+        if index > first_sharp:
+            window = (nearer_rows[index], nearer_cols[index])
+            _fill_occlusion_window(merged, coverage, farther, taps, window)
+        if taps is None:
+            merged[rows, cols] = flat_image[pixels]
+            coverage[rows, cols] = 1.0
+        elif len(pixels):
+            values = np.concatenate([np.ones((len(pixels), 1)), flat_image[pixels]], axis=1)
+            for top, left, layer in blur_sparse_strips(rows, cols, values, taps, shape):
+                alpha = layer[..., 0]
+                alpha[alpha < ALPHA_CUTOFF] = 0
+                view = (slice(top, top + layer.shape[0]), slice(left, left + layer.shape[1]))
+                keep = 1 - alpha
+                colour = merged[view]
+                colour *= keep[..., None]
+                colour += layer[..., 1:]
+                cover = coverage[view]
+                cover *= keep
+                cover += alpha
+        farther[rows, cols] = True
+        if progress is not None:
+            progress(index + 1, stack.count)
+    return merged / coverage[..., None]
+
+
+def _row_col_extents(index_map, count):
+    """For each layer index i, the bounding box (rows, cols) of all pixels in layers ≥ i."""
+    row_max_layer = index_map.max(axis=1)
+    col_max_layer = index_map.max(axis=0)
+    rows, cols = [], []
+    for index in range(count):
+        r = np.flatnonzero(row_max_layer >= index)
+        c = np.flatnonzero(col_max_layer >= index)
+        rows.append((int(r[0]), int(r[-1]) + 1) if len(r) else (0, 0))
+        cols.append((int(c[0]), int(c[-1]) + 1) if len(c) else (0, 0))
+    return rows, cols
+
+
+def _fill_occlusion_window(merged, coverage, farther, taps, window):
+    """In place: renormalise the accumulator, then Laplace-fill the band the kernel reaches beyond
+    `farther`. The band lies among the not-yet-drawn pixels, whose bounding box is `window`."""
+    divisor = np.where(coverage == 0, 1.0, coverage)
+    merged /= divisor[..., None]
+    coverage /= divisor
+    (row_start, row_stop), (col_start, col_stop) = window
+    if taps is None or row_stop <= row_start:
+        return
+    reach = blur_window(farther.astype(np.float64), taps, (row_start, row_stop), (col_start, col_stop))
+    view = (slice(row_start, row_stop), slice(col_start, col_stop))
+    band_rows, band_cols = np.nonzero((reach >= BAND_CUTOFF) & ~farther[view])
+    if len(band_rows) == 0:
+        return
+    band_rows += row_start
+    band_cols += col_start
+    # Known values around the band: the renormalised colour where drawn (farther), 0 elsewhere;
+    # coverage 1 where drawn, 0 elsewhere. Only the band's 1-pixel surround is read.
+    top, bottom = max(0, band_rows.min() - 1), min(farther.shape[0], band_rows.max() + 2)
+    left, right = max(0, band_cols.min() - 1), min(farther.shape[1], band_cols.max() + 2)
+    around = (slice(top, bottom), slice(left, right))
+    drawn = farther[around]
+    known = np.concatenate([np.where(drawn[..., None], merged[around], 0.0), drawn[..., None].astype(np.float64)], axis=2)
+    solution = solve_laplace(known, band_rows - top, band_cols - left, origin=(top, left), image_shape=farther.shape)
+    merged[band_rows, band_cols] = solution[:, :3]
+    coverage[band_rows, band_cols] = solution[:, 3]

@@ -13,24 +13,38 @@ def regionfill(values, mask):
     filled = values.copy()
     if not mask.any():
         return filled
-    height, width = mask.shape
     if mask.all():
         raise ValueError("regionfill: the mask covers the whole image, so there is no boundary to fill from")
-    channels = values.reshape(height, width, -1)
     rows, cols = np.nonzero(mask)
+    filled.reshape(mask.shape + (-1,))[rows, cols] = solve_laplace(values, rows, cols)
+    return filled
+
+
+def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
+    """The Laplace solution at the masked pixels (rows, cols) of `values` (H×W or H×W×C); every
+    other pixel is a known value. Returns an n×C array (C = 1 for a 2-D input). Works in the mask's
+    bounding box, so its cost follows the mask, not the image.
+
+    `values` may be a window of a larger image placed at `origin` in an image of `image_shape`; it
+    must then hold every in-image 4-neighbour of the mask (the image border decides the averaging)."""
+    channels = values.reshape(values.shape[0], values.shape[1], -1)
+    height, width = image_shape if image_shape is not None else values.shape[:2]
+    row_offset, col_offset = origin
+    top, left = int(rows.min()) - 1, int(cols.min()) - 1
+    number = np.full((int(rows.max()) - top + 2, int(cols.max()) - left + 2), -1, np.int64)
     count = len(rows)
-    number = np.full(mask.shape, -1, np.int64)
-    number[rows, cols] = np.arange(count)
+    number[rows - top, cols - left] = np.arange(count)
 
     degree = np.zeros(count)
     rhs = np.zeros((count, channels.shape[2]))
     coupled_i, coupled_j = [], []
     for d_row, d_col in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         n_rows, n_cols = rows + d_row, cols + d_col
-        inside = (n_rows >= 0) & (n_rows < height) & (n_cols >= 0) & (n_cols < width)
-        degree += inside
+        global_rows, global_cols = n_rows + row_offset, n_cols + col_offset
+        inside = (global_rows >= 0) & (global_rows < height) & (global_cols >= 0) & (global_cols < width)
+        degree += inside  # pixels on the image border average over fewer neighbours
         idx = np.flatnonzero(inside)
-        neighbour = number[n_rows[idx], n_cols[idx]]
+        neighbour = number[n_rows[idx] - top, n_cols[idx] - left]
         unknown = neighbour >= 0
         coupled_i.append(idx[unknown])
         coupled_j.append(neighbour[unknown])
@@ -40,6 +54,4 @@ def regionfill(values, mask):
     j = np.concatenate([np.arange(count)] + coupled_j)
     data = np.concatenate([degree, -np.ones(len(i) - count)])
     system = sparse.csc_matrix((data, (i, j)), shape=(count, count))
-    solution = splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
-    filled.reshape(height, width, -1)[rows, cols] = solution
-    return filled
+    return splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
