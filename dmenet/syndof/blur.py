@@ -72,38 +72,42 @@ def blur_sparse_strips(rows, cols, values, taps, shape, strip=16):
     item, tap, out_row = _reached_positions(rows, taps, height)
     row_start, row_stop = int(out_row.min()), int(out_row.max()) + 1
     col_min, col_max = int(cols.min()), int(cols.max())
-    span = col_max - col_min + 1
-    n_rows = row_stop - row_start
-    # Vertical pass: one weighted bincount per channel into rows × (layer columns + one zero column).
-    flat = (out_row - row_start) * (span + 1) + (cols[item] - col_min)
-    weights = taps[tap]
-    vertical = np.empty((n_rows, span + 1, channels))
-    for channel in range(channels):
-        vertical[..., channel] = np.bincount(flat, weights * values[item, channel], minlength=n_rows * (span + 1)).reshape(
-            n_rows, span + 1
-        )
     offsets = tap_offsets(len(taps))
     reach_low, reach_high = int(offsets.min()), int(offsets.max())
+    # Vertical pass, one weighted bincount per channel, into rows × (layer columns + zero margins
+    # wide enough that every interior strip reads a plain slice).
+    margin = 2 * max(-reach_low, reach_high) + 2
+    base = col_min - margin
+    n_cols = col_max - col_min + 1 + 2 * margin
+    n_rows = row_stop - row_start
+    flat = (out_row - row_start) * n_cols + (cols[item] - base)
+    weights = taps[tap]
+    vertical = np.empty((n_rows, n_cols, channels))
+    for channel in range(channels):
+        vertical[..., channel] = np.bincount(flat, weights * values[item, channel], minlength=n_rows * n_cols).reshape(
+            n_rows, n_cols
+        )
     weights_1d = np.ascontiguousarray(taps[::-1])
     origin = -(len(taps) // 2)
     # Columns each strip reaches: all taps are positive, so coverage > 0 exactly where reached.
     n_strips = -(-n_rows // strip)
-    reached = np.zeros((n_strips * strip, span + 1), bool)
+    reached = np.zeros((n_strips * strip, n_cols), bool)
     reached[:n_rows] = vertical[..., 0] > 0
-    used_columns = reached.reshape(n_strips, strip, span + 1).any(axis=1)
+    used_columns = reached.reshape(n_strips, strip, n_cols).any(axis=1)
     used_any = used_columns.any(axis=1)
-    used_first_all = used_columns.argmax(axis=1)
-    used_last_all = span - used_columns[:, ::-1].argmax(axis=1)
+    used_first_all = used_columns.argmax(axis=1) + base
+    used_last_all = n_cols - 1 - used_columns[:, ::-1].argmax(axis=1) + base
     for strip_index, top in enumerate(range(0, n_rows, strip)):
         if not used_any[strip_index]:
             continue
-        used_first = int(used_first_all[strip_index])
-        used_last = int(used_last_all[strip_index])
-        first = max(0, col_min + used_first - reach_high - 1)
-        last = min(width, col_min + used_last + 1 - reach_low + 1)
-        source = symmetric_index(np.arange(first + reach_low, last + reach_high), width) - col_min
-        source[(source < 0) | (source >= span)] = span  # the zero column
-        gathered = vertical[top : top + strip][:, source]
+        first = max(0, int(used_first_all[strip_index]) - reach_high - 1)
+        last = min(width, int(used_last_all[strip_index]) + 1 - reach_low + 1)
+        read_start, read_stop = first + reach_low, last + reach_high
+        if read_start >= 0 and read_stop <= width:
+            gathered = vertical[top : top + strip, read_start - base : read_stop - base]
+        else:  # the symmetric fold at the image border; columns beyond the margins are zero
+            source = np.clip(symmetric_index(np.arange(read_start, read_stop), width) - base, 0, n_cols - 1)
+            gathered = vertical[top : top + strip][:, source]
         result = ndimage.correlate1d(gathered, weights_1d, axis=1, mode="constant", origin=origin)
         yield row_start + top, first, result[:, : last - first]
 

@@ -69,13 +69,16 @@ def composite(image, stack, max_coc, progress=None):
     first_sharp = stack.first_sharp_layer
     flat_image = image.reshape(-1, 3)
     nearer_rows, nearer_cols = _row_col_extents(stack.index_map, stack.count)
+    # Renormalising only changes pixels whose coverage is neither 0 nor 1: those touched by a blurred
+    # layer or filled since the last renormalisation. Their bounding box is tracked here.
+    dirty = _Box.full(shape)
     for index, pixels in enumerate(stack.pixel_groups()):
         coc = float(stack.cocs[index])
         taps = separable_gaussian(coc, max_coc) if coc > 1 else None
         rows, cols = np.divmod(pixels, width)
         if index > first_sharp:
             window = (nearer_rows[index], nearer_cols[index])
-            _fill_occlusion_window(merged, coverage, farther, taps, window)
+            dirty = _fill_occlusion_window(merged, coverage, farther, taps, window, dirty)
         if taps is None:
             merged[rows, cols] = flat_image[pixels]
             coverage[rows, cols] = 1.0
@@ -92,6 +95,7 @@ def composite(image, stack, max_coc, progress=None):
                 cover = coverage[view]
                 cover *= keep
                 cover += alpha
+                dirty = dirty.union(top, top + layer.shape[0], left, left + layer.shape[1])
         farther[rows, cols] = True
         if progress is not None:
             progress(index + 1, stack.count)
@@ -111,20 +115,52 @@ def _row_col_extents(index_map, count):
     return rows, cols
 
 
-def _fill_occlusion_window(merged, coverage, farther, taps, window):
-    """In place: renormalise the accumulator, then Laplace-fill the band the kernel reaches beyond
-    `farther`. The band lies among the not-yet-drawn pixels, whose bounding box is `window`."""
-    divisor = np.where(coverage == 0, 1.0, coverage)
-    merged /= divisor[..., None]
-    coverage /= divisor
+class _Box:
+    """A row/column bounding box (empty when start ≥ stop)."""
+
+    def __init__(self, r0, r1, c0, c1):
+        self.r0, self.r1, self.c0, self.c1 = r0, r1, c0, c1
+
+    @classmethod
+    def full(cls, shape):
+        return cls(0, shape[0], 0, shape[1])
+
+    @classmethod
+    def empty(cls):
+        return cls(0, 0, 0, 0)
+
+    @property
+    def is_empty(self):
+        return self.r0 >= self.r1 or self.c0 >= self.c1
+
+    def union(self, r0, r1, c0, c1):
+        if self.is_empty:
+            return _Box(r0, r1, c0, c1)
+        return _Box(min(self.r0, r0), max(self.r1, r1), min(self.c0, c0), max(self.c1, c1))
+
+    @property
+    def slices(self):
+        return slice(self.r0, self.r1), slice(self.c0, self.c1)
+
+
+def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
+    """In place: renormalise the accumulator (within the `dirty` box, outside it coverage is 0 or 1
+    already), then Laplace-fill the band the kernel reaches beyond `farther`. The band lies among the
+    not-yet-drawn pixels, whose bounding box is `window`. Returns the new dirty box (the band's)."""
+    if not dirty.is_empty:
+        view = dirty.slices
+        divisor = coverage[view].copy()
+        divisor[divisor == 0] = 1.0
+        merged[view] /= divisor[..., None]
+        coverage[view] /= divisor
     (row_start, row_stop), (col_start, col_stop) = window
     if taps is None or row_stop <= row_start:
-        return
+        return _Box.empty()
     reach = blur_window(farther.astype(np.float64), taps, (row_start, row_stop), (col_start, col_stop))
     view = (slice(row_start, row_stop), slice(col_start, col_stop))
     band_rows, band_cols = np.nonzero((reach >= BAND_CUTOFF) & ~farther[view])
     if len(band_rows) == 0:
-        return
+        return _Box.empty()
     band_rows += row_start
     band_cols += col_start
     # Known values around the band: the renormalised colour where drawn (farther), 0 elsewhere;
@@ -137,3 +173,4 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window):
     solution = solve_laplace(known, band_rows - top, band_cols - left, origin=(top, left), image_shape=farther.shape)
     merged[band_rows, band_cols] = solution[:, :3]
     coverage[band_rows, band_cols] = solution[:, 3]
+    return _Box(int(band_rows.min()), int(band_rows.max()) + 1, int(band_cols.min()), int(band_cols.max()) + 1)
