@@ -3,6 +3,8 @@ mask (4-neighbours) giving Dirichlet values. Pixels on the image border average 
 they have (3 or 2), as MATLAB does. One sparse factorisation serves every channel."""
 import numpy as np
 from scipy import sparse
+from scipy.linalg import solveh_banded
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 from scipy.sparse.linalg import splu
 
 
@@ -53,5 +55,29 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
     i = np.concatenate([np.arange(count)] + coupled_i)
     j = np.concatenate([np.arange(count)] + coupled_j)
     data = np.concatenate([degree, -np.ones(len(i) - count)])
-    system = sparse.csc_matrix((data, (i, j)), shape=(count, count))
-    return splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
+    return solve_spd(i, j, data, rhs)
+
+
+BANDED_MAX_BYTES = 256 * 2**20
+
+
+def solve_spd(i, j, data, rhs):
+    """Solve the symmetric positive definite system given as COO triplets. Fill regions are thin
+    bands, so after reverse Cuthill–McKee the matrix has a narrow band and LAPACK's banded Cholesky
+    is several times faster than a general sparse LU; wide systems fall back to SuperLU."""
+    count = len(rhs)
+    system = sparse.csr_matrix((data, (i, j)), shape=(count, count))
+    order = reverse_cuthill_mckee(system, symmetric_mode=True)
+    position = np.empty_like(order)
+    position[order] = np.arange(count)
+    row, col = position[i], position[j]
+    bandwidth = int(np.abs(row - col).max()) if len(row) else 0
+    if (bandwidth + 1) * count * 8 > BANDED_MAX_BYTES or bandwidth > 1024:
+        return splu(system.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(rhs)
+    upper = col >= row
+    banded = np.zeros((bandwidth + 1, count))
+    np.add.at(banded, (bandwidth + row[upper] - col[upper], col[upper]), data[upper])
+    solution = solveh_banded(banded, rhs[order], check_finite=False)
+    result = np.empty_like(solution)
+    result[order] = solution
+    return result

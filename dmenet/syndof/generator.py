@@ -1,0 +1,132 @@
+"""One SYNDOF sample: image + metric depth → defocused image and its labels.
+
+The camera is drawn as the official generator draws it (focal length, focus depth, aperture that
+gives the chosen maximum CoC; redrawn up to 22 times until the scene has 200–350 layers), but from a
+seeded NumPy generator, or it is given explicitly to reproduce a known output.
+"""
+import dataclasses
+
+import numpy as np
+
+from dmenet.syndof.compositing import composite
+from dmenet.syndof.labels import DefocusLabels, depth_preview, labels_from_coc
+from dmenet.syndof.layers import LayerStack, decompose
+from dmenet.syndof.lens import (
+    ThinLens,
+    draw_focal_length,
+    draw_focus_depth,
+    lens_for_max_coc,
+    shift_near_depth,
+)
+
+DEFAULT_MAX_COC = 29
+LAYER_RANGE = (200, 350)  # the official generator redraws the camera outside this many layers
+CAMERA_DRAWS = 22  # the official loop makes at most this many draws, then keeps the last
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraChoice:
+    """What a camera draw decided: the lens, the near-depth shift applied, and how many draws it took."""
+
+    lens: ThinLens
+    depth_shift_mm: float
+    draws: int
+
+
+@dataclasses.dataclass
+class SyndofSample:
+    blurred: np.ndarray  # H×W×3 float64, before clipping (values may exceed [0, 1] by rounding)
+    labels: DefocusLabels
+    stack: LayerStack
+    camera: CameraChoice
+    max_coc: int
+
+    @property
+    def blurred_uint8(self):
+        from dmenet.syndof.labels import to_uint8
+
+        return to_uint8(self.blurred)
+
+    @property
+    def depth_preview(self):
+        return depth_preview(self.stack.depth_map)
+
+    def parameters(self):
+        """Everything needed to reproduce or interpret the sample (JSON-serialisable)."""
+        lens = self.camera.lens
+        return {
+            "f_mm": lens.f_mm,
+            "z_focal_mm": lens.z_focal,
+            "f_number": lens.n_number,
+            "aperture_mm": lens.aperture_mm,
+            "sensor_width_mm": 36.0,
+            "max_coc_px": self.max_coc,
+            "sigma_max_px": (self.max_coc - 1) / 4.0,
+            "num_layers": int(self.stack.count),
+            "num_unique_depths": int(len(self.stack.unique_depths)),
+            "focus_layer_far_to_near": int(self.stack.focus_layer),
+            "focus_percent": 1.0 - (self.stack.focus_layer + 1) / self.stack.count,
+            "depth_shift_mm": self.camera.depth_shift_mm,
+            "camera_draws": self.camera.draws,
+            "blur_map_encoding": "blur_map/*.png: uint16 = round(sigma_px * 10); "
+            "blur_map_norm: sigma / max sigma of this image (uint8 /255); blur_map_binary: 255 where CoC > 1 px",
+        }
+
+
+def validate_inputs(image, depth_mm):
+    image = np.asarray(image, np.float64)
+    depth_mm = np.asarray(depth_mm, np.float64)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"the image must be H×W×3 RGB, got shape {image.shape}")
+    if depth_mm.shape != image.shape[:2]:
+        raise ValueError(f"depth {depth_mm.shape} and image {image.shape[:2]} differ in size")
+    if min(depth_mm.shape) < 3:
+        raise ValueError(f"the image is too small ({depth_mm.shape[1]}×{depth_mm.shape[0]}); need at least 3×3 pixels")
+    if not np.all(np.isfinite(image)):
+        raise ValueError("the image contains NaN or infinite values")
+    if not np.all(np.isfinite(depth_mm)) or depth_mm.min() <= 0:
+        raise ValueError("depth must be finite and positive everywhere (handle invalid pixels first, see depth_io)")
+    if depth_mm.min() == depth_mm.max():
+        raise ValueError("the depth map is constant: a single depth cannot be defocused")
+    return image, depth_mm
+
+
+def draw_camera(depth_mm, width, max_coc, rng, layer_range=LAYER_RANGE, draws=CAMERA_DRAWS):
+    """Official camera draw: f ∈ {50, 70, 85} mm (1:4:4), near depth moved to ≥ 5f, focus depth from
+    the far-to-near prior, aperture for `max_coc`; redrawn until the layer count is in `layer_range`
+    (at most `draws` draws, then the last is kept). Returns (CameraChoice, shifted depth, LayerStack)."""
+    for attempt in range(1, draws + 1):
+        f_mm = draw_focal_length(rng)
+        shifted, shift = shift_near_depth(depth_mm, f_mm)
+        unique = np.unique(shifted)[::-1]
+        z_focal = draw_focus_depth(unique, rng)
+        lens = lens_for_max_coc(f_mm, z_focal, unique[-1], unique[0], width, max_coc)
+        layers = _layer_count(lens, unique)
+        if layer_range[0] <= layers <= layer_range[1]:
+            break
+    return CameraChoice(lens, shift, attempt), shifted, decompose(shifted, lens)
+
+
+def _layer_count(lens, unique_far_to_near):
+    cocs = lens.coc(unique_far_to_near)
+    return int(1 + np.count_nonzero(np.diff(cocs)))
+
+
+def synthesize(image, depth_mm, max_coc=DEFAULT_MAX_COC, rng=None, f_mm=None, z_focal=None, layer_range=LAYER_RANGE, progress=None):
+    """Defocus `image` (H×W×3 in [0, 1]) by `depth_mm` (H×W, mm). Give `f_mm` and `z_focal` to fix
+    the camera (the aperture still follows from `max_coc`), or a seeded `rng` to draw it."""
+    image, depth_mm = validate_inputs(image, depth_mm)
+    width = image.shape[1]
+    if (f_mm is None) != (z_focal is None):
+        raise ValueError("give both f_mm and z_focal to fix the camera, or neither to draw it")
+    if f_mm is not None:
+        shifted, shift = shift_near_depth(depth_mm, float(f_mm))
+        if not np.any(shifted == z_focal):
+            raise ValueError(f"z_focal {z_focal} mm is not one of the (shifted) depths of the scene")
+        lens = lens_for_max_coc(float(f_mm), float(z_focal), shifted.min(), shifted.max(), width, max_coc)
+        camera, stack = CameraChoice(lens, shift, 0), decompose(shifted, lens)
+    else:
+        rng = rng if rng is not None else np.random.default_rng()
+        camera, shifted, stack = draw_camera(depth_mm, width, max_coc, rng, layer_range)
+    blurred = composite(image, stack, max_coc, progress=progress)
+    return SyndofSample(blurred, labels_from_coc(stack.coc_map), stack, camera, int(max_coc))
