@@ -50,11 +50,13 @@ def parse_args(argv):
     method.add_argument("--pred-unit", choices=UNITS, default=None,
                         help="meaning of a stored value after /scale: sigma (px), normalized (sigma/sigma_max), "
                              "official (released DMENet output), score (any blur score, binary sets only). "
-                             "Default: sigma for .npy folders, normalized otherwise")
+                             "Default: sigma for .npy maps and infer.py PNGs (their scale is read from the file), "
+                             "normalized for other PNGs")
     method.add_argument("--pred-scale", type=float, default=None,
                         help="divide stored values by this (default 255 for 8-bit, 65535 for 16-bit PNG, 1 for .npy; "
                              "10 for SYNDOF-style sigma*10 PNGs)")
-    method.add_argument("--pred-suffix", default="", help="map file name = <stem><suffix>.png, e.g. _sigma")
+    method.add_argument("--pred-suffix", default=None,
+                        help="map file name = <stem><suffix>.png|.npy (default: <stem> or infer.py's <stem>_sigma)")
     method.add_argument("--sigma-max", type=float, default=7.0,
                         help="sigma of a 'normalized' value of 1, and the divisor that turns sigma maps into "
                              "binary scores (default 7 = SYNDOF max_coc 29)")
@@ -119,8 +121,7 @@ def build_sources(args, dataset):
         sources.append(PredictionFolder(folder, unit="sigma", sigma_max=sigma_max, label=_safe(weights.name)))
     labels = args.labels or [None] * len(args.predictions)
     for folder, label in zip(args.predictions, labels):
-        unit = args.pred_unit or ("sigma" if any(pathlib.Path(folder).glob("*.npy")) else "normalized")
-        sources.append(PredictionFolder(folder, unit=unit, scale=args.pred_scale, suffix=args.pred_suffix,
+        sources.append(PredictionFolder(folder, unit=args.pred_unit, scale=args.pred_scale, suffix=args.pred_suffix,
                                         sigma_max=args.sigma_max, invert=args.invert,
                                         resize=args.resize_predictions, label=label))
     names = [source.label for source in sources]

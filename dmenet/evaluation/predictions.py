@@ -10,6 +10,7 @@ The binary protocols threshold the value itself (σ/σ_max for "sigma"), so any 
 import dataclasses
 import json
 import pathlib
+import re
 
 import numpy as np
 
@@ -22,14 +23,37 @@ PREDICTION_SUFFIXES = (".npy", *image_io.IMAGE_SUFFIXES)
 PREDICTIONS_META = "predictions.json"
 
 
+AUTO_SUFFIXES = ("", "_sigma")  # plain names, or infer.py's <stem>_sigma.png/.npy
+
+
+def _png_unit_text(path):
+    """infer.py's tEXt chunk 'dmenet:unit' = 'sigma_px = value / S' → S, else None."""
+    if path.suffix.lower() != ".png":
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            text = image.info.get("dmenet:unit", "")
+    except OSError:
+        return None
+    match = re.fullmatch(r"sigma_px = value / ([0-9.eE+-]+)", text.strip())
+    return float(match.group(1)) if match else None
+
+
 @dataclasses.dataclass
 class PredictionFolder:
-    """Maps named `<stem><suffix>.png|.npy` (one per image) and how to read them."""
+    """Maps named `<stem><suffix>.png|.npy` (one per image) and how to read them.
+
+    Left as None, `unit`, `scale` and `suffix` are inferred: .npy maps are σ in pixels, PNGs written
+    by infer.py say their scale in a text chunk, other PNGs are read as normalized maps; names may be
+    `<stem>` or infer.py's `<stem>_sigma`. A .npy beside a PNG of the same name wins (it is lossless).
+    """
 
     folder: pathlib.Path
-    unit: str = "sigma"
+    unit: str | None = None
     scale: float | None = None  # None: 255 for 8-bit, 65535 for 16-bit, 1 for .npy
-    suffix: str = ""
+    suffix: str | None = None
     sigma_max: float = sigma_max_for(DEFAULT_MAX_COC)
     invert: bool = False  # binary protocols: lower value = more blurred
     resize: bool = False  # resize maps to the ground truth's size (bilinear) instead of failing
@@ -37,7 +61,7 @@ class PredictionFolder:
 
     def __post_init__(self):
         self.folder = pathlib.Path(self.folder)
-        if self.unit not in UNITS:
+        if self.unit is not None and self.unit not in UNITS:
             raise DatasetError(f"unknown prediction unit {self.unit!r}; choose one of {', '.join(UNITS)}")
         if not self.folder.is_dir():
             raise DatasetError(f"prediction folder {self.folder} does not exist")
@@ -46,14 +70,39 @@ class PredictionFolder:
         self.label = self.label or self.folder.name
         self._files = {}
         for path in sorted(self.folder.iterdir()):
-            if path.is_file() and path.suffix.lower() in PREDICTION_SUFFIXES and path.stem.endswith(self.suffix):
-                stem = path.stem[: len(path.stem) - len(self.suffix)] if self.suffix else path.stem
-                self._files.setdefault(stem, []).append(path)
+            if path.is_file() and path.suffix.lower() in PREDICTION_SUFFIXES and not path.name.startswith("."):
+                self._files.setdefault(path.stem, []).append(path)
+        self.inferred = []
+
+    def _infer_unit(self, path):
+        """Settle a unit left as None from the first map actually used."""
+        if self.unit is not None:
+            return
+        png_scale = _png_unit_text(path)
+        if path.suffix.lower() == ".npy":
+            self.unit = "sigma"
+        elif png_scale is not None:
+            self.unit = "sigma"
+            if self.scale is None:
+                self.scale = png_scale
+        else:
+            self.unit = "normalized"
+        self.inferred.append(f"unit {self.unit}" + (f", scale {png_scale:g}" if png_scale else "")
+                             + f" inferred from {path.name}")
+
+    def _candidates(self, stem):
+        for suffix in (self.suffix,) if self.suffix is not None else AUTO_SUFFIXES:
+            paths = self._files.get(stem + suffix, [])
+            if paths:
+                arrays = [path for path in paths if path.suffix.lower() == ".npy"]
+                return arrays or paths
+        return []
 
     def path_for(self, stem):
-        paths = self._files.get(stem, [])
+        paths = self._candidates(stem)
         if len(paths) != 1:
-            raise DatasetError(f"{self.folder}: expected one map for {stem}, found {len(paths)}")
+            raise DatasetError(f"{self.folder}: expected one map for {stem}, found {len(paths)}: "
+                               + ", ".join(path.name for path in paths))
         return paths[0]
 
     def check(self, samples, truth_size):
@@ -61,9 +110,11 @@ class PredictionFolder:
         (`truth_size(sample)` -> (H, W); None skips the size check)."""
         missing, ambiguous, wrong_size = [], [], []
         for sample in samples:
-            paths = self._files.get(sample.stem, [])
+            paths = self._candidates(sample.stem)
+            if len(paths) == 1:
+                self._infer_unit(paths[0])
             if not paths:
-                missing.append(f"{sample.stem}{self.suffix}.png|.npy")
+                missing.append(f"{sample.stem}{self.suffix or ''}.png|.npy")
             elif len(paths) > 1:
                 ambiguous.append(" / ".join(path.name for path in paths))
             elif truth_size is not None and not self.resize:
@@ -98,6 +149,7 @@ class PredictionFolder:
     def read_value(self, stem, shape=None):
         """The stored map divided by its scale, float64 H×W (resized to `shape` if allowed)."""
         path = self.path_for(stem)
+        self._infer_unit(path)
         if path.suffix.lower() == ".npy":
             try:
                 array = np.load(path)
@@ -153,12 +205,13 @@ class PredictionFolder:
             "sigma_max": self.sigma_max,
             "inverted": self.invert,
             "resized_to_ground_truth": self.resize,
+            "inferred": self.inferred,
             "binary_score": {
                 "sigma": f"sigma / {self.sigma_max:g}",
                 "normalized": "stored value / scale",
                 "official": "stored value / scale (raw network output)",
                 "score": "stored value / scale",
-            }[self.unit] + (" negated (--invert)" if self.invert else ""),
+            }.get(self.unit, "unit not yet inferred") + (" negated (--invert)" if self.invert else ""),
         }
 
 
@@ -186,6 +239,9 @@ def predict_to_folder(predictor, samples, folder, weights_description, progress=
             temporary.write_text(json.dumps(meta, indent=2))
     todo = [sample for sample in samples if not (folder / f"{sample.stem}.npy").exists()]
     for sample in tqdm(todo, desc="predicting", unit="image", disable=not progress or not todo):
-        sigma = predictor.predict_sigma(image_io.read_image(sample.image))
+        try:
+            sigma = predictor.predict_sigma(image_io.read_image(sample.image))
+        except ValueError as error:  # e.g. an image too small for B
+            raise DatasetError(f"{sample.image}: {error}") from error
         image_io.save_npy(folder / f"{sample.stem}.npy", np.asarray(sigma, np.float32))
     return float(predictor.encoding.sigma_max)
