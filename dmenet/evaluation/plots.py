@@ -52,14 +52,17 @@ def plot_sheet(path, result, dataset, source, count=3):
         key, higher_is_better = "mse", False
         ranked = list(result.per_image)
     ranked.sort(key=lambda row: row[key], reverse=higher_is_better)
-    count = min(count, math.ceil(len(ranked) / 2))
-    chosen = [("best", row) for row in ranked[:count]] + [("worst", row) for row in ranked[len(ranked) - count:][::-1]]
+    if len(ranked) <= 2 * count:  # a small set: every image once, best first
+        chosen = [(f"#{rank + 1}", row) for rank, row in enumerate(ranked)]
+    else:
+        chosen = [("best", row) for row in ranked[:count]] + [("worst", row) for row in ranked[-count:][::-1]]
     if not chosen:
         return False
     samples = {sample.stem: sample for sample in dataset.samples}
     columns = (["image", "ground truth (blurred = white)", "score map", "thresholded"] if result.task == "binary"
                else ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"])
-    figure, axes = plt.subplots(len(chosen), 4, figsize=(12, 2.6 * len(chosen)), squeeze=False)
+    figure, axes = plt.subplots(len(chosen), 4, figsize=(12, 2.4 * len(chosen) + 0.6), squeeze=False,
+                                layout="constrained")
     for axes_row, (kind, row) in zip(axes, chosen):
         sample = samples[row["stem"]]
         truth = dataset.load_truth(sample)
@@ -89,7 +92,8 @@ def plot_sheet(path, result, dataset, source, count=3):
                 shown = axis.imshow(_thumbnail(panel), **options)
                 if column == 3 and result.task == "regression":
                     figure.colorbar(shown, ax=axis, fraction=0.046)
-        label = f"{kind}: {row['stem']}\n{key} {row[key]:.3f}"
+        stem = row["stem"] if len(row["stem"]) <= 24 else row["stem"][:11] + "…" + row["stem"][-12:]
+        label = f"{kind}: {stem}\n{key} {row[key]:.3f}"
         axes_row[0].set_ylabel(label, fontsize=8)
     for axis, title in zip(axes[0], columns):
         axis.set_title(title, fontsize=9)
