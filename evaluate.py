@@ -61,8 +61,13 @@ def parse_args(argv):
                         help="sigma of a 'normalized' value of 1, and the divisor that turns sigma maps into "
                              "binary scores (default 7 = SYNDOF max_coc 29)")
     method.add_argument("--invert", action="store_true", help="binary sets: lower map value = more blurred")
-    method.add_argument("--resize-predictions", action="store_true",
-                        help="resize maps of another size to the ground truth (bilinear) instead of failing")
+    method.add_argument("--size-mismatch", choices=("error", "crop", "resize"), default="error",
+                        help="maps of another size than the ground truth: refuse (default), compare the common "
+                             "top-left region (the original cropped inputs to multiples of 16), or resize the map "
+                             "(bilinear). RTF always crops, as its protocol does")
+    method.add_argument("--match-by", choices=("stem", "order"), default="stem",
+                        help="pair maps with images by file name, or by sorted position (the original DMENet "
+                             "test outputs are 0000.png, 0001.png, ...)")
 
     protocol = parser.add_argument_group("protocol and output")
     protocol.add_argument("--threshold", type=float, default=0.5,
@@ -123,7 +128,7 @@ def build_sources(args, dataset):
     for folder, label in zip(args.predictions, labels):
         sources.append(PredictionFolder(folder, unit=args.pred_unit, scale=args.pred_scale, suffix=args.pred_suffix,
                                         sigma_max=args.sigma_max, invert=args.invert,
-                                        resize=args.resize_predictions, label=label))
+                                        size_policy=args.size_mismatch, match=args.match_by, label=label))
     names = [source.label for source in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs share a label ({', '.join(names)}); name them with --labels")

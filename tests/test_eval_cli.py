@@ -86,6 +86,29 @@ def test_cuhk_scores_match_a_direct_computation(shared_data, cuhk_predictions, t
         assert image_io.read_array(out / name).shape[0] > 100
     assert "at the best threshold" in stdout
 
+    # The same maps as the original scripts save them: input cropped to multiples of 16, files named
+    # 0000.png ... in sorted order. --match-by order --size-mismatch crop scores the common region.
+    released = tmp_path / "released"
+    kept_scores, kept_labels, cropped = [], [], 0
+    for index, stem in enumerate(STEMS):
+        score = image_io.read_mask(cuhk_predictions / "grad" / f"{stem}.png")
+        mask = image_io.read_mask(shared_data / "cuhk_train" / "gt" / f"{stem}.png") == 255
+        height, width = score.shape[0] // 16 * 16, score.shape[1] // 16 * 16
+        cropped += (height, width) != score.shape
+        image_io.write_png(released / f"{index:04d}.png", score[:height, :width])
+        kept_scores.append(score[:height, :width].ravel() / 255.0)
+        kept_labels.append(mask[:height, :width].ravel())
+    code, _, stderr = run_cli(capsys, "--dataset", "cuhk", "--data-root", shared_data / "cuhk_train",
+                              "--split-file", cuhk_predictions / "split.txt", "--predictions", released,
+                              "--pred-unit", "official", "--match-by", "order", "--size-mismatch", "crop",
+                              "--out", tmp_path / "released_out")
+    assert code == 0, stderr
+    run = json.loads((tmp_path / "released_out" / "summary.json").read_text())["runs"][0]
+    scores, labels = np.concatenate(kept_scores), np.concatenate(kept_labels)
+    accuracy = [np.mean((scores >= t) == labels) for t in np.unique(scores)]
+    assert run["metrics"]["accuracy_at_best_threshold"] == pytest.approx(max(accuracy), abs=1e-12)
+    assert run["metrics"]["pixels"] == scores.size and run["protocol"]["size_adjusted_images"] == cropped > 0
+
 
 def test_wrong_polarity_is_flagged(shared_data, cuhk_predictions, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "--dataset", "cuhk", "--data-root", shared_data / "cuhk_train",
@@ -133,7 +156,7 @@ def test_broken_inputs_give_clear_errors(tmp_path, capsys):
     assert not (tmp_path / "out" / "summary.json").exists()
 
     image_io.write_png(predictions / "img2.png", np.zeros((40, 56), np.uint8))
-    code, _, stderr = run_cli(capsys, *base, "--predictions", predictions, "--resize-predictions")
+    code, _, stderr = run_cli(capsys, *base, "--predictions", predictions, "--size-mismatch", "resize")
     assert code == 0, stderr
     code, _, stderr = run_cli(capsys, "--dataset", "rtf", "--data-root", tmp_path / "set", "--predictions",
                               predictions, "--pred-unit", "score")

@@ -163,8 +163,14 @@ def test_prediction_folder_units_and_errors(tmp_path):
     with pytest.raises(DatasetError) as error:
         plain.check(dataset.samples, dataset.truth_size)
     assert "out_of_focus0002.png|.npy" in str(error.value) and "is 15x12" in str(error.value)
-    resized = PredictionFolder(folder, unit="score", resize=True)
-    assert resized.score("out_of_focus0001", (12, 16)).shape == (12, 16)
+    truth = np.ones((12, 16), bool)
+    resized = PredictionFolder(folder, unit="score", size_policy="resize")
+    assert [a.shape for a in resized.scored_pair("out_of_focus0001", truth)] == [(12, 16), (12, 16)]
+    cropped = PredictionFolder(folder, unit="score", size_policy="crop")
+    assert [a.shape for a in cropped.scored_pair("out_of_focus0001", truth)] == [(12, 15), (12, 15)]
+    assert cropped.describe()["size_adjusted_images"] == 1
+    with pytest.raises(DatasetError, match="--size-mismatch"):
+        plain.scored_pair("out_of_focus0001", truth)
     with pytest.raises(DatasetError, match="no σ unit"):
         plain.sigma("out_of_focus0001")
 
@@ -176,3 +182,20 @@ def test_prediction_folder_units_and_errors(tmp_path):
         PredictionFolder(folder, unit="sigma").read_value("bad")
     with pytest.raises(DatasetError, match="unknown prediction unit"):
         PredictionFolder(folder, unit="px")
+
+
+def test_prediction_folder_matched_by_sorted_order(tmp_path):
+    """The original saved test maps as 0000.png, 0001.png, ... in the ground truth's sorted order."""
+    make_mask_set(tmp_path, [7, 3, 5])
+    dataset = datasets.cuhk(tmp_path, split="all")
+    for index, value in enumerate([10, 20, 30]):
+        image_io.write_png(tmp_path / "pred" / f"{index:04d}.png", np.full((12, 16), value, np.uint8))
+    by_name = PredictionFolder(tmp_path / "pred", unit="score")
+    with pytest.raises(DatasetError, match="--match-by order"):
+        by_name.check(dataset.samples, dataset.truth_size)
+    by_order = PredictionFolder(tmp_path / "pred", unit="score", match="order")
+    by_order.check(dataset.samples, dataset.truth_size)
+    assert [by_order.score(f"out_of_focus000{n}")[0, 0] * 255 for n in (3, 5, 7)] == pytest.approx([10, 20, 30])
+    image_io.write_png(tmp_path / "pred" / "0003.png", np.zeros((12, 16), np.uint8))
+    with pytest.raises(DatasetError, match="holds 4 maps but the dataset has 3"):
+        PredictionFolder(tmp_path / "pred", unit="score", match="order").check(dataset.samples, None)

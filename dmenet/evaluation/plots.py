@@ -68,18 +68,19 @@ def plot_sheet(path, result, dataset, source, count=3):
         truth = dataset.load_truth(sample)
         panels = [image_io.read_image(sample.image) if sample.image is not None else None]
         if result.task == "binary":
-            score = source.score(sample.stem, truth.shape)
+            score, truth = source.scored_pair(sample.stem, truth)
             threshold = result.metrics["best_threshold"]
             panels += [truth.astype(float), score, (score >= threshold).astype(float)]
             style = [{}, {"cmap": "gray", "vmin": 0, "vmax": 1}, {"cmap": "magma"}, {"cmap": "gray", "vmin": 0, "vmax": 1}]
         else:
-            sigma = source.sigma(sample.stem, None if dataset.allows_size_mismatch else truth.shape)
             if dataset.name == "rtf":
+                sigma = source.sigma(sample.stem)
                 from dmenet.evaluation.regression_metrics import crop_to_common, rtf_radius_to_sigma, RTF_SIGMA_MAX
 
                 sigma, truth = crop_to_common(np.clip(sigma, 0, RTF_SIGMA_MAX), rtf_radius_to_sigma(truth))
                 limit = RTF_SIGMA_MAX
             else:
+                sigma, truth = source.sigma_pair(sample.stem, truth)
                 sigma, limit = np.clip(sigma, 0, dataset.sigma_max), dataset.sigma_max
             panels += [truth, sigma, np.abs(sigma - truth)]
             style = [{}] + [{"cmap": "viridis", "vmin": 0, "vmax": limit}] * 3

@@ -41,13 +41,47 @@ def _png_unit_text(path):
     return float(match.group(1)) if match else None
 
 
+MATCHING = ("stem", "order")
+SIZE_POLICIES = ("error", "crop", "resize")
+
+
+def _read_npy(path):
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or array.dtype.kind not in "fiub":
+        raise DatasetError(f"{path}: a map must be a numeric H×W array, got {array.dtype} {array.shape}")
+    return array
+
+
+def _stored_size(path):
+    if path.suffix.lower() == ".npy":
+        try:
+            shape = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
+        shape = tuple(shape[:2]) if len(shape) == 3 and shape[2] == 1 else tuple(shape)
+        if len(shape) != 2:
+            raise DatasetError(f"{path}: a map must be H×W, got shape {shape}")
+        return shape
+    return displayed_size(path)
+
+
 @dataclasses.dataclass
 class PredictionFolder:
-    """Maps named `<stem><suffix>.png|.npy` (one per image) and how to read them.
+    """One method's maps for a dataset, and how to read them.
 
-    Left as None, `unit`, `scale` and `suffix` are inferred: .npy maps are σ in pixels, PNGs written
-    by infer.py say their scale in a text chunk, other PNGs are read as normalized maps; names may be
-    `<stem>` or infer.py's `<stem>_sigma`. A .npy beside a PNG of the same name wins (it is lossless).
+    Maps pair with images by name (`<stem><suffix>.png|.npy`; with suffix None, `<stem>` or infer.py's
+    `<stem>_sigma`) or, with match="order", by sorted position (the original DMENet scripts saved
+    test outputs as 0000.png, 0001.png, ... in the sorted order of the ground truth). A .npy beside
+    a PNG of the same name wins (it is lossless). Left as None, `unit` and `scale` are inferred:
+    .npy maps are σ in pixels, infer.py's PNGs state their scale, other PNGs are normalized maps.
+    Maps of another size than the ground truth are an error, or both are cut to their common
+    top-left region ("crop", what the original does for maps of a /16-cropped input), or the map is
+    resized bilinearly ("resize").
     """
 
     folder: pathlib.Path
@@ -56,13 +90,18 @@ class PredictionFolder:
     suffix: str | None = None
     sigma_max: float = sigma_max_for(DEFAULT_MAX_COC)
     invert: bool = False  # binary protocols: lower value = more blurred
-    resize: bool = False  # resize maps to the ground truth's size (bilinear) instead of failing
+    size_policy: str = "error"
+    match: str = "stem"
     label: str | None = None
 
     def __post_init__(self):
         self.folder = pathlib.Path(self.folder)
         if self.unit is not None and self.unit not in UNITS:
             raise DatasetError(f"unknown prediction unit {self.unit!r}; choose one of {', '.join(UNITS)}")
+        if self.size_policy not in SIZE_POLICIES:
+            raise DatasetError(f"unknown size policy {self.size_policy!r}; choose one of {', '.join(SIZE_POLICIES)}")
+        if self.match not in MATCHING:
+            raise DatasetError(f"unknown matching {self.match!r}; choose one of {', '.join(MATCHING)}")
         if not self.folder.is_dir():
             raise DatasetError(f"prediction folder {self.folder} does not exist")
         if self.scale is not None and not self.scale > 0:
@@ -72,7 +111,9 @@ class PredictionFolder:
         for path in sorted(self.folder.iterdir()):
             if path.is_file() and path.suffix.lower() in PREDICTION_SUFFIXES and not path.name.startswith("."):
                 self._files.setdefault(path.stem, []).append(path)
+        self._by_order = None
         self.inferred = []
+        self.adjusted_sizes = set()  # stems whose map was cropped or resized
 
     def _infer_unit(self, path):
         """Settle a unit left as None from the first map actually used."""
@@ -90,75 +131,81 @@ class PredictionFolder:
         self.inferred.append(f"unit {self.unit}" + (f", scale {png_scale:g}" if png_scale else "")
                              + f" inferred from {path.name}")
 
+    @staticmethod
+    def _prefer_npy(paths):
+        arrays = [path for path in paths if path.suffix.lower() == ".npy"]
+        return arrays or paths
+
     def _candidates(self, stem):
+        if self._by_order is not None:
+            return [self._by_order[stem]] if stem in self._by_order else []
         for suffix in (self.suffix,) if self.suffix is not None else AUTO_SUFFIXES:
             paths = self._files.get(stem + suffix, [])
             if paths:
-                arrays = [path for path in paths if path.suffix.lower() == ".npy"]
-                return arrays or paths
+                return self._prefer_npy(paths)
         return []
+
+    def _bind_by_order(self, samples):
+        maps = []
+        for name, paths in sorted(self._files.items()):
+            if self.suffix is None or name.endswith(self.suffix):
+                maps.append(self._prefer_npy(paths))
+        ambiguous = [" / ".join(path.name for path in paths) for paths in maps if len(paths) > 1]
+        if ambiguous:
+            raise DatasetError(problem_list(f"several maps with one name in {self.folder}", ambiguous))
+        if len(maps) != len(samples):
+            raise DatasetError(f"{self.folder} holds {len(maps)} maps but the dataset has {len(samples)} images; "
+                               "matching by sorted order needs exactly one map per image")
+        ordered = sorted(samples, key=lambda sample: sample.truth.name)
+        self._by_order = {sample.stem: paths[0] for sample, paths in zip(ordered, maps)}
 
     def path_for(self, stem):
         paths = self._candidates(stem)
         if len(paths) != 1:
-            raise DatasetError(f"{self.folder}: expected one map for {stem}, found {len(paths)}: "
-                               + ", ".join(path.name for path in paths))
+            raise DatasetError(f"{self.folder}: expected one map for {stem}, found {len(paths)}"
+                               + (": " + ", ".join(path.name for path in paths) if paths else ""))
         return paths[0]
 
     def check(self, samples, truth_size):
         """All problems at once: missing maps, ambiguous names, sizes that differ from the ground truth
         (`truth_size(sample)` -> (H, W); None skips the size check)."""
+        if self.match == "order":
+            self._bind_by_order(samples)
         missing, ambiguous, wrong_size = [], [], []
         for sample in samples:
             paths = self._candidates(sample.stem)
-            if len(paths) == 1:
-                self._infer_unit(paths[0])
             if not paths:
                 missing.append(f"{sample.stem}{self.suffix or ''}.png|.npy")
             elif len(paths) > 1:
                 ambiguous.append(" / ".join(path.name for path in paths))
-            elif truth_size is not None and not self.resize:
-                size = self._stored_size(paths[0])
-                expected = truth_size(sample)
-                if size != expected:
-                    wrong_size.append(f"{paths[0].name} is {size[1]}x{size[0]}, ground truth {sample.truth.name} "
-                                      f"is {expected[1]}x{expected[0]}")
+            else:
+                self._infer_unit(paths[0])
+                if truth_size is not None and self.size_policy == "error":
+                    size, expected = _stored_size(paths[0]), truth_size(sample)
+                    if size != expected:
+                        wrong_size.append(f"{paths[0].name} is {size[1]}x{size[0]}, ground truth "
+                                          f"{sample.truth.name} is {expected[1]}x{expected[0]}")
         messages = []
         if missing:
-            messages.append(problem_list(f"maps missing in {self.folder}", missing))
+            hint = ("" if self._files or not samples else " (the folder holds no .png/.npy maps)")
+            if self.match == "stem" and self._files and len(missing) == len(samples):
+                hint = (" (no map name matches an image name; maps saved in sorted order, like the "
+                        "original's 0000.png, pair with --match-by order)")
+            messages.append(problem_list(f"maps missing in {self.folder}{hint}", missing))
         if ambiguous:
             messages.append(problem_list(f"several maps for one image in {self.folder}", ambiguous))
         if wrong_size:
-            messages.append(problem_list("maps whose size differs from the ground truth (--resize-predictions "
-                                         "resizes them)", wrong_size))
+            messages.append(problem_list("maps whose size differs from the ground truth (--size-mismatch crop "
+                                         "compares the common top-left region, resize rescales the map)", wrong_size))
         if messages:
             raise DatasetError("\n".join(messages))
 
-    def _stored_size(self, path):
-        if path.suffix.lower() == ".npy":
-            try:
-                shape = np.load(path, mmap_mode="r").shape
-            except (OSError, ValueError) as error:
-                raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
-            shape = tuple(shape[:2]) if len(shape) == 3 and shape[2] == 1 else tuple(shape)
-            if len(shape) != 2:
-                raise DatasetError(f"{path}: a map must be H×W, got shape {shape}")
-            return shape
-        return displayed_size(path)
-
-    def read_value(self, stem, shape=None):
-        """The stored map divided by its scale, float64 H×W (resized to `shape` if allowed)."""
+    def read_value(self, stem):
+        """The stored map divided by its scale, float64 H×W."""
         path = self.path_for(stem)
         self._infer_unit(path)
         if path.suffix.lower() == ".npy":
-            try:
-                array = np.load(path)
-            except (OSError, ValueError) as error:
-                raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
-            if array.ndim == 3 and array.shape[2] == 1:
-                array = array[..., 0]
-            if array.ndim != 2 or array.dtype.kind not in "fiu":
-                raise DatasetError(f"{path}: a map must be a numeric H×W array, got {array.dtype} {array.shape}")
+            array = _read_npy(path)
             scale = 1.0 if self.scale is None else self.scale
         else:
             try:
@@ -169,17 +216,25 @@ class PredictionFolder:
         value = array.astype(np.float64) / scale
         if not np.all(np.isfinite(value)):
             raise DatasetError(f"{path}: map contains NaN or infinite values")
-        if shape is not None and value.shape != tuple(shape):
-            if not self.resize:
-                raise DatasetError(f"{path}: map is {value.shape[1]}x{value.shape[0]}, ground truth {shape[1]}x{shape[0]}")
-            from skimage.transform import resize
-
-            value = resize(value, shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
         return value
 
-    def sigma(self, stem, shape=None):
-        """σ in pixels (regression protocols)."""
-        value = self.read_value(stem, shape)
+    def align(self, stem, value, truth):
+        """(map, ground truth) of equal shape under the size policy."""
+        if value.shape == truth.shape:
+            return value, truth
+        if self.size_policy == "error":
+            raise DatasetError(f"{self.path_for(stem)}: map is {value.shape[1]}x{value.shape[0]}, ground truth "
+                               f"{truth.shape[1]}x{truth.shape[0]} (see --size-mismatch)")
+        self.adjusted_sizes.add(stem)
+        if self.size_policy == "crop":
+            height, width = min(value.shape[0], truth.shape[0]), min(value.shape[1], truth.shape[1])
+            return value[:height, :width], truth[:height, :width]
+        from skimage.transform import resize
+
+        return resize(value, truth.shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True), truth
+
+    def to_sigma(self, value):
+        """Stored value / scale → σ in pixels (regression protocols)."""
         if self.unit == "sigma":
             return value
         if self.unit == "normalized":
@@ -189,12 +244,25 @@ class PredictionFolder:
         raise DatasetError("a 'score' map has no σ unit; regression protocols need --pred-unit "
                            "sigma, normalized or official")
 
-    def score(self, stem, shape=None):
-        """Blur score for the binary protocols: higher = more blurred."""
-        value = self.read_value(stem, shape)
+    def to_score(self, value):
+        """Stored value / scale → blur score for the binary protocols (higher = more blurred)."""
         if self.unit == "sigma":
             value = value / self.sigma_max
         return -value if self.invert else value
+
+    def sigma(self, stem):
+        return self.to_sigma(self.read_value(stem))
+
+    def score(self, stem):
+        return self.to_score(self.read_value(stem))
+
+    def scored_pair(self, stem, truth):
+        """(score map, mask) aligned under the size policy."""
+        return self.align(stem, self.score(stem), truth)
+
+    def sigma_pair(self, stem, truth):
+        """(σ map, ground truth) aligned under the size policy."""
+        return self.align(stem, self.sigma(stem), truth)
 
     def describe(self):
         scale = "auto (255 for 8-bit PNG, 65535 for 16-bit PNG, 1 for .npy)" if self.scale is None else self.scale
@@ -204,7 +272,10 @@ class PredictionFolder:
             "scale": scale,
             "sigma_max": self.sigma_max,
             "inverted": self.invert,
-            "resized_to_ground_truth": self.resize,
+            "matching": {"stem": "by file name", "order": "by sorted position (i-th map <-> i-th ground truth)"}[self.match],
+            "size_mismatch": {"error": "refused", "crop": "common top-left region of map and ground truth",
+                              "resize": "map resized bilinearly to the ground truth"}[self.size_policy],
+            "size_adjusted_images": len(self.adjusted_sizes),
             "inferred": self.inferred,
             "binary_score": {
                 "sigma": f"sigma / {self.sigma_max:g}",

@@ -41,8 +41,7 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
     """Blur-detection protocol (CUHK, DUT, folders): per-image and pooled pixel metrics."""
     rows, values, low, high = [], np.empty(0), np.inf, -np.inf
     for sample in tqdm(dataset.samples, desc=f"scoring {source.label}", unit="image", disable=not progress):
-        truth = dataset.load_truth(sample)
-        score = source.score(sample.stem, truth.shape)
+        score, truth = source.scored_pair(sample.stem, dataset.load_truth(sample))
         metrics = binary_metrics.image_binary_metrics(score, truth, threshold, beta_squared)
         rows.append({"stem": sample.stem, **dataclasses.asdict(metrics)})
         low, high = min(low, float(score.min())), max(high, float(score.max()))
@@ -54,8 +53,8 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
 
     pooled, per_image_counts = None, []
     for sample in tqdm(dataset.samples, desc="pooling", unit="image", disable=not progress):
-        truth = dataset.load_truth(sample)
-        counts = binary_metrics.ThresholdCounts.from_scores(source.score(sample.stem, truth.shape), truth, grid)
+        score, truth = source.scored_pair(sample.stem, dataset.load_truth(sample))
+        counts = binary_metrics.ThresholdCounts.from_scores(score, truth, grid)
         per_image_counts.append(counts)
         pooled = counts if pooled is None else pooled + counts
 
@@ -114,7 +113,7 @@ def evaluate_regression(dataset, source, progress=True):
             mse, mae = regression_metrics.rtf_errors(sigma, truth)
             height, width = min(sigma.shape[0], truth.shape[0]), min(sigma.shape[1], truth.shape[1])
         elif isinstance(dataset, SyndofDataset):
-            sigma = source.sigma(sample.stem, truth.shape)
+            sigma, truth = source.sigma_pair(sample.stem, truth)
             mse, mae = regression_metrics.normalized_errors(sigma, truth, dataset.sigma_max)
             height, width = truth.shape
         else:
