@@ -7,7 +7,7 @@ the layer's kernel reaches past everything drawn so far is filled by Laplace int
 """
 import numpy as np
 
-from dmenet.syndof.blur import blur_sparse_strips, blur_window
+from dmenet.syndof.blur import blur_padded, blur_sparse_strips, blur_window, source_indices
 from dmenet.syndof.kernels import separable_gaussian
 from dmenet.syndof.regionfill import regionfill, solve_laplace
 
@@ -83,8 +83,7 @@ def composite(image, stack, max_coc, progress=None):
             merged[rows, cols] = flat_image[pixels]
             coverage[rows, cols] = 1.0
         elif len(pixels):
-            values = np.concatenate([np.ones((len(pixels), 1)), flat_image[pixels]], axis=1)
-            for top, left, layer in blur_sparse_strips(rows, cols, values, taps, shape):
+            for top, left, layer in _blurred_layer(image, stack.index_map, index, rows, cols, pixels, taps):
                 alpha = layer[..., 0]
                 alpha[alpha < ALPHA_CUTOFF] = 0
                 view = (slice(top, top + layer.shape[0]), slice(left, left + layer.shape[1]))
@@ -100,6 +99,30 @@ def composite(image, stack, max_coc, progress=None):
         if progress is not None:
             progress(index + 1, stack.count)
     return merged / coverage[..., None]
+
+
+DENSE_LAYER = 0.15  # above this fill of its bounding box, a layer is blurred as a dense window
+
+
+def _blurred_layer(image, index_map, index, rows, cols, pixels, taps):
+    """Blurred [coverage, premultiplied RGB] of one layer as (top, left, block) pieces: a scatter
+    for sparse layers, a windowed separable blur for compact ones (the cheaper of the two)."""
+    height, width = index_map.shape
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    if len(pixels) < DENSE_LAYER * (r1 - r0) * (c1 - c0):
+        values = np.concatenate([np.ones((len(pixels), 1)), image.reshape(-1, 3)[pixels]], axis=1)
+        yield from blur_sparse_strips(rows, cols, values, taps, (height, width))
+        return
+    reach = len(taps)
+    out_rows = (max(0, r0 - reach), min(height, r1 + reach))
+    out_cols = (max(0, c0 - reach), min(width, c1 + reach))
+    row_source = source_indices(*out_rows, len(taps), height)
+    col_source = source_indices(*out_cols, len(taps), width)
+    mask = index_map[np.ix_(row_source, col_source)] == index
+    block = np.empty(mask.shape + (4,))
+    block[..., 0] = mask
+    block[..., 1:] = image[np.ix_(row_source, col_source)] * mask[..., None]
+    yield out_rows[0], out_cols[0], blur_padded(block, taps)
 
 
 def _row_col_extents(index_map, count):

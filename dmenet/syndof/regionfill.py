@@ -7,6 +7,8 @@ from scipy.linalg import solveh_banded
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 from scipy.sparse.linalg import splu
 
+from dmenet.syndof import blas_threads
+
 
 def regionfill(values, mask):
     """`values`: H×W or H×W×C float array; `mask`: H×W bool (pixels to fill). Returns a filled copy."""
@@ -59,6 +61,7 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
 
 
 BANDED_MAX_BYTES = 256 * 2**20
+BANDED_MAX_FLOPS = 4e8  # beyond this the banded factorisation loses to SuperLU
 
 
 def solve_spd(i, j, data, rhs):
@@ -72,12 +75,14 @@ def solve_spd(i, j, data, rhs):
     position[order] = np.arange(count)
     row, col = position[i], position[j]
     bandwidth = int(np.abs(row - col).max()) if len(row) else 0
-    if (bandwidth + 1) * count * 8 > BANDED_MAX_BYTES or bandwidth > 1024:
-        return splu(system.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(rhs)
-    upper = col >= row
-    banded = np.zeros((bandwidth + 1, count))
-    np.add.at(banded, (bandwidth + row[upper] - col[upper], col[upper]), data[upper])
-    solution = solveh_banded(banded, rhs[order], check_finite=False)
+    banded_cost = count * (bandwidth + 1) ** 2
+    with blas_threads.limited() as single_threaded:
+        if not single_threaded or banded_cost > BANDED_MAX_FLOPS or (bandwidth + 1) * count * 8 > BANDED_MAX_BYTES:
+            return splu(system.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(rhs)
+        upper = col >= row
+        banded = np.zeros((bandwidth + 1, count))
+        np.add.at(banded, (bandwidth + row[upper] - col[upper], col[upper]), data[upper])
+        solution = solveh_banded(banded, rhs[order], check_finite=False)
     result = np.empty_like(solution)
     result[order] = solution
     return result
