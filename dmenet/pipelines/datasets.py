@@ -134,7 +134,7 @@ def real_labelled_set(images_dir, masks_dir, mask_polarity="255-blurred"):
     problems = []
     images_dir = _folder(images_dir, "real image", problems)
     masks_dir = _folder(masks_dir, "mask", problems)
-    pairs = _pair_by_stem(images_dir, masks_dir, ("_mask", "_gt", ""), problems, "mask") if images_dir and masks_dir else []
+    pairs = _pair_by_stem(images_dir, masks_dir, ("_mask", "_gt", "_binary", ""), problems, "mask") if images_dir and masks_dir else []
     _check_pairs(pairs, problems, "mask")
     if not pairs and not problems:
         problems.append(f"{images_dir}: no image/mask pairs")

@@ -1,0 +1,161 @@
+"""`python train.py --demo`: the whole training loop on a fresh machine in a few minutes.
+
+Data: procedural SYNDOF scenes made here (dmenet.syndof.procedural); real photos with masks from
+../shared/data/cuhk_train when that folder exists, otherwise the procedural scenes stand in for the
+real streams as well (their binary blur maps as masks). Small crops, a short schedule, then B is
+saved with dmenet.checkpoints.save_blur_net and run on two photos (σ maps and a figure).
+
+ImageNet weights: used when available (Keras' cache, $DMENET_VGG19_WEIGHTS or --vgg19-weights).
+Without them the demo says so, starts B's encoder from random weights, and drops C (mode BDS),
+unless --content-random asks for C with random VGG weights (mode BDCS).
+"""
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from dmenet.training.config import TrainConfig
+
+DEMO_SCENES = 24
+DEMO_IMAGE_SIZE = (128, 160)
+SHARED_CUHK = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train"
+
+
+def find_real_images(candidates=None):
+    """A CUHK-layout folder (image/ + gt/) found locally, or None."""
+    candidates = candidates or [pathlib.Path("../shared/data/cuhk_train"), SHARED_CUHK]
+    for folder in candidates:
+        if (folder / "image").is_dir() and (folder / "gt").is_dir():
+            return folder.resolve()
+    return None
+
+
+def imagenet_available(path=None):
+    from dmenet.weights import WeightsUnavailableError, _vgg19_file
+
+    try:
+        _vgg19_file(path or None)
+        return True
+    except WeightsUnavailableError:
+        return False
+
+
+def make_syndof(folder, count=DEMO_SCENES, seed=0):
+    """Procedural SYNDOF scenes in the official layout (skipped when already there)."""
+    folder = pathlib.Path(folder)
+    if (folder / "image").is_dir() and len(list((folder / "image").iterdir())) >= count:
+        return folder
+    try:
+        from dmenet.syndof.procedural import write_procedural_dataset
+    except ImportError as error:
+        raise RuntimeError(f"the demo needs dmenet.syndof.procedural to make its training data ({error})") from None
+    print(f"demo: generating {count} procedural SYNDOF scenes in {folder} …")
+    write_procedural_dataset(folder, count, seed=seed, image_size=DEMO_IMAGE_SIZE)
+    return folder
+
+
+def demo_config(run_dir, vgg19_weights="", content_random=False, steps=40, real_dir=None):
+    """The demo's settings and a line describing what it will do."""
+    syndof = pathlib.Path(run_dir) / "demo_syndof"
+    notes = []
+    imagenet = imagenet_available(vgg19_weights)
+    if imagenet:
+        mode = "BDCS"
+        notes.append("ImageNet VGG19 weights found: B's encoder and C start from them (mode BDCS)")
+    elif content_random:
+        mode = "BDCS"
+        notes.append("no ImageNet weights: B's encoder starts random; C uses RANDOM VGG weights as asked (mode BDCS)")
+    else:
+        mode = "BDS"
+        notes.append("no ImageNet weights: B's encoder starts random and C is left out (mode BDS); "
+                     "pass --vgg19-weights FILE for the full model or --content-random for C with random weights")
+    real = pathlib.Path(real_dir) if real_dir else find_real_images()
+    if real is not None:
+        real_images, real_masks, unlabelled = real / "image", real / "gt", real / "image"
+        notes.append(f"real streams: {real} (its masks for S, its photos as the unlabelled set too)")
+    else:
+        real_images, real_masks, unlabelled = syndof / "image", syndof / "blur_map_binary", syndof / "image"
+        notes.append("no real photos found: the procedural scenes stand in for the real streams")
+    config = TrainConfig(
+        run_dir=str(run_dir), syndof_dir=str(syndof), real_images_dir=str(real_images), real_masks_dir=str(real_masks),
+        unlabelled_dir=str(unlabelled), mode=mode, imagenet=imagenet, content_random=content_random and not imagenet,
+        vgg19_weights=vgg19_weights or "", batch_size=2, crop_size=64, max_steps=steps, checkpoint_every=20,
+        tensorboard_every=5, sample_every=20, steps_per_epoch=DEMO_SCENES // 2,
+    )
+    return config, notes
+
+
+def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=40, progress=True):
+    """Generate data, train, save B, and write inference outputs; returns the training summary."""
+    from dmenet.training.loop import train
+
+    config, notes = demo_config(run_dir, vgg19_weights, content_random, steps)
+    for note in notes:
+        print("demo:", note)
+    make_syndof(config.syndof_dir)
+    summary = train(config, progress=progress)
+    outputs = demo_inference(summary["blur_net"], config, pathlib.Path(run_dir) / "demo_outputs")
+    plot_losses(pathlib.Path(run_dir) / "log.jsonl", pathlib.Path(run_dir) / "demo_outputs" / "losses.png")
+    print(f"demo: B saved to {summary['blur_net']}; outputs in {outputs}")
+    return summary
+
+
+def demo_inference(weights, config, out_dir, count=2):
+    """σ maps (16-bit PNG, σ·10) and a figure for a couple of real (or stand-in) photos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dmenet.encoding import sigma_to_uint16
+    from dmenet.image_io import atomic_path, list_images, read_image, write_png
+    from dmenet.inference import DefocusPredictor
+
+    out_dir = pathlib.Path(out_dir)
+    predictor = DefocusPredictor.from_weights(weights)
+    photos = list_images(config.real_images_dir)[:count]
+    figure, axes = plt.subplots(len(photos), 2, figsize=(8, 3.2 * len(photos)), squeeze=False)
+    for row, photo in enumerate(photos):
+        image = read_image(photo)
+        sigma = predictor.predict_sigma(image)
+        write_png(out_dir / f"{photo.stem}_sigma_x10.png", sigma_to_uint16(sigma))
+        axes[row][0].imshow(image)
+        axes[row][0].set_title(photo.name, fontsize=8)
+        shown = axes[row][1].imshow(sigma, cmap="magma", vmin=0)
+        axes[row][1].set_title("defocus σ (px)", fontsize=8)
+        figure.colorbar(shown, ax=axes[row][1], fraction=0.046)
+        for axis in axes[row]:
+            axis.set_axis_off()
+    figure.tight_layout()
+    with atomic_path(out_dir / "defocus_maps.png") as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+    return out_dir
+
+
+def plot_losses(log_path, png_path):
+    """Every loss of the step log against the step, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dmenet.image_io import atomic_path
+    from dmenet.training.run import StepLog
+
+    records = [r for r in StepLog(log_path).read() if r.get("phase") == "main"]
+    if not records:
+        return None
+    keys = [k for k in records[0] if k.startswith("loss_")]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in records]
+    for key in keys:
+        axis.plot(steps, [max(r[key], 1e-12) for r in records], label=key)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(png_path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+    return png_path
