@@ -206,5 +206,7 @@ class DMENetTrainer(keras.Model):
             loss_b = mse(output["defocus"], batch["synthetic_defocus"])
             scaled = self.g_optimizer.scale_loss(loss_b)
         variables = self.blur_net.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        # the auxiliary heads take no part in this loss: leave them out rather than feed None
+        pairs = [(g, v) for g, v in zip(tape.gradient(scaled, variables), variables) if g is not None]
+        self.g_optimizer.apply_gradients(pairs)
         return {"loss_B": loss_b}
