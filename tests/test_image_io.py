@@ -1,0 +1,48 @@
+"""Image I/O: the formats users and datasets actually have, and writes that never leave half a file."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmenet import image_io
+from dmenet.encoding import OFFICIAL, NORMALIZED, round_half_away, sigma_to_uint16
+
+
+def test_sixteen_bit_rgb_png_keeps_its_values(shared_data):
+    """Pillow would read this official SYNDOF map as all zeros (8-bit truncation)."""
+    folder = shared_data / "syndof_official_sample" / "blur_map"
+    mask = image_io.read_mask(next(folder.iterdir()))
+    assert mask.dtype == np.uint16 and mask.max() == 70  # σ·10 for σ_max = 7
+
+
+def test_grey_rgba_and_16_bit_photos_become_rgb_floats(tmp_path):
+    grey16 = np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 21
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    rgba = np.random.default_rng(0).integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    g = image_io.read_image(tmp_path / "g16.png")
+    assert g.shape == (48, 64, 3) and g.dtype == np.float32
+    np.testing.assert_allclose(g[..., 1], grey16 / 65535.0, atol=1e-6)
+    np.testing.assert_allclose(image_io.read_image(tmp_path / "rgba.png"), rgba[..., :3] / 255.0, atol=1e-6)
+
+
+def test_colour_label_maps_are_refused(tmp_path):
+    Image.fromarray(np.dstack([np.zeros((8, 8), np.uint8), np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8)])).save(tmp_path / "c.png")
+    with pytest.raises(image_io.ImageReadError, match="colour channels differ"):
+        image_io.read_mask(tmp_path / "c.png")
+
+
+def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "map.png"
+    with pytest.raises(RuntimeError):
+        with image_io.atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encodings_and_matlab_rounding():
+    assert list(round_half_away([0.5, 1.5, 2.5, -0.5])) == [1, 2, 3, -1]
+    assert sigma_to_uint16([0.25, 0.35, 7.0]).tolist() == [3, 4, 70]
+    assert NORMALIZED.to_sigma(1.0) == pytest.approx(7.0)
+    assert OFFICIAL.to_sigma(np.array([0.0, 1 / 15, 1.0])).tolist() == pytest.approx([0.0, 0.0, 7.0])
+    np.testing.assert_allclose(OFFICIAL.to_sigma(OFFICIAL.from_sigma(np.array([0.5, 3.0]))), [0.5, 3.0], atol=1e-6)
