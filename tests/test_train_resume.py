@@ -1,0 +1,120 @@
+"""Interrupted training: kill -9 mid-run, restart, same step and learning rate; NaN stops cleanly."""
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_syndof(tmp_path_factory):
+    from dmenet.syndof.procedural import write_procedural_dataset
+
+    folder = tmp_path_factory.mktemp("syndof")
+    write_procedural_dataset(folder, 4, seed=3, image_size=(48, 64), workers=1, progress=False)
+    return folder
+
+
+def _train_command(syndof, run_dir, max_steps):
+    return [
+        sys.executable, str(ROOT / "train.py"), "--syndof", str(syndof), "--real-images", str(syndof / "image"),
+        "--real-masks", str(syndof / "blur_map_binary"), "--mode", "BD", "--no-imagenet", "--batch-size", "1",
+        "--crop-size", "32", "--steps-per-epoch", "2", "--decay-every", "1", "--checkpoint-every", "2",
+        "--sample-every", "1000", "--max-steps", str(max_steps), "--run-dir", str(run_dir), "--no-progress",
+    ]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _latest_step(checkpoints):
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    if state is None or not state.model_checkpoint_path:
+        return 0
+    return int(state.model_checkpoint_path.rsplit("-", 1)[1])
+
+
+def test_kill_9_then_resume_at_the_same_step_and_learning_rate(tiny_syndof, tmp_path):
+    from dmenet.checkpoints import load_blur_net
+    from dmenet.training.run import StepLog
+
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints" / "main"
+    first = subprocess.Popen(_train_command(tiny_syndof, run_dir, 1000), cwd=ROOT, env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    try:
+        while _latest_step(checkpoints) < 4:
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            assert time.time() < deadline, "no checkpoint at step 4 within 5 minutes"
+            time.sleep(0.2)
+        time.sleep(1.5)  # let it go on a little: the kill lands mid-step or mid-save
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    saved = _latest_step(checkpoints)
+    logged_before = [r["step"] for r in StepLog(run_dir / "log.jsonl").read()]
+    assert saved >= 4 and max(logged_before) >= saved
+
+    second = subprocess.run(_train_command(tiny_syndof, run_dir, saved + 2), cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stderr[-3000:] + second.stdout[-2000:]
+    resumed = re.search(r"resumed at step (\d+) \(lr ([0-9.e-]+)\)", second.stdout)
+    assert resumed, second.stdout[-2000:]
+    assert int(resumed.group(1)) == saved
+    # lr × 0.8 every epoch of 2 steps: the resumed step continues the schedule
+    expected_lr = 1e-4 * 0.8 ** (saved // 2)
+    assert float(resumed.group(2)) == pytest.approx(expected_lr, rel=1e-2)
+
+    records = StepLog(run_dir / "log.jsonl").read()
+    assert [r["step"] for r in records] == list(range(1, saved + 3))  # redone steps logged once
+    for record in records:
+        assert record["lr"] == pytest.approx(1e-4 * 0.8 ** ((record["step"] - 1) // 2), rel=1e-5)
+        assert all(np.isfinite(v) for k, v in record.items() if k.startswith("loss_"))
+    assert _latest_step(checkpoints) == saved + 2
+
+    # nothing half-written: every checkpoint file belongs to a listed checkpoint, no temp files
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    listed = {pathlib.Path(p).name for p in state.all_model_checkpoint_paths}
+    for path in checkpoints.iterdir():
+        assert path.name == "checkpoint" or path.name.split(".")[0] in listed, path.name
+    assert not [p for p in run_dir.rglob("*") if p.name.startswith(".") or "_temp" in p.name]
+    model, encoding, metadata = load_blur_net(run_dir / "blur_net.weights.h5")
+    assert metadata["step"] == saved + 2 and metadata["mode"] == "BD" and encoding.sigma_max == 7.0
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    import keras
+
+    from dmenet.networks.blur_net import build_blur_net
+    from dmenet.training.config import TrainConfig
+    from dmenet.training.loop import TrainingDivergedError, make_optimizer, run_phase
+    from dmenet.training.run import PhaseCheckpoint, RunDirectory, StepLog
+    from dmenet.training.trainer import DMENetTrainer
+
+    keras.utils.set_random_seed(0)
+    config = TrainConfig(run_dir=str(tmp_path), checkpoint_every=1, sample_every=1000, tensorboard_every=1)
+    trainer = DMENetTrainer(build_blur_net())
+    trainer.compile(make_optimizer(config, 100))
+    trainer.build_optimizers()
+    run = RunDirectory(tmp_path)
+    checkpoint = PhaseCheckpoint(run.checkpoint_dir("main"), 3, blur_net=trainer.blur_net, g_optimizer=trainer.g_optimizer)
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 1, 32, 32, 3), dtype=np.float32)
+    images[2, 0, 5, 5, 1] = np.nan  # the third batch carries a NaN pixel
+    labels = rng.random((3, 1, 32, 32, 1), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices({"synthetic_image": images, "synthetic_defocus": labels}).repeat()
+    with pytest.raises(TrainingDivergedError, match=r"step 3: .*loss_B.*last good checkpoint \(step 2\)"):
+        run_phase("main", trainer, data, tf.distribute.get_strategy(), checkpoint, 10, 5, config, run, progress=False)
+    assert _latest_step(run.checkpoint_dir("main")) == 2
+    assert [r["step"] for r in StepLog(run.log_path).read()] == [1, 2]
