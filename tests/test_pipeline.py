@@ -135,3 +135,13 @@ def test_stream_on_real_data_is_seeded_and_well_formed(shared_data):
     for key in batch:
         np.testing.assert_array_equal(a[1][key], b[1][key])
     assert not np.array_equal(a[0]["real_image"], c[0]["real_image"])
+
+
+def test_labels_beyond_the_configured_max_coc_are_reported_up_front(tmp_path):
+    from dmenet.pipelines.streams import check_label_range
+
+    syndof = syndof_set(_syndof(tmp_path, [(20, 24), (20, 24)], sigma_x10=35))
+    check_label_range(syndof, sigma_max=7.0)
+    with pytest.raises(DatasetError, match="max-coc") as error:
+        check_label_range(syndof, sigma_max=2.0)
+    assert len(error.value.problems) == 2

@@ -35,15 +35,7 @@ def decode_syndof_map(path, bit_depth, label_format="sigma10", sigma_max=NORMALI
     """A SYNDOF blur_map PNG → (H, W, 1) target. Decoded natively by TF (pypng would take ~0.5 s
     per 16-bit map); the bit depth comes from the start-up check so 8-bit files are not rescaled.
     A target above 1 means the set was made with a larger max_coc than configured: an error."""
-    data = tf.io.read_file(path)
-    stored = tf.cond(
-        bit_depth == 16,
-        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint16), tf.int32),
-        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint8), tf.int32),
-    )
-    channel = tf.minimum(1, tf.shape(stored)[-1] - 1)  # the original reads channel 1 of 3 equal ones
-    stored = stored[..., channel : channel + 1]
-    target = stored_to_target(stored, label_format, sigma_max)
+    target = stored_to_target(_read_stored_map(path, bit_depth), label_format, sigma_max)
     check = tf.debugging.assert_less_equal(
         tf.reduce_max(target), 1.0 + 1e-6,
         message=f"a SYNDOF map exceeds the label range (σ_max {sigma_max:g}); was it generated with a larger max_coc?",
@@ -57,6 +49,36 @@ def read_binary_mask(path, mask_polarity="255-blurred"):
     unit = to_unit_float(read_mask(path))
     blurred = unit >= 0.5 if mask_polarity == "255-blurred" else unit < 0.5
     return blurred.astype(np.float32)[..., None]
+
+
+def check_label_range(syndof, sigma_max=NORMALIZED.sigma_max, sample=16):
+    """Decode up to `sample` maps spread over the set and fail if any exceeds the label range: a
+    set made with a larger max_coc than configured would otherwise be skipped file by file."""
+    from dmenet.pipelines.datasets import DatasetError
+
+    depths = syndof.map_bit_depths or (16,) * len(syndof.maps)
+    picks = np.unique(np.linspace(0, len(syndof.maps) - 1, min(sample, len(syndof.maps))).astype(int))
+    problems = []
+    for i in picks:
+        target = stored_to_target(
+            _read_stored_map(str(syndof.maps[i]), depths[i]), syndof.label_format, sigma_max
+        )
+        peak = float(tf.reduce_max(target))
+        if peak > 1.0 + 1e-6:
+            problems.append(f"{syndof.maps[i]}: label {peak:.3f} > 1 (σ_max {sigma_max:g}); set --max-coc to the one the set was made with")
+    if problems:
+        raise DatasetError("SYNDOF labels", problems)
+
+
+def _read_stored_map(path, bit_depth):
+    data = tf.io.read_file(path)
+    stored = tf.cond(
+        tf.equal(bit_depth, 16),
+        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint16), tf.int32),
+        lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint8), tf.int32),
+    )
+    channel = tf.minimum(1, tf.shape(stored)[-1] - 1)  # the original reads channel 1 of 3 equal ones
+    return stored[..., channel : channel + 1]
 
 
 def _decode(function, *args, channels):

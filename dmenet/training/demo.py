@@ -30,14 +30,24 @@ def find_real_images(candidates=None):
     return None
 
 
-def imagenet_available(path=None):
-    from dmenet.weights import WeightsUnavailableError, _vgg19_file
+def local_vgg19_weights(path=None):
+    """ImageNet VGG19 weights already on this machine (the argument, $DMENET_VGG19_WEIGHTS or
+    Keras' cache), or None. The demo never downloads."""
+    import os
 
-    try:
-        _vgg19_file(path or None)
-        return True
-    except WeightsUnavailableError:
-        return False
+    from dmenet.weights import VGG19_ENV, VGG19_FILE, WeightsUnavailableError
+
+    if path and not pathlib.Path(path).expanduser().is_file():
+        raise WeightsUnavailableError(f"--vgg19-weights {path}: no such file")
+    keras_home = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras"))
+    for candidate in (path, os.environ.get(VGG19_ENV), keras_home / "models" / VGG19_FILE):
+        if candidate and pathlib.Path(candidate).expanduser().is_file():
+            return str(pathlib.Path(candidate).expanduser())
+    return None
+
+
+def imagenet_available(path=None):
+    return local_vgg19_weights(path) is not None
 
 
 def make_syndof(folder, count=DEMO_SCENES, seed=0):
@@ -58,7 +68,8 @@ def demo_config(run_dir, vgg19_weights="", content_random=False, steps=40, real_
     """The demo's settings and a line describing what it will do."""
     syndof = pathlib.Path(run_dir) / "demo_syndof"
     notes = []
-    imagenet = imagenet_available(vgg19_weights)
+    vgg19_weights = local_vgg19_weights(vgg19_weights) or ""
+    imagenet = bool(vgg19_weights)
     if imagenet:
         mode = "BDCS"
         notes.append("ImageNet VGG19 weights found: B's encoder and C start from them (mode BDCS)")

@@ -23,6 +23,7 @@ from dmenet.pipelines import (
     syndof_set,
     training_dataset,
 )
+from dmenet.pipelines.streams import check_label_range
 from dmenet.training import summaries
 from dmenet.training.config import TrainConfig
 from dmenet.training.losses import LossWeights
@@ -58,6 +59,7 @@ def make_strategy(name="auto"):
 def load_datasets(config, needs_real, needs_unlabelled):
     """Validate the sets the mode needs (all problems reported at once)."""
     syndof = syndof_set(config.syndof_dir, config.syndof_label_format)
+    check_label_range(syndof, sigma_max_for(config.max_coc))
     real = unlabelled = None
     if needs_real:
         real = real_labelled_set(config.real_images_dir, config.real_masks_dir, config.mask_polarity)
@@ -291,8 +293,12 @@ def train(config, progress=True):
         data = training_dataset(syndof, config.pretrain_batch_size, config.crop_size, seed=config.seed, sigma_max=sigma_max)
         run_phase("pretrain", pretrainer, data, strategy, pre_checkpoint, pretrain_steps, pre_epoch, config, run, progress)
 
+    # a resumed run draws new crops instead of replaying the ones it started with
+    resumed_at = int(tf.train.load_variable(main_checkpoint.manager.latest_checkpoint, "step/.ATTRIBUTES/VARIABLE_VALUE")) \
+        if main_checkpoint.manager.latest_checkpoint else 0
     data = training_dataset(
-        syndof, config.batch_size, config.crop_size, real=real, unlabelled=unlabelled, seed=config.seed, sigma_max=sigma_max
+        syndof, config.batch_size, config.crop_size, real=real, unlabelled=unlabelled, seed=config.seed + resumed_at,
+        sigma_max=sigma_max,
     )
     last = run_phase("main", trainer, data, strategy, main_checkpoint, total, per_epoch, config, run, progress)
     main_checkpoint.restore()  # the exported B is the last checkpoint's, whatever happened after it
