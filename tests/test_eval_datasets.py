@@ -35,6 +35,10 @@ def test_cuhk_named_splits_from_number_ranges(tmp_path):
     test = datasets.cuhk(tmp_path, split="dmenet-test")
     assert len(test.samples) == 200 and test.samples[0].stem == "out_of_focus0505"
     assert test.protocol()["split"] == "dmenet-test"
+    make_mask_set(tmp_path, [505, 506], size=(4, 4), prefix="motion")  # CUHK's motion-blur part is ignored
+    assert datasets.cuhk(tmp_path, split="dmenet-test").samples[1].stem == "out_of_focus0506"
+    with pytest.raises(DatasetError, match="share the number"):
+        datasets.select_split(["a0505", "b0505"], "dmenet-test")
 
 
 def test_split_file_and_missing_entries(tmp_path):

@@ -75,7 +75,16 @@ def select_split(stems, split="all", split_file=None):
     if split not in DMENET_SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or pass a split file")
     low, high = DMENET_SPLITS[split]
-    by_number = {_stem_number(stem): stem for stem in stems}
+    # CUHK's full release mixes out_of_focusNNNN with motionNNNN; the splits number the defocus part.
+    defocus = [stem for stem in stems if stem.lower().startswith("out_of_focus")]
+    by_number = {}
+    for stem in defocus or stems:
+        number = _stem_number(stem)
+        if number is not None and low <= number <= high:
+            if number in by_number:
+                raise DatasetError(f"split {split}: {by_number[number]} and {stem} share the number {number}; "
+                                   "pass --split-file to say which images to use")
+            by_number[number] = stem
     missing = [number for number in range(low, high + 1) if number not in by_number]
     if missing:
         raise DatasetError(
