@@ -88,6 +88,15 @@ def parse_args(argv):
         parser.error(f"{len(args.labels)} --labels for {len(args.predictions)} --predictions folders")
     if args.dataset in ("rtf", "syndof") and args.pred_unit == "score":
         parser.error("regression sets (rtf, syndof) need maps in sigma, normalized or official units")
+    import math
+
+    if not math.isfinite(args.threshold):
+        parser.error("--threshold must be a finite number")
+    for name in ("beta_squared", "sigma_max"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.sheet_count < 0:
+        parser.error("--sheet-count cannot be negative")
     if args.split is None:
         args.split = "dmenet-test" if args.dataset == "cuhk" else "all"
     if args.out is None:

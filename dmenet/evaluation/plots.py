@@ -45,6 +45,8 @@ def _thumbnail(array):
 
 def plot_sheet(path, result, dataset, source, count=3):
     """Rows: the `count` best then the `count` worst images by the run's main per-image metric."""
+    if count <= 0:
+        return False
     if result.task == "binary":
         key, higher_is_better = "average_precision", True
         ranked = [row for row in result.per_image if row[key] is not None and np.isfinite(row[key])]
