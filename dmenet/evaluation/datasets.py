@@ -129,6 +129,7 @@ class Dataset:
     name = "dataset"
     task = "binary"  # or "regression"
     truth_suffixes = image_io.IMAGE_SUFFIXES
+    allows_size_mismatch = False  # True where the protocol itself compares a common crop (RTF)
 
     def __init__(self, truth_dir, image_dir=None, split="all", split_file=None, require_images=False):
         self.truth_dir = pathlib.Path(truth_dir)
@@ -177,8 +178,6 @@ class Dataset:
                                 f"{sample.truth.name} is {truth_size[1]}x{truth_size[0]}")
         if problems:
             raise DatasetError(problem_list("images and ground truth that do not pair", problems))
-
-    allows_size_mismatch = False
 
     def load_truth(self, sample):
         raise NotImplementedError

@@ -28,7 +28,8 @@ class RunResult:
     warnings: list = dataclasses.field(default_factory=list)
 
 
-def _threshold_grid(values, low, high, exact_limit, grid_size):
+def _threshold_grid(values, low, high, grid_size):
+    """The distinct score values if they were few enough to keep, else an even grid over the range."""
     if values is not None:
         return values, "exact: every distinct score value"
     if low == high:
@@ -49,7 +50,7 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
             values = np.union1d(values, np.unique(score))
             if values.size > exact_grid_limit:
                 values = None
-    grid, grid_description = _threshold_grid(values, low, high, exact_grid_limit, grid_size)
+    grid, grid_description = _threshold_grid(values, low, high, grid_size)
 
     pooled, per_image_counts = None, []
     for sample in tqdm(dataset.samples, desc="pooling", unit="image", disable=not progress):
