@@ -61,10 +61,12 @@ def fill_occlusion(merged, coverage, farther, taps):
 def composite(image, stack, max_coc, progress=None):
     """The same result as `composite_reference`, touching only where each layer's kernel reaches:
     one layer in memory at a time, sparse blurs, fills restricted to the band's bounding box."""
+    image = np.ascontiguousarray(image, np.float64)
     height, width = image.shape[:2]
     shape = (height, width)
-    merged = np.zeros((height, width, 3))
-    coverage = np.zeros((height, width))
+    # One accumulator [coverage, premultiplied RGB], so a layer is drawn with two in-place operations.
+    accumulator = np.zeros((height, width, 4))
+    coverage, merged = accumulator[..., 0], accumulator[..., 1:]
     farther = np.zeros((height, width), bool)
     first_sharp = stack.first_sharp_layer
     flat_image = image.reshape(-1, 3)
@@ -86,15 +88,11 @@ def composite(image, stack, max_coc, progress=None):
             for top, left, layer in _blurred_layer(image, stack.index_map, index, rows, cols, pixels, taps):
                 alpha = layer[..., 0]
                 alpha[alpha < ALPHA_CUTOFF] = 0
-                view = (slice(top, top + layer.shape[0]), slice(left, left + layer.shape[1]))
-                keep = 1 - alpha
-                colour = merged[view]
-                colour *= keep[..., None]
-                colour += layer[..., 1:]
-                cover = coverage[view]
-                cover *= keep
-                cover += alpha
-                dirty = dirty.union(top, top + layer.shape[0], left, left + layer.shape[1])
+                bottom, right = top + layer.shape[0], left + layer.shape[1]
+                drawn = accumulator[top:bottom, left:right]
+                drawn *= (1 - alpha)[..., None]
+                drawn += layer
+                dirty = dirty.union(top, bottom, left, right)
         farther[rows, cols] = True
         if progress is not None:
             progress(index + 1, stack.count)
