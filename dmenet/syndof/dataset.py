@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import sys
 import zlib
 
 import numpy as np
@@ -154,7 +155,7 @@ def run_jobs(function, jobs, out_dir, workers=None, progress=True, description="
         else:
             # 'spawn' keeps workers independent of whatever the parent initialised (e.g. TensorFlow);
             # one process per core, each single-threaded.
-            with _environment(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"):
+            with _environment(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"), _main_script_hidden():
                 pool = multiprocessing.get_context("spawn").Pool(workers)
             with pool:
                 for stem in pool.imap(_run_job, arguments):
@@ -163,6 +164,22 @@ def run_jobs(function, jobs, out_dir, workers=None, progress=True, description="
     finally:
         bar.close()
     return stems
+
+
+@contextlib.contextmanager
+def _main_script_hidden():
+    """Spawned workers re-run the parent's main *script* (e.g. train.py importing TensorFlow) before
+    they start; the jobs only need dmenet.syndof, so the script path is hidden while they start."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 @contextlib.contextmanager
