@@ -95,15 +95,17 @@ def draw_camera(depth_mm, width, max_coc, rng, layer_range=LAYER_RANGE, draws=CA
     """Official camera draw: f ∈ {50, 70, 85} mm (1:4:4), near depth moved to ≥ 5f, focus depth from
     the far-to-near prior, aperture for `max_coc`; redrawn until the layer count is in `layer_range`
     (at most `draws` draws, then the last is kept). Returns (CameraChoice, shifted depth, LayerStack)."""
+    depth_values = np.unique(depth_mm)  # sorted once; a shift maps values one to one
     for attempt in range(1, draws + 1):
         f_mm = draw_focal_length(rng)
-        shifted, shift = shift_near_depth(depth_mm, f_mm)
-        unique = np.unique(shifted)[::-1]
+        shifted_values, shift = shift_near_depth(depth_values, f_mm)
+        unique = np.unique(shifted_values)[::-1]  # same arithmetic as shifting every pixel
         z_focal = draw_focus_depth(unique, rng)
         lens = lens_for_max_coc(f_mm, z_focal, unique[-1], unique[0], width, max_coc)
         layers = _layer_count(lens, unique)
         if layer_range[0] <= layers <= layer_range[1]:
             break
+    shifted, _ = shift_near_depth(depth_mm, f_mm)
     return CameraChoice(lens, shift, attempt), shifted, decompose(shifted, lens)
 
 
