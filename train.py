@@ -110,7 +110,11 @@ def main(argv=None):
         summary = train(config, progress=not args.no_progress)
         print(f"trained B saved to {summary['blur_net']} (step {summary['step']}/{summary['total_steps']})")
         return 0
-    except (DatasetError, WeightsUnavailableError, TrainingDivergedError, ConfigMismatchError, ValueError) as error:
+    except WeightsUnavailableError as error:
+        print(f"train.py: {error}\nWithout ImageNet weights: --no-imagenet starts B's encoder from random weights "
+              "(and needs --content-random or a mode without C).", file=sys.stderr)
+        return 1
+    except (DatasetError, TrainingDivergedError, ConfigMismatchError, ValueError) as error:
         print(f"train.py: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
