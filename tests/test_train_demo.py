@@ -23,8 +23,8 @@ def test_demo_runs_end_to_end_and_leaves_a_usable_blur_net(tmp_path):
     model, encoding, metadata = load_blur_net(run_dir / "blur_net.weights.h5")
     assert metadata["step"] == 2 and encoding.kind == "normalized"
     outputs = run_dir / "demo_outputs"
-    sigma_maps = sorted(outputs.glob("*_sigma_x10.png"))
-    assert len(sigma_maps) == 2 and (outputs / "defocus_maps.png").stat().st_size > 0
+    sigma_maps = sorted(outputs.glob("*_sigma.png"))
+    assert len(sigma_maps) == 2 and len(list(outputs.glob("*_figure.png"))) == 2
     stored = read_array(sigma_maps[0])
     assert stored.dtype == np.uint16 and stored.ndim == 2
     assert (outputs / "losses.png").exists() and list((run_dir / "tensorboard" / "main").iterdir())

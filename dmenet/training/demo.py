@@ -112,36 +112,15 @@ def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=
 
 
 def demo_inference(weights, config, out_dir, count=2):
-    """σ maps (16-bit PNG, σ·10) and a figure for a couple of real (or stand-in) photos."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dmenet.encoding import sigma_to_uint16
-    from dmenet.image_io import atomic_path, list_images, read_image, write_png
+    """infer.py's outputs (16-bit σ map, colour map, side-by-side figure) for a couple of photos."""
+    from dmenet.batch_inference import OutputOptions, run_inference
+    from dmenet.image_io import list_images
     from dmenet.inference import DefocusPredictor
 
-    out_dir = pathlib.Path(out_dir)
     predictor = DefocusPredictor.from_weights(weights)
     photos = list_images(config.real_images_dir)[:count]
-    figure, axes = plt.subplots(len(photos), 2, figsize=(8, 3.2 * len(photos)), squeeze=False)
-    for row, photo in enumerate(photos):
-        image = read_image(photo)
-        sigma = predictor.predict_sigma(image)
-        write_png(out_dir / f"{photo.stem}_sigma_x10.png", sigma_to_uint16(sigma))
-        axes[row][0].imshow(image)
-        axes[row][0].set_title(photo.name, fontsize=8)
-        shown = axes[row][1].imshow(sigma, cmap="magma", vmin=0)
-        axes[row][1].set_title("defocus σ (px)", fontsize=8)
-        figure.colorbar(shown, ax=axes[row][1], fraction=0.046)
-        for axis in axes[row]:
-            axis.set_axis_off()
-    figure.tight_layout()
-    with atomic_path(out_dir / "defocus_maps.png") as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
-    return out_dir
+    run_inference(photos, predictor, out_dir, OutputOptions(write_figure=True), progress=False)
+    return pathlib.Path(out_dir)
 
 
 def plot_losses(log_path, png_path):
