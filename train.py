@@ -8,7 +8,6 @@
 Re-running the same command resumes from the run directory's last checkpoint.
 """
 import argparse
-import dataclasses
 import os
 import sys
 

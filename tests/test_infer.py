@@ -8,7 +8,7 @@ from PIL import Image
 import infer
 from dmenet.checkpoints import save_blur_net
 from dmenet.encoding import NORMALIZED
-from dmenet.image_io import read_array, read_image
+from dmenet.image_io import read_array
 from dmenet.inference import DefocusPredictor, ImageTooSmallError, _tile_starts
 from dmenet.networks.blur_net import build_blur_net
 from dmenet.weights import load_official_npz

@@ -1,5 +1,4 @@
 """Interrupted training: kill -9 mid-run, restart, same step and learning rate; NaN stops cleanly."""
-import json
 import os
 import pathlib
 import re

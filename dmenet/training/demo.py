@@ -9,10 +9,8 @@ ImageNet weights: used when available (Keras' cache, $DMENET_VGG19_WEIGHTS or --
 Without them the demo says so, starts B's encoder from random weights, and drops C (mode BDS),
 unless --content-random asks for C with random VGG weights (mode BDCS).
 """
-import dataclasses
 import pathlib
 
-import numpy as np
 
 from dmenet.training.config import TrainConfig
 

@@ -6,7 +6,6 @@ learning rate is multiplied by 0.8 every 20 epochs through the optimisers' own s
 resumed run continues at exactly the step and learning rate it stopped at.
 """
 import contextlib
-import pathlib
 import signal
 import time
 
@@ -16,7 +15,6 @@ import tensorflow as tf
 
 from dmenet.encoding import sigma_max_for
 from dmenet.pipelines import (
-    cuhk_set,
     label_encoding,
     real_labelled_set,
     real_unlabelled_set,
