@@ -106,12 +106,12 @@ def load_imagenet_vgg19(model, path=None):
 
 
 def official_prefix(layer_name):
-    """Our layer name → the official variable scope (without the variable name), or None."""
+    """Our conv/BN layer name → the official variable scope (without the variable name), or None."""
     match = _VGG_LAYER.fullmatch(layer_name)
     if match:
         return f"{OFFICIAL_PREFIX}/encoder/conv{match.group(1)}_{match.group(2)}"
     match = _DECODER_LAYER.match(layer_name)
-    if match and not layer_name.endswith(("_pad", "_lrelu", "_sigmoid", "_up", "_concat")) and "_add" not in layer_name:
+    if match:
         return f"{OFFICIAL_PREFIX}/decoder/{match.group(1)}/{match.group(2)}"
     return None
 

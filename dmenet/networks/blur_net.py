@@ -7,7 +7,7 @@ weights load by name) and the official checkpoint's scopes in the decoder, with 
 import keras
 from keras import layers, ops
 
-from dmenet.networks.layers import SymmetricPadding2D, batch_norm, conv_bn_lrelu, padded_conv
+from dmenet.networks.layers import batch_norm, conv_bn_lrelu, padded_conv
 
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -93,15 +93,3 @@ def build_blur_net(name="blur_net"):
 
 def encoder_of(blur_net):
     return blur_net.get_layer("encoder")
-
-
-def pad_to_multiple(image, multiple=SIZE_MULTIPLE):
-    """Symmetric pad of an (N, H, W, C) batch so H and W divide by `multiple`; returns (padded, (H, W))."""
-    height, width = ops.shape(image)[1], ops.shape(image)[2]
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
-    padded = ops.pad(image, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="symmetric")
-    return padded, (height, width)
-
-
-__all__ = ["build_blur_net", "build_vgg19_encoder", "encoder_of", "pad_to_multiple", "SymmetricPadding2D"]

@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 
+from dmenet.encoding import DEFAULT_MAX_COC
 from dmenet.syndof.compositing import composite
 from dmenet.syndof.labels import DefocusLabels, depth_preview, labels_from_coc
 from dmenet.syndof.layers import LayerStack, decompose
@@ -19,7 +20,6 @@ from dmenet.syndof.lens import (
     shift_near_depth,
 )
 
-DEFAULT_MAX_COC = 29
 LAYER_RANGE = (200, 350)  # the official generator redraws the camera outside this many layers
 CAMERA_DRAWS = 22  # the official loop makes at most this many draws, then keeps the last
 
