@@ -98,15 +98,45 @@ def read_mask(path):
     return array
 
 
+def current_umask():
+    """The process umask, read without changing it where the kernel reports it (Linux ≥ 4.7)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere the only way to read it is to set it; put it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes.
+
+    The file ends up with the permissions a plain ``open(path, "w")`` would give it (0666 less the
+    umask, so 0644 usually): mkstemp creates 0600 files, which other users could not read.
+
+    Args:
+        path: the file to (re)write.
+
+    Returns:
+        A context manager yielding the temporary ``pathlib.Path`` to write to.
+
+    Example:
+        >>> with atomic_path("out/summary.json") as temporary:
+        ...     temporary.write_text("{}")
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(handle)
     try:
         yield pathlib.Path(temporary)
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

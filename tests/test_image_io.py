@@ -1,4 +1,7 @@
 """Image I/O: the formats users and datasets actually have, and writes that never leave half a file."""
+import os
+import stat
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,3 +49,19 @@ def test_encodings_and_matlab_rounding():
     assert NORMALIZED.to_sigma(1.0) == pytest.approx(7.0)
     assert OFFICIAL.to_sigma(np.array([0.0, 1 / 15, 1.0])).tolist() == pytest.approx([0.0, 0.0, 7.0])
     np.testing.assert_allclose(OFFICIAL.to_sigma(OFFICIAL.from_sigma(np.array([0.5, 3.0]))), [0.5, 3.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_respects_the_umask_like_open(tmp_path, umask, expected):
+    previous = os.umask(umask)
+    try:
+        image_io.write_png(tmp_path / "map.png", np.zeros((4, 4), np.uint16))
+        with image_io.atomic_path(tmp_path / "summary.json") as temporary:
+            temporary.write_text("{}")
+        image_io.save_npy(tmp_path / "sigma.npy", np.zeros(3, np.float32))
+        with open(tmp_path / "plain.txt", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    for name in ("map.png", "summary.json", "sigma.npy", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
