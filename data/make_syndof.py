@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from dmenet.image_io import ImageReadError  # noqa: E402
-from dmenet.syndof.dataset import write_dataset  # noqa: E402
+from dmenet.syndof.writer import write_dataset  # noqa: E402
 from dmenet.syndof.depth_io import INVALID_POLICIES, DepthConversion, DepthError, pair_files, read_pairs_file  # noqa: E402
 from dmenet.syndof.generator import DEFAULT_MAX_COC  # noqa: E402
 from dmenet.syndof.procedural import write_procedural_dataset  # noqa: E402

@@ -17,7 +17,7 @@ import tracemalloc
 import numpy as np
 
 from dmenet.syndof.compositing import composite, composite_reference
-from dmenet.syndof.dataset import downscale, load_pair
+from dmenet.syndof.writer import downscale, load_pair
 from dmenet.syndof.depth_io import DepthConversion
 from dmenet.syndof.generator import synthesize
 

@@ -145,10 +145,6 @@ def resolve_invalid(depth, invalid, policy, name="depth"):
     return depth
 
 
-def read_depth_mm(path, conversion=DepthConversion()):
-    return conversion.to_mm(read_depth_raw(path), name=str(path))
-
-
 def _relative_stem(path, root):
     relative = pathlib.Path(path).relative_to(root)
     return str(relative.with_suffix("")).replace("\\", "/")

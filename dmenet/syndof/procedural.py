@@ -14,7 +14,7 @@ from skimage import data as skdata
 from skimage import draw
 
 from dmenet.syndof import blas_threads
-from dmenet.syndof.dataset import run_jobs, sample_stem, write_sample
+from dmenet.syndof.writer import run_jobs, sample_stem, write_sample
 from dmenet.syndof.generator import DEFAULT_MAX_COC, synthesize
 
 # Photos shipped inside scikit-image (no download needed).
@@ -150,7 +150,7 @@ def procedural_stem(index):
 
 
 def run_procedural_job(job, out_dir):
-    from dmenet.syndof.dataset import is_complete
+    from dmenet.syndof.writer import is_complete
 
     stem = procedural_stem(job.index)
     if is_complete(out_dir, stem):
