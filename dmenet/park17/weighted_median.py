@@ -1,0 +1,380 @@
+"""Joint weighted median of the official code's last stage (PARK17.md §11).
+
+jointWMF.m + mexJointWMF (Zhang, Xu, Jia, CVPR 2014, "100+ times faster weighted median filter")
+in NumPy, reproducing the mex's discrete decisions:
+
+1. ``jointWMF.m`` turns the float guide into uint8 (joint min–max over the three channels, MATLAB
+   rounding) and rescales σ the same way.
+2. The float input is quantised adaptively: a float32 binary search for the smallest group width m
+   for which greedy grouping of the sorted values needs at most ``value_levels`` groups; every group
+   is represented by its lower-middle element.
+3. The guide colours, reduced to 6 bits per channel, are clustered by OpenCV's ``kmeans`` (k-means++
+   seeding from OpenCV's global RNG in its fresh state, then one label assignment and one centre
+   update). Cluster a weighs cluster b by exp(−‖c_a − c_b‖² / 2(σ/4)²), all in float32.
+4. The filter (three times on the index image) is the mex's per-column cut-point walk. The walk's
+   result depends on the previous pixel of the column only through the sign of the balance at the
+   previous cut, so every pixel's weighted median is computed at once (weighted level histograms
+   of all windows) and only a cheap row-by-row pass stays sequential.
+
+The mex sums balances in float32 in the order of its linked lists; here they are summed in float64.
+The two agree except when a balance is within float32 rounding of zero without being exactly zero
+(rare); exact ties (every cluster's counts balanced) are detected with integer counts and follow
+the mex's rule.
+"""
+import numpy as np
+
+# OpenCV's multiply-with-carry generator (cv::RNG): coefficient and the default state of theRNG().
+_CV_RNG_COEFF = 4164903690
+_CV_RNG_DEFAULT_STATE = 0xFFFFFFFF
+_KMEANS_PP_TRIALS = 3
+_GUIDE_SHIFT = 2  # 8-bit → 6-bit colours
+_GUIDE_LOW_LEVELS = 256 >> _GUIDE_SHIFT
+_QUANTISATION_TOLERANCE = np.float32(1e-5)
+# Rows of windows histogrammed at once: bounds the (pixels × levels) float64 table (~40 MB).
+_BAND_ROWS = 32
+
+
+class WeightedMedianInputError(ValueError):
+    """Input to the joint weighted median has the wrong shape or values; the message says what to fix."""
+
+
+class OpenCvRng:
+    """cv::RNG: state ← (state mod 2³²)·4164903690 + ⌊state / 2³²⌋; a draw is the new low 32 bits."""
+
+    def __init__(self, state=_CV_RNG_DEFAULT_STATE):
+        self.state = int(state)
+
+    def next_u32(self):
+        self.state = (self.state & 0xFFFFFFFF) * _CV_RNG_COEFF + (self.state >> 32)
+        return self.state & 0xFFFFFFFF
+
+    def next_double(self):
+        """(double)rng: two draws, high word first, as one 64-bit integer times 2⁻⁶⁴ (one rounding)."""
+        high = self.next_u32()
+        low = self.next_u32()
+        return float((high << 32) | low) * 2.0**-64
+
+
+def matlab_uint8_guide(guide_rgb, sigma):
+    """jointWMF.m's preprocessing of a float guide: uint8 guide and rescaled σ.
+
+    Args:
+        guide_rgb: H×W×3 float guide (the rolling-guidance output).
+        sigma: range σ in guide units.
+
+    Returns:
+        (H×W×3 uint8 guide, σ in uint8 units as float). A constant guide keeps σ and maps to 0.
+    """
+    guide = np.asarray(guide_rgb, dtype=np.float64)
+    low, high = float(guide.min()), float(guide.max())
+    shifted = guide - low
+    span = high - low
+    if span != 0:
+        scale = 255.0 / span
+        shifted = shifted * scale
+        sigma = sigma * scale
+    # MATLAB uint8(): round half away from zero (values are ≥ 0 here) and saturate
+    guide_u8 = np.clip(np.floor(shifted + 0.5), 0, 255).astype(np.uint8)
+    return guide_u8, float(sigma)
+
+
+def _quantise_values(values, levels):
+    """from32FTo32S: adaptive quantisation of a float32 image into at most ``levels`` groups.
+
+    Returns:
+        (int32 index image, float32 representative per group); group g is represented by the
+        element at (first + last) >> 1 of its run in the sorted values.
+    """
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    min_value = float(ordered[0])
+    base0 = np.float32(min_value)
+    # maxRange is the double difference of the float extremes, rounded to float
+    max_range = np.float32(float(ordered[-1]) - min_value)
+    lower = np.float32(0.0)
+    upper = np.float32(max_range * np.float32(2.0) / np.float32(levels))
+
+    def group_starts(width, limit):
+        """Start indices of the greedy groups (a new group when value > group start + width)."""
+        starts = [0]
+        base = base0
+        count = len(ordered)
+        while True:
+            nxt = int(np.searchsorted(ordered, np.float32(base + width), side="right"))
+            if nxt >= count:
+                return starts
+            starts.append(nxt)
+            if limit is not None and len(starts) > limit:
+                return starts
+            base = ordered[nxt]
+
+    while np.float32(upper - lower) > _QUANTISATION_TOLERANCE:
+        middle = np.float32((upper + lower) * np.float32(0.5))
+        if len(group_starts(middle, levels)) <= levels:
+            upper = middle
+        else:
+            lower = middle
+    starts = np.asarray(group_starts(upper, None), dtype=np.int64)
+    ends = np.append(starts[1:], len(ordered)) - 1
+    representatives = ordered[(starts + ends) >> 1].astype(np.float32)
+    group_of_sorted = np.zeros(len(ordered), dtype=np.int32)
+    group_of_sorted[starts[1:]] = 1
+    group_of_sorted = np.cumsum(group_of_sorted, dtype=np.int32)
+    index = np.empty(len(ordered), dtype=np.int32)
+    index[order] = group_of_sorted
+    return index.reshape(np.shape(values)), representatives
+
+
+def _kmeans_pp_centres(samples, clusters, rng):
+    """OpenCV generateCentersPP with 3 trials; returns the chosen sample indices.
+
+    Distances between 6-bit colours are integers, so float32/double sums are exact here; the only
+    rounding is the sampling walk p ← p − d_i in double, reproduced with subtract.accumulate.
+    """
+    count = samples.shape[0]
+    coords = samples.astype(np.int64)
+
+    def distances_to(index):
+        return ((coords - coords[index]) ** 2).sum(axis=1).astype(np.float64)
+
+    centres = [rng.next_u32() % count]
+    dist = distances_to(centres[0])
+    total = float(dist.sum())
+    for _ in range(1, clusters):
+        best_sum, best_centre, best_dist = np.inf, -1, None
+        for _ in range(_KMEANS_PP_TRIALS):
+            draw = rng.next_double() * total
+            remaining = np.subtract.accumulate(np.concatenate(([draw], dist[:-1])))[1:]
+            hits = np.flatnonzero(remaining <= 0)
+            candidate = int(hits[0]) if hits.size else count - 1
+            trial = np.minimum(distances_to(candidate), dist)
+            trial_sum = float(trial.sum())
+            if trial_sum < best_sum:
+                best_sum, best_centre, best_dist = trial_sum, candidate, trial
+        centres.append(best_centre)
+        total = best_sum
+        dist = best_dist
+    return np.asarray(centres, dtype=np.int64)
+
+
+def _kmeans_one_update(samples, clusters, rng):
+    """cv::kmeans(K, TermCriteria(COUNT|EPS, 0, 10000), 1 attempt, KMEANS_PP_CENTERS).
+
+    With those criteria OpenCV runs k-means++ seeding, one label assignment and one centre update,
+    and does not reassign labels afterwards.
+
+    Returns:
+        (int labels per sample, float32 K×3 centres).
+    """
+    seeds = _kmeans_pp_centres(samples, clusters, rng)
+    coords = samples.astype(np.int64)
+    seed_coords = coords[seeds]
+    squared = ((coords[:, None, :] - seed_coords[None, :, :]) ** 2).sum(axis=2)
+    labels = np.argmin(squared, axis=1)  # first minimum, as OpenCV's strict '>' test
+    counts = np.bincount(labels, minlength=clusters)
+    if np.any(counts == 0):
+        raise WeightedMedianInputError(
+            "joint_weighted_median: k-means produced an empty cluster (duplicate guide colours?); "
+            "pass a guide with at least as many distinct colours as guide_levels")
+    sums = np.stack([np.bincount(labels, weights=coords[:, j], minlength=clusters) for j in range(3)], axis=1)
+    # integer sums below 2²⁴ are exact in float32; the mean is sum·(1/count), both float32
+    scale = np.float32(1.0) / counts.astype(np.float32)
+    centres = sums.astype(np.float32) * scale[:, None]
+    return labels, centres.astype(np.float32)
+
+
+def _cluster_guide(guide_u8, sigma_scaled, guide_levels, rng=None):
+    """featureIndexing for a 3-channel guide: cluster image and K×K float32 weight table.
+
+    Args:
+        guide_u8: H×W×3 uint8 guide, channel order as passed to the mex.
+        sigma_scaled: σ in uint8 units (after jointWMF.m's rescaling).
+        guide_levels: maximum number of clusters (nF).
+        rng: OpenCvRng; default is OpenCV's global RNG in a fresh process.
+
+    Returns:
+        (H×W int32 cluster image, K×K float32 weights).
+    """
+    rng = OpenCvRng() if rng is None else rng
+    low = (np.asarray(guide_u8, dtype=np.uint8) >> _GUIDE_SHIFT).astype(np.int64)
+    keys = (low[..., 0] * _GUIDE_LOW_LEVELS + low[..., 1]) * _GUIDE_LOW_LEVELS + low[..., 2]
+    distinct, inverse = np.unique(keys.ravel(), return_inverse=True)  # lexicographic (ch0, ch1, ch2)
+    samples = np.stack([distinct // _GUIDE_LOW_LEVELS**2, distinct // _GUIDE_LOW_LEVELS % _GUIDE_LOW_LEVELS,
+                        distinct % _GUIDE_LOW_LEVELS], axis=1)
+    clusters = min(int(guide_levels), len(distinct))
+    labels, centres = _kmeans_one_update(samples, clusters, rng)
+    cluster_image = labels[inverse].reshape(keys.shape).astype(np.int32)
+    return cluster_image, _cluster_weights(centres, sigma_scaled)
+
+
+def _cluster_weights(centres, sigma_scaled):
+    """exp(−‖a − b‖²·divider) in float32, divider = 1/(2·(σ/256·64)²) as the mex computes it."""
+    sigma_low = np.float32(np.float32(sigma_scaled) / np.float32(256.0)) * np.float32(_GUIDE_LOW_LEVELS)
+    divider = np.float32(1.0) / (np.float32(2.0) * sigma_low * sigma_low)
+    diff = centres[:, None, :] - centres[None, :, :]
+    squared = diff * diff
+    distance = (squared[..., 0] + squared[..., 1]) + squared[..., 2]
+    exponent = -distance * divider
+    # expf of a float argument; exp in double rounded to float is its correctly rounded value
+    return np.exp(exponent.astype(np.float64)).astype(np.float32)
+
+
+def _window_offsets(radius):
+    span = np.arange(-radius, radius + 1)
+    return [(dy, dx) for dy in span for dx in span]
+
+
+def _window_weights(cluster_image, weights, radius):
+    """Weight of every window offset for every centre: (offsets, H, W) float32, 0 outside the image."""
+    height, width = cluster_image.shape
+    padded = np.pad(cluster_image, radius, mode="constant", constant_values=-1)
+    out = np.zeros(((2 * radius + 1) ** 2, height, width), dtype=np.float32)
+    for k, (dy, dx) in enumerate(_window_offsets(radius)):
+        neighbour = padded[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+        inside = neighbour >= 0
+        out[k][inside] = weights[cluster_image[inside], neighbour[inside]]
+    return out
+
+
+def _window_medians(index_image, window_weights, radius):
+    """Per pixel: lowest level m with balance(m) ≥ 0, whether balance(m) is an exact tie, and the
+    last level b ≥ m before the next occupied level (the tie plateau is m…b).
+    """
+    height, width = index_image.shape
+    offsets = _window_offsets(radius)
+    padded_levels = np.pad(index_image, radius, mode="edge")
+    median = np.empty((height, width), dtype=np.int64)
+    tie = np.zeros((height, width), dtype=bool)
+    plateau_top = np.empty((height, width), dtype=np.int64)
+    for y0 in range(0, height, _BAND_ROWS):
+        y1 = min(height, y0 + _BAND_ROWS)
+        rows = y1 - y0
+        levels = np.stack([padded_levels[radius + dy + y0:radius + dy + y1, radius + dx:radius + dx + width]
+                           for dy, dx in offsets]).reshape(len(offsets), -1)
+        wts = window_weights[:, y0:y1].reshape(len(offsets), -1)
+        low = int(levels.min())
+        span = int(levels.max()) - low + 1
+        pixels = rows * width
+        flat = (np.arange(pixels, dtype=np.int64) * span)[None, :] + (levels - low)
+        hist = np.bincount(flat.ravel(), weights=wts.ravel(), minlength=pixels * span).reshape(pixels, span)
+        cumulative = np.cumsum(hist, axis=1)
+        total = cumulative[:, -1:]
+        balance = 2.0 * cumulative - total
+        m = np.argmax(balance >= 0, axis=1)
+        at_m = balance[np.arange(pixels), m]
+        # a structural tie needs balanced integer counts per cluster; float sums only flag candidates
+        candidates = np.flatnonzero(np.abs(at_m) <= 1e-9 * total[:, 0])
+        is_tie = np.zeros(pixels, dtype=bool)
+        if candidates.size:
+            cand_levels = levels[:, candidates]
+            cand_weights = wts[:, candidates]
+            sign = np.where(cand_levels - low <= m[candidates][None, :], 1, -1)
+            sign = np.where(cand_weights > 0, sign, 0)
+            # clusters with the same weight are interchangeable in the balance: group by weight value
+            owner = np.broadcast_to(np.arange(candidates.size, dtype=np.int64)[None, :], sign.shape)
+            key = (owner << 32) | cand_weights.view(np.uint32).astype(np.int64)
+            _, group = np.unique(key.ravel(), return_inverse=True)
+            net = np.bincount(group, weights=sign.ravel())
+            unbalanced = np.zeros(candidates.size, dtype=bool)
+            np.logical_or.at(unbalanced, owner.ravel()[net[group] != 0], True)
+            is_tie[candidates] = ~unbalanced
+        occupied_above = (hist > 0) & (np.arange(span)[None, :] > m[:, None])
+        next_occupied = np.where(occupied_above.any(axis=1), np.argmax(occupied_above, axis=1), span)
+        median[y0:y1] = (m + low).reshape(rows, width)
+        tie[y0:y1] = is_tie.reshape(rows, width)
+        plateau_top[y0:y1] = (next_occupied - 1 + low).reshape(rows, width)
+    return median, tie, plateau_top
+
+
+def _column_walk(median, tie, plateau_top):
+    """The mex's cut-point walk, columns top→bottom, each column starting at cut −1.
+
+    From below (balance < 0 at the previous cut) the walk stops at the first level with balance ≥ 0;
+    from above it stops at the first level with balance ≤ 0 — one level below the median unless the
+    balance is exactly 0 there (then the top of the tie plateau); on the plateau it stays put.
+    """
+    height, width = median.shape
+    from_above = np.where(tie, plateau_top, np.maximum(median - 1, 0))
+    out = np.empty_like(median)
+    previous = np.full(width, -1, dtype=np.int64)
+    for y in range(height):
+        m = median[y]
+        stay = tie[y] & (previous >= m) & (previous <= plateau_top[y])
+        row = np.where(previous < m, m, np.where(stay, previous, from_above[y]))
+        out[y] = row
+        previous = row
+    return out
+
+
+def _filter_indices(index_image, cluster_image, weights, radius, iterations):
+    """filterCore ``iterations`` times on the index image with a fixed cluster image."""
+    window_weights = _window_weights(cluster_image, weights, radius)
+    current = np.asarray(index_image, dtype=np.int64)
+    for _ in range(iterations):
+        median, tie, plateau_top = _window_medians(current, window_weights, radius)
+        current = _column_walk(median, tie, plateau_top)
+    return current
+
+
+def _check_inputs(values, guide_rgb, radius, iterations):
+    values = np.asarray(values)
+    guide = np.asarray(guide_rgb)
+    if values.ndim != 2:
+        raise WeightedMedianInputError(
+            f"joint_weighted_median: values must be an H×W map, got shape {values.shape}")
+    if guide.shape != values.shape + (3,):
+        raise WeightedMedianInputError(
+            f"joint_weighted_median: guide must be H×W×3 matching values {values.shape}, got {guide.shape}")
+    if not np.all(np.isfinite(values)) or not np.all(np.isfinite(guide)):
+        raise WeightedMedianInputError("joint_weighted_median: values and guide must be finite (no NaN/inf)")
+    if int(radius) < 0 or int(iterations) < 0:
+        raise WeightedMedianInputError("joint_weighted_median: radius and iterations must be ≥ 0")
+    return values, guide
+
+
+def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=5, value_levels=256, guide_levels=256,
+                             iterations=3, rng=None):
+    """mexJointWMF on an already-uint8 guide (σ in uint8 units): the filter without jointWMF.m's rescaling.
+
+    Args:
+        values: H×W float map (filtered as float32).
+        guide_u8: H×W×3 uint8 guide.
+        sigma_scaled: σ in uint8 units.
+        radius, value_levels, guide_levels, iterations: as :func:`joint_weighted_median`.
+        rng: OpenCvRng for k-means++; default = OpenCV's global RNG in a fresh process.
+
+    Returns:
+        H×W float32 filtered map (every value is one of the input values).
+    """
+    values, guide_u8 = _check_inputs(values, guide_u8, radius, iterations)
+    values32 = values.astype(np.float32)
+    index_image, representatives = _quantise_values(values32, int(value_levels))
+    cluster_image, weights = _cluster_guide(guide_u8.astype(np.uint8), sigma_scaled, guide_levels, rng)
+    filtered = _filter_indices(index_image, cluster_image, weights, int(radius), int(iterations))
+    return representatives[filtered].astype(np.float32)
+
+
+def joint_weighted_median(values, guide_rgb, radius=5, sigma=0.25, value_levels=256, guide_levels=256,
+                          iterations=3):
+    """jointWMF(values, guide, r, σ, nI, nF, iter, 'exp') of the official code, in NumPy.
+
+    Args:
+        values: H×W float map to filter (Park's dense σ map).
+        guide_rgb: H×W×3 float guide (Park's rolling-guidance output, R, G, B).
+        radius: window radius r; windows are (2r+1)² clipped at the image border.
+        sigma: range σ of the exp weight, in guide units (rescaled with the guide to uint8 units).
+        value_levels: nI, maximum number of quantisation levels of ``values``.
+        guide_levels: nF, maximum number of guide colour clusters.
+        iterations: number of filtering passes with the same quantisation and clusters.
+
+    Returns:
+        H×W float32 filtered map.
+
+    Example:
+        >>> rst = joint_weighted_median(dense_sigma, rgf_image)  # PARK17.md §11 defaults
+    """
+    values, guide = _check_inputs(values, guide_rgb, radius, iterations)
+    guide_u8, sigma_scaled = matlab_uint8_guide(guide, sigma)
+    return joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=radius, value_levels=value_levels,
+                                    guide_levels=guide_levels, iterations=iterations)
