@@ -15,16 +15,16 @@ import pathlib
 import re
 import sys
 
-DATASETS = ("cuhk", "dut", "folder", "rtf", "syndof")
 
 
 def parse_args(argv):
-    from dmenet.evaluation.datasets import POLARITIES, SPLITS
+    from dmenet.encoding import DEFAULT_MAX_COC, sigma_max_for
+    from dmenet.evaluation.datasets import BENCHMARKS, POLARITIES, SPLITS
     from dmenet.evaluation.predictions import UNITS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
-    data.add_argument("--dataset", required=True, choices=DATASETS,
+    data.add_argument("--dataset", required=True, choices=BENCHMARKS,
                       help="cuhk: masks 255 = blurred; dut: 255 = sharp; folder: say --mask-polarity; "
                            "rtf: .mat blurMap radii; syndof: official generator layout")
     data.add_argument("--data-root", type=pathlib.Path,
@@ -39,7 +39,8 @@ def parse_args(argv):
     data.add_argument("--mask-polarity", choices=POLARITIES,
                       help="which class the bright mask value marks (cuhk: blurred-white, dut: sharp-white; "
                            "required for folder)")
-    data.add_argument("--max-coc", type=int, default=29, help="syndof: max circle of confusion (sigma_max = (c-1)/4)")
+    data.add_argument("--max-coc", type=int, default=DEFAULT_MAX_COC,
+                      help=f"syndof: max circle of confusion (sigma_max = (c-1)/4; default {DEFAULT_MAX_COC})")
 
     method = parser.add_argument_group("what to score (one or both)")
     method.add_argument("--weights", help="run network B from this checkpoint (.weights.h5 or official .npz)")
@@ -57,9 +58,9 @@ def parse_args(argv):
                              "10 for SYNDOF-style sigma*10 PNGs)")
     method.add_argument("--pred-suffix", default=None,
                         help="map file name = <stem><suffix>.png|.npy (default: <stem> or infer.py's <stem>_sigma)")
-    method.add_argument("--sigma-max", type=float, default=7.0,
+    method.add_argument("--sigma-max", type=float, default=sigma_max_for(DEFAULT_MAX_COC),
                         help="sigma of a 'normalized' value of 1, and the divisor that turns sigma maps into "
-                             "binary scores (default 7 = SYNDOF max_coc 29)")
+                             f"binary scores (default {sigma_max_for(DEFAULT_MAX_COC):g} = SYNDOF max_coc {DEFAULT_MAX_COC})")
     method.add_argument("--invert", action="store_true", help="binary sets: lower map value = more blurred")
     method.add_argument("--size-mismatch", choices=("error", "crop", "resize"), default="error",
                         help="maps of another size than the ground truth: refuse (default), compare the common "
@@ -76,6 +77,7 @@ def parse_args(argv):
     protocol.add_argument("--out", type=pathlib.Path, default=None, help="output folder (default eval_results/<dataset>)")
     protocol.add_argument("--sheet-count", type=int, default=3, help="best and worst images shown on the sheet")
     protocol.add_argument("--no-progress", action="store_true", help="no progress bars")
+    protocol.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up logs")
     args = parser.parse_args(argv)
 
     if not args.weights and not args.predictions:
@@ -97,25 +99,18 @@ def parse_args(argv):
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.sheet_count < 0:
         parser.error("--sheet-count cannot be negative")
-    if args.split is None:
-        args.split = "dmenet-test" if args.dataset == "cuhk" else "all"
     if args.out is None:
         args.out = pathlib.Path("eval_results") / args.dataset
     return args
 
 
 def build_dataset(args):
-    from dmenet.evaluation import datasets
+    from dmenet.evaluation.datasets import open_benchmark
 
-    root = args.data_root
-    image_dir = args.images or (root / "image" if root else None)
-    options = {"split": args.split, "split_file": args.split_file, "require_images": bool(args.weights)}
-    if args.dataset in ("cuhk", "dut", "folder"):
-        polarity = args.mask_polarity or {"cuhk": "blurred-white", "dut": "sharp-white"}[args.dataset]
-        return datasets.MaskDataset(args.gt or root / "gt", image_dir, polarity, args.dataset, **options)
-    if args.dataset == "rtf":
-        return datasets.RtfDataset(args.gt or root / "gt", image_dir, **options)
-    return datasets.SyndofDataset(args.gt or root / "blur_map", image_dir, max_coc=args.max_coc, **options)
+    options = {"split_file": args.split_file, "require_images": bool(args.weights)}
+    if args.split is not None:
+        options["split"] = args.split
+    return open_benchmark(args.dataset, args.data_root, args.images, args.gt, args.mask_polarity, args.max_coc, **options)
 
 
 def build_sources(args, dataset):
@@ -171,7 +166,12 @@ def run(args, argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    args = parse_args(argv)  # imports no TensorFlow
+    from dmenet.runtime import device_description, quiet_start
+
+    quiet_start(args.verbose)
+    if args.weights:
+        print(device_description())
     from dmenet.evaluation.datasets import DatasetError
     from dmenet.image_io import ImageReadError
 

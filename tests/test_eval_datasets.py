@@ -25,18 +25,18 @@ def make_mask_set(root, numbers, size=(12, 16), prefix="out_of_focus", blurred_w
 
 def test_cuhk_named_splits_from_number_ranges(tmp_path):
     make_mask_set(tmp_path, [1, 2, 504, 505, 704, 3])
-    every = datasets.cuhk(tmp_path, split="all")
+    every = datasets.open_benchmark("cuhk", tmp_path, split="all")
     assert [s.stem[-4:] for s in every.samples] == ["0001", "0002", "0003", "0504", "0505", "0704"]
     with pytest.raises(DatasetError) as error:
-        datasets.cuhk(tmp_path, split="dmenet-test")
+        datasets.open_benchmark("cuhk", tmp_path, split="dmenet-test")
     message = str(error.value)
     assert "0505-0704" in message and "(198)" in message and "0506" in message and "0505\n" not in message
     make_mask_set(tmp_path, range(505, 705), size=(4, 4))
-    test = datasets.cuhk(tmp_path, split="dmenet-test")
+    test = datasets.open_benchmark("cuhk", tmp_path, split="dmenet-test")
     assert len(test.samples) == 200 and test.samples[0].stem == "out_of_focus0505"
     assert test.protocol()["split"] == "dmenet-test"
     make_mask_set(tmp_path, [505, 506], size=(4, 4), prefix="motion")  # CUHK's motion-blur part is ignored
-    assert datasets.cuhk(tmp_path, split="dmenet-test").samples[1].stem == "out_of_focus0506"
+    assert datasets.open_benchmark("cuhk", tmp_path, split="dmenet-test").samples[1].stem == "out_of_focus0506"
     with pytest.raises(DatasetError, match="share the number"):
         datasets.select_split(["a0505", "b0505"], "dmenet-test")
 
@@ -44,18 +44,18 @@ def test_cuhk_named_splits_from_number_ranges(tmp_path):
 def test_split_file_and_missing_entries(tmp_path):
     make_mask_set(tmp_path, [1, 2, 3])
     (tmp_path / "list.txt").write_text("# BTBNet-style list\nout_of_focus0003\n\nout_of_focus0001.jpg\n")
-    dataset = datasets.cuhk(tmp_path, split_file=tmp_path / "list.txt")
+    dataset = datasets.open_benchmark("cuhk", tmp_path, split_file=tmp_path / "list.txt")
     assert [s.stem for s in dataset.samples] == ["out_of_focus0003", "out_of_focus0001"]
     (tmp_path / "bad.txt").write_text("out_of_focus0001\nout_of_focus0009\n")
     with pytest.raises(DatasetError, match="out_of_focus0009"):
-        datasets.cuhk(tmp_path, split_file=tmp_path / "bad.txt")
+        datasets.open_benchmark("cuhk", tmp_path, split_file=tmp_path / "bad.txt")
 
 
 def test_polarity_cuhk_blurred_white_dut_sharp_white(tmp_path):
     blurred = make_mask_set(tmp_path / "cuhk", [1])
     make_mask_set(tmp_path / "dut", [1], blurred_white=False)
-    cuhk = datasets.cuhk(tmp_path / "cuhk", split="all")
-    dut = datasets.dut(tmp_path / "dut")
+    cuhk = datasets.open_benchmark("cuhk", tmp_path / "cuhk", split="all")
+    dut = datasets.open_benchmark("dut", tmp_path / "dut")
     np.testing.assert_array_equal(cuhk.load_truth(cuhk.samples[0]), blurred)
     np.testing.assert_array_equal(dut.load_truth(dut.samples[0]), blurred)
     wrong = datasets.MaskDataset(tmp_path / "dut" / "gt", tmp_path / "dut" / "image", "blurred-white")
@@ -72,7 +72,7 @@ def test_rgba_and_16bit_masks(tmp_path):
 
     Image.fromarray(rgba).save(tmp_path / "gt" / "out_of_focus0001.png")
     image_io.write_png(tmp_path / "gt" / "out_of_focus0002.png", mask.astype(np.uint16) * 257)
-    dataset = datasets.cuhk(tmp_path, split="all")
+    dataset = datasets.open_benchmark("cuhk", tmp_path, split="all")
     for sample in dataset.samples:
         np.testing.assert_array_equal(dataset.load_truth(sample), mask == 255)
 
@@ -82,7 +82,7 @@ def test_pairing_errors_list_every_file(tmp_path):
     (tmp_path / "gt" / "out_of_focus0002.png").unlink()
     (tmp_path / "gt" / "out_of_focus0003.png").unlink()
     with pytest.raises(DatasetError) as error:
-        datasets.cuhk(tmp_path, split="all")
+        datasets.open_benchmark("cuhk", tmp_path, split="all")
     assert "images without ground truth" in str(error.value)
     assert "out_of_focus0002.png" in str(error.value) and "out_of_focus0003.png" in str(error.value)
 
@@ -90,16 +90,16 @@ def test_pairing_errors_list_every_file(tmp_path):
     image_io.write_png(tmp_path / "gt" / "out_of_focus0001.png", np.zeros((12, 15), np.uint8))
     (tmp_path / "gt" / "out_of_focus0004.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError) as error:
-        datasets.cuhk(tmp_path, split="all")
+        datasets.open_benchmark("cuhk", tmp_path, split="all")
     message = str(error.value)
-    assert "out_of_focus0001.png is 16x12 but out_of_focus0001.png is 15x12" in message
+    assert "out_of_focus0001.png: ground truth is 15x12 but its image out_of_focus0001.png is 16x12" in message
     assert "out_of_focus0004.png: not a readable image" in message
 
     (tmp_path / "image" / "out_of_focus0003.png").unlink()
     with pytest.raises(DatasetError, match="ground truth without an image"):
-        datasets.cuhk(tmp_path, split="all")
+        datasets.open_benchmark("cuhk", tmp_path, split="all")
     with pytest.raises(DatasetError, match="does not exist"):
-        datasets.cuhk(tmp_path / "nowhere", split="all")
+        datasets.open_benchmark("cuhk", tmp_path / "nowhere", split="all")
 
 
 def write_mat_v73(path, **arrays):
@@ -120,7 +120,7 @@ def test_rtf_mat_v5_and_v73(tmp_path):
     assert scipy.io.matlab.matfile_version(tmp_path / "gt" / "02.mat")[0] == 2  # really "v7.3" to scipy
     image_io.write_png(tmp_path / "image" / "01.png", np.zeros((3, 5, 3), np.uint8))  # sizes may differ
     image_io.write_png(tmp_path / "image" / "02.png", np.zeros((3, 4, 3), np.uint8))
-    dataset = datasets.rtf(tmp_path)
+    dataset = datasets.open_benchmark("rtf", tmp_path)
     for sample in dataset.samples:
         np.testing.assert_array_equal(dataset.load_truth(sample), radius)
 
@@ -137,7 +137,7 @@ def test_rtf_mat_v5_and_v73(tmp_path):
 
 def test_syndof_official_sample(shared_data):
     root = shared_data / "syndof_official_sample"
-    dataset = datasets.syndof(root)
+    dataset = datasets.open_benchmark("syndof", root)
     assert len(dataset.samples) == 1 and dataset.sigma_max == 7.0
     sigma = dataset.load_truth(dataset.samples[0])
     assert sigma.shape == (497, 720) and 0 <= sigma.min() and sigma.max() == pytest.approx(7.0)
@@ -148,7 +148,7 @@ def test_syndof_official_sample(shared_data):
 
 def test_prediction_folder_units_and_errors(tmp_path):
     make_mask_set(tmp_path, [1, 2])
-    dataset = datasets.cuhk(tmp_path, split="all")
+    dataset = datasets.open_benchmark("cuhk", tmp_path, split="all")
     folder = tmp_path / "pred"
     sigma = np.linspace(0, 7, 12 * 16).reshape(12, 16)
     image_io.write_png(folder / "out_of_focus0001_s.png", np.round(sigma * 10).astype(np.uint16))
@@ -191,7 +191,7 @@ def test_prediction_folder_units_and_errors(tmp_path):
 def test_prediction_folder_matched_by_sorted_order(tmp_path):
     """The original saved test maps as 0000.png, 0001.png, ... in the ground truth's sorted order."""
     make_mask_set(tmp_path, [7, 3, 5])
-    dataset = datasets.cuhk(tmp_path, split="all")
+    dataset = datasets.open_benchmark("cuhk", tmp_path, split="all")
     for index, value in enumerate([10, 20, 30]):
         image_io.write_png(tmp_path / "pred" / f"{index:04d}.png", np.full((12, 16), value, np.uint8))
     by_name = PredictionFolder(tmp_path / "pred", unit="score")

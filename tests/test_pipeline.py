@@ -6,7 +6,7 @@ import tensorflow as tf
 from dmenet.image_io import write_png
 from dmenet.pipelines import DatasetError, cuhk_set, real_labelled_set, real_unlabelled_set, syndof_set, training_dataset
 from dmenet.pipelines.augment import augment_pair, resized_shape
-from dmenet.pipelines.streams import decode_syndof_map, read_binary_mask
+from dmenet.pipelines.streams import decode_syndof_map, read_mask_target
 
 
 def _rgb(h, w, seed=0):
@@ -79,10 +79,12 @@ def test_mask_polarity(tmp_path):
     mask = np.zeros((4, 4), np.uint8)
     mask[:2] = 255
     write_png(tmp_path / "m.png", mask)
-    blurred = read_binary_mask(str(tmp_path / "m.png"), "255-blurred")[..., 0]
+    blurred = read_mask_target(str(tmp_path / "m.png"), "blurred-white")[..., 0]
     np.testing.assert_array_equal(blurred[:2], 1)
     np.testing.assert_array_equal(blurred[2:], 0)
-    np.testing.assert_array_equal(read_binary_mask(str(tmp_path / "m.png"), "255-sharp")[..., 0], 1 - blurred)
+    np.testing.assert_array_equal(read_mask_target(str(tmp_path / "m.png"), "sharp-white")[..., 0], 1 - blurred)
+    # runs configured before the vocabulary was unified still load
+    np.testing.assert_array_equal(read_mask_target(str(tmp_path / "m.png"), "255-sharp")[..., 0], 1 - blurred)
 
 
 def test_validation_reports_every_problem_at_once(tmp_path):
@@ -95,7 +97,7 @@ def test_validation_reports_every_problem_at_once(tmp_path):
     text = str(error.value)
     assert "lonely.png: no blur map" in text
     assert "broken.png: not a readable image" in text
-    assert text.count("blur map is 32×30 but its image is 32×32") == 2
+    assert text.count("blur map is 32x30 but its image s") == 2
     assert len(error.value.problems) == 4
 
 
@@ -145,3 +147,47 @@ def test_labels_beyond_the_configured_max_coc_are_reported_up_front(tmp_path):
     with pytest.raises(DatasetError, match="max-coc") as error:
         check_label_range(syndof, sigma_max=2.0)
     assert len(error.value.problems) == 2
+
+
+def _rotated_jpeg(path, stored_hw=(24, 40)):
+    """A JPEG whose pixels are stored landscape with EXIF orientation 6 (displayed portrait): the
+    bright left third of the stored pixels is the top third once displayed."""
+    from PIL import Image
+
+    pixels = np.zeros((*stored_hw, 3), np.uint8)
+    pixels[:, : stored_hw[1] // 3] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=100, exif=exif)
+
+
+def test_exif_rotated_photo_needs_a_mask_of_the_displayed_size(tmp_path):
+    """A mask drawn on the stored (unrotated) pixels is refused with the EXIF rotation named; a mask
+    of the displayed photo trains, and its crops stay aligned with the rotated image."""
+    _rotated_jpeg(tmp_path / "image" / "p.jpg")
+    raw_mask = np.zeros((24, 40), np.uint8)
+    raw_mask[:, :13] = 255
+    write_png(tmp_path / "gt" / "p.png", raw_mask)
+    with pytest.raises(DatasetError, match=r"p.png: mask is 40x24 but its image p.jpg is 24x40 as displayed \(its EXIF orientation 6"):
+        real_labelled_set(tmp_path / "image", tmp_path / "gt")
+
+    displayed_mask = np.zeros((40, 24), np.uint8)
+    displayed_mask[:13] = 255  # the bright band is on top once the photo is rotated
+    write_png(tmp_path / "gt" / "p.png", displayed_mask)
+    real = real_labelled_set(tmp_path / "image", tmp_path / "gt")
+    syndof = syndof_set(_syndof(tmp_path / "syn", [(20, 24)]))
+    batch = next(iter(training_dataset(syndof, 1, 16, real=real, seed=1).take(1)))
+    image, mask = batch["real_image"].numpy()[0], batch["real_mask"].numpy()[0, ..., 0]
+    bright = image.mean(axis=-1) > 0.5
+    assert set(np.unique(mask)) == {0.0, 1.0}
+    assert np.mean(bright == (mask > 0.5)) > 0.9  # the mask follows the rotated photo
+
+
+def test_evaluation_and_training_agree_on_the_rotated_pair(tmp_path):
+    from dmenet.evaluation.datasets import open_benchmark
+
+    _rotated_jpeg(tmp_path / "image" / "p.jpg")
+    write_png(tmp_path / "gt" / "p.png", np.zeros((24, 40), np.uint8))
+    with pytest.raises(DatasetError, match="EXIF orientation 6"):
+        open_benchmark("folder", tmp_path, polarity="blurred-white", split="all")

@@ -6,34 +6,34 @@
 - any folder of images with masks: polarity given by the user.
 - RTF (22 images): ground truth is a MATLAB `.mat` holding `blurMap` (disk-PSF radius), v5 or v7.3.
 - SYNDOF test: the official generator's layout, `blur_map/<stem>.png` = uint16(σ·10).
-Pairing is by file stem; anything unpaired, missing or of the wrong size is reported all at once.
+Finding, pairing, size checks and label reading come from the data layer shared with training
+(`dmenet.datasets`); anything unpaired, missing or of the wrong size is reported all at once.
 """
 import dataclasses
 import pathlib
 import re
 
 import numpy as np
-from PIL import Image
 
 from dmenet import image_io
+from dmenet.datasets import (  # noqa: F401  (displayed_size, problem_list: used by predictions.py)
+    POLARITIES,
+    DatasetError,
+    displayed_size,
+    files_by_stem,
+    label_stem as label_stem_of,
+    problem_list,
+    read_binary_mask,
+    SIGMA_STORAGE_SCALE,
+    canonical_polarity,
+    read_stored_sigma,
+    size_problem,
+)
 from dmenet.encoding import DEFAULT_MAX_COC, sigma_max_for
 
 # The DMENet split of CUHK's 704 defocused images (its released test maps are 0505–0704).
 DMENET_SPLITS = {"dmenet-train": (1, 504), "dmenet-test": (505, 704)}
 SPLITS = ("all", *DMENET_SPLITS)
-POLARITIES = ("blurred-white", "sharp-white")  # which class the mask's bright value marks
-
-
-class DatasetError(ValueError):
-    """Ground truth that is missing, unpaired, unreadable or of the wrong size; lists the files."""
-
-
-def problem_list(title, items, limit=20):
-    items = list(items)
-    shown = "\n  ".join(str(item) for item in items[:limit])
-    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"{title} ({len(items)}):\n  {shown}{more}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
@@ -68,7 +68,7 @@ def select_split(stems, split="all", split_file=None):
         wanted = read_split_file(split_file)
         missing = sorted(set(wanted) - set(stems))
         if missing:
-            raise DatasetError(problem_list(f"split file {split_file} names images without ground truth", missing))
+            raise DatasetError(f"split file {split_file} names images without ground truth", missing)
         return wanted
     if split == "all":
         return sorted(stems)
@@ -97,32 +97,6 @@ def select_split(stems, split="all", split_file=None):
     return [by_number[number] for number in range(low, high + 1)]
 
 
-def displayed_size(path):
-    """(height, width) of an image as read_array will return it (EXIF rotation applied), from the header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise image_io.ImageReadError(f"{path}: not a readable image ({error})") from error
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
-def _files_by_stem(folder, suffixes):
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"folder {folder} does not exist")
-    found, duplicates = {}, []
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
-            if path.stem in found:
-                duplicates.append(f"{found[path.stem].name} / {path.name}")
-            found[path.stem] = path
-    if duplicates:
-        raise DatasetError(problem_list(f"{folder} holds several files per image", duplicates))
-    return found
-
-
 class Dataset:
     """Shared behaviour: a sorted sample list, pairing checks, and the protocol description."""
 
@@ -134,50 +108,49 @@ class Dataset:
     def __init__(self, truth_dir, image_dir=None, split="all", split_file=None, require_images=False):
         self.truth_dir = pathlib.Path(truth_dir)
         self.image_dir = pathlib.Path(image_dir) if image_dir is not None else None
-        truths = {self.stem_of_truth(path): path for path in _files_by_stem(self.truth_dir, self.truth_suffixes).values()}
+        truths = files_by_stem(self.truth_dir, self.truth_suffixes, stem_of=label_stem_of)
         if not truths:
             raise DatasetError(f"no ground-truth files in {self.truth_dir}")
         self.split = split if split_file is None else f"file:{pathlib.Path(split_file).name}"
         stems = select_split(list(truths), split, split_file)
         images = {}
         if self.image_dir is not None and (require_images or self.image_dir.is_dir()):
-            images = _files_by_stem(self.image_dir, image_io.IMAGE_SUFFIXES)
+            images = files_by_stem(self.image_dir, image_io.IMAGE_SUFFIXES)
             without_image = [truths[stem].name for stem in stems if stem not in images]
             if without_image:
-                raise DatasetError(problem_list(f"ground truth without an image in {self.image_dir}", without_image))
+                raise DatasetError(f"ground truth without an image in {self.image_dir}", without_image)
             if split == "all" and split_file is None:
                 without_truth = sorted(set(images) - set(truths))
                 if without_truth:
-                    raise DatasetError(
-                        problem_list(f"images without ground truth in {self.truth_dir}", [images[s].name for s in without_truth])
-                    )
+                    raise DatasetError(f"images without ground truth in {self.truth_dir}",
+                                       [images[s].name for s in without_truth])
         elif require_images:
             raise DatasetError(f"image folder {self.image_dir} is needed to run a network but does not exist")
         self.samples = [Sample(stem, images.get(stem), truths[stem]) for stem in stems]
         self.check_sizes()
 
-    def stem_of_truth(self, path):
-        return path.stem
-
     def truth_size(self, sample):
         return displayed_size(sample.truth)
 
     def check_sizes(self):
-        """Every image must have its ground truth's size (checked from headers, before any work)."""
+        """Every image must have its ground truth's size as read (EXIF rotation applied), checked
+        from headers before any work."""
         problems = []
         for sample in self.samples:
             if sample.image is None:
                 continue
-            try:
-                image_size, truth_size = displayed_size(sample.image), self.truth_size(sample)
-            except (image_io.ImageReadError, DatasetError) as error:
-                problems.append(str(error))
-                continue
-            if image_size != truth_size and not self.allows_size_mismatch:
-                problems.append(f"{sample.image.name} is {image_size[1]}x{image_size[0]} but "
-                                f"{sample.truth.name} is {truth_size[1]}x{truth_size[0]}")
+            if not self.allows_size_mismatch:
+                problem = size_problem(sample.image, sample.truth, "ground truth")
+            else:
+                try:
+                    displayed_size(sample.image), self.truth_size(sample)
+                    problem = None
+                except (image_io.ImageReadError, DatasetError) as error:
+                    problem = str(error)
+            if problem:
+                problems.append(problem)
         if problems:
-            raise DatasetError(problem_list("images and ground truth that do not pair", problems))
+            raise DatasetError("images and ground truth that do not pair", problems)
 
     def load_truth(self, sample):
         raise NotImplementedError
@@ -190,17 +163,13 @@ class MaskDataset(Dataset):
     """Binary blur masks; `polarity` says whether the bright value marks blurred or sharp pixels."""
 
     def __init__(self, truth_dir, image_dir=None, polarity="blurred-white", name="folder", **kwargs):
-        if polarity not in POLARITIES:
-            raise DatasetError(f"unknown mask polarity {polarity!r}; choose {' or '.join(POLARITIES)}")
-        self.polarity = polarity
+        self.polarity = canonical_polarity(polarity)
         self.name = name
         super().__init__(truth_dir, image_dir, **kwargs)
 
     def load_truth(self, sample):
         """Boolean H×W, True = blurred. Masks are binarised at half their bit depth's range."""
-        mask = image_io.read_mask(sample.truth)
-        bright = mask > (np.iinfo(mask.dtype).max // 2 if mask.dtype.kind in "ui" else 0.5)
-        return bright if self.polarity == "blurred-white" else ~bright
+        return read_binary_mask(sample.truth, self.polarity)
 
     def protocol(self):
         bright = "blurred" if self.polarity == "blurred-white" else "sharp"
@@ -210,18 +179,6 @@ class MaskDataset(Dataset):
             "images": len(self.samples),
             "ground_truth": f"binary mask, bright (>= half range) = {bright}; positive class = blurred",
         }
-
-
-def cuhk(root, split="dmenet-test", split_file=None, require_images=False, image_dir=None, truth_dir=None):
-    root = pathlib.Path(root)
-    return MaskDataset(truth_dir or root / "gt", image_dir or root / "image", "blurred-white", "cuhk",
-                       split=split, split_file=split_file, require_images=require_images)
-
-
-def dut(root, split="all", split_file=None, require_images=False, image_dir=None, truth_dir=None):
-    root = pathlib.Path(root)
-    return MaskDataset(truth_dir or root / "gt", image_dir or root / "image", "sharp-white", "dut",
-                       split=split, split_file=split_file, require_images=require_images)
 
 
 def read_mat_blur_map(path, key="blurMap"):
@@ -283,10 +240,6 @@ class RtfDataset(Dataset):
         }
 
 
-def rtf(root, split="all", split_file=None, require_images=False, image_dir=None, truth_dir=None):
-    root = pathlib.Path(root)
-    return RtfDataset(truth_dir or root / "gt", image_dir or root / "image",
-                      split=split, split_file=split_file, require_images=require_images)
 
 
 class SyndofDataset(Dataset):
@@ -302,25 +255,53 @@ class SyndofDataset(Dataset):
 
     def load_truth(self, sample):
         """σ in pixels."""
-        stored = image_io.read_mask(sample.truth)
-        if stored.dtype != np.uint16:
-            raise DatasetError(f"{sample.truth}: SYNDOF blur maps are 16-bit PNGs (σ·10), this one is {stored.dtype}")
-        return stored.astype(np.float64) / 10.0
+        return read_stored_sigma(sample.truth)
 
     def protocol(self):
         return {
             "dataset": "syndof",
             "split": self.split,
             "images": len(self.samples),
-            "ground_truth": "blur_map/*.png = uint16(sigma*10)",
+            "ground_truth": f"blur_map/*.png = uint16(sigma*{SIGMA_STORAGE_SCALE})",
             "conversion": f"both maps divided by sigma_max = {self.sigma_max:g} (max_coc {self.max_coc}); "
                           "prediction clipped to [0, 1]",
             "averaging": "per-image MSE and MAE, then the mean over images",
         }
 
 
-def syndof(root, split="all", split_file=None, require_images=False, image_dir=None, truth_dir=None,
-           max_coc=DEFAULT_MAX_COC):
-    root = pathlib.Path(root)
-    return SyndofDataset(truth_dir or root / "blur_map", image_dir or root / "image", max_coc=max_coc,
-                         split=split, split_file=split_file, require_images=require_images)
+BENCHMARKS = ("cuhk", "dut", "folder", "rtf", "syndof")
+DEFAULT_POLARITY = {"cuhk": "blurred-white", "dut": "sharp-white"}
+DEFAULT_SPLIT = {"cuhk": "dmenet-test"}
+TRUTH_FOLDER = {"syndof": "blur_map"}  # the others keep ground truth in gt/
+
+
+def open_benchmark(name, root=None, image_dir=None, truth_dir=None, polarity=None, max_coc=DEFAULT_MAX_COC, **options):
+    """A benchmark's Dataset from its root (image/ + gt/ or blur_map/) or explicit folders.
+
+    Args:
+        name: one of BENCHMARKS.
+        root: the dataset folder; `image_dir` / `truth_dir` override its sub-folders.
+        polarity: mask polarity; cuhk and dut have theirs, "folder" needs one.
+        max_coc: syndof only: the set's maximum circle of confusion.
+        **options: split, split_file, require_images.
+
+    Returns:
+        MaskDataset, RtfDataset or SyndofDataset.
+
+    Example:
+        >>> test = open_benchmark("cuhk", "CUHK")          # the DMENet test split, 0505-0704
+    """
+    if name not in BENCHMARKS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    root = pathlib.Path(root) if root is not None else None
+    image_dir = image_dir or (root / "image" if root is not None else None)
+    truth_dir = truth_dir or root / TRUTH_FOLDER.get(name, "gt")
+    options.setdefault("split", DEFAULT_SPLIT.get(name, "all"))
+    if name == "rtf":
+        return RtfDataset(truth_dir, image_dir, **options)
+    if name == "syndof":
+        return SyndofDataset(truth_dir, image_dir, max_coc=max_coc, **options)
+    polarity = polarity or DEFAULT_POLARITY.get(name)
+    if polarity is None:
+        raise DatasetError("a folder of masks needs its polarity (blurred-white or sharp-white)")
+    return MaskDataset(truth_dir, image_dir, polarity, name, **options)

@@ -4,13 +4,16 @@ Files are decoded by dmenet.image_io (EXIF orientation, grey/RGBA photos, 16-bit
 parallel map calls; augmentation runs as TF ops (dmenet.pipelines.augment). Every stream repeats
 forever and is shuffled with a seed; an "epoch" is counted by the trainer in SYNDOF batches, as in
 the original. A file that fails to decode despite the start-up check (e.g. truncated mid-way) is
-skipped with a warning instead of ending the run.
+skipped with a warning naming it instead of ending the run; so is a decoded file holding NaN or
+infinite values (possible in float TIFFs) or an image whose label has another size, so that bad
+data never reaches the model.
 """
 import numpy as np
 import tensorflow as tf
 
 from dmenet.encoding import NORMALIZED, OFFICIAL, DefocusEncoding
-from dmenet.image_io import read_image, read_mask, to_unit_float
+from dmenet.datasets import SIGMA_STORAGE_SCALE, DatasetError, read_binary_mask
+from dmenet.image_io import read_image
 from dmenet.pipelines.augment import MAX_SHORT_SIDE, augment_pair
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -25,7 +28,7 @@ def label_encoding(label_format, sigma_max=NORMALIZED.sigma_max):
 
 def stored_to_target(stored, label_format="sigma10", sigma_max=NORMALIZED.sigma_max):
     """Stored map values (σ·10, or the older CoC·10) → the training target in [0, 1]."""
-    value = tf.cast(stored, tf.float32) / 10.0
+    value = tf.cast(stored, tf.float32) / SIGMA_STORAGE_SCALE
     if label_format == "coc15":
         return value / 15.0
     return value / tf.cast(label_encoding(label_format, sigma_max).sigma_max, tf.float32)
@@ -44,18 +47,22 @@ def decode_syndof_map(path, bit_depth, label_format="sigma10", sigma_max=NORMALI
         return tf.identity(target)
 
 
-def read_binary_mask(path, mask_polarity="255-blurred"):
+def read_mask_target(path, mask_polarity="blurred-white"):
     """A mask file → (H, W, 1) float32 with 1 = blurred, 0 = sharp, whatever the file's polarity."""
-    unit = to_unit_float(read_mask(path))
-    blurred = unit >= 0.5 if mask_polarity == "255-blurred" else unit < 0.5
-    return blurred.astype(np.float32)[..., None]
+    return read_binary_mask(path, mask_polarity).astype(np.float32)[..., None]
+
+
+def read_finite_image(path):
+    """read_image, refusing NaN or infinite pixels (float TIFFs) with the file named."""
+    image = read_image(path)
+    if not np.all(np.isfinite(image)):
+        raise DatasetError(f"{path}: holds NaN or infinite pixel values; it is skipped")
+    return image
 
 
 def check_label_range(syndof, sigma_max=NORMALIZED.sigma_max, sample=16):
     """Decode up to `sample` maps spread over the set and fail if any exceeds the label range: a
     set made with a larger max_coc than configured would otherwise be skipped file by file."""
-    from dmenet.pipelines.datasets import DatasetError
-
     depths = syndof.map_bit_depths or (16,) * len(syndof.maps)
     picks = np.unique(np.linspace(0, len(syndof.maps) - 1, min(sample, len(syndof.maps))).astype(int))
     problems = []
@@ -86,10 +93,22 @@ def _decode(function, *args, channels):
 
     def call(*tensors):
         values = [t.decode() if isinstance(t, bytes) else t for t in tensors]
-        return function(*values)
+        try:
+            return function(*values)
+        except ValueError as error:  # the message names the file; tf.data logs it and skips the element
+            raise ValueError(str(error)) from None
 
     out = tf.numpy_function(call, list(args), tf.float32, stateful=False)
     return tf.ensure_shape(out, [None, None, channels])
+
+
+def _same_size(label, image, label_path):
+    """The label, after asserting it has the image's height and width as read: augmentation would
+    otherwise stretch it onto the image (the start-up check makes this a last line of defence)."""
+    same = tf.reduce_all(tf.equal(tf.shape(label)[:2], tf.shape(image)[:2]))
+    check = tf.debugging.Assert(same, [label_path, "label size differs from its image as read (EXIF rotation?)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(label)
 
 
 def _element_seeds(dataset, seed):
@@ -109,10 +128,10 @@ def syndof_stream(syndof, crop_size, seed=0, sigma_max=NORMALIZED.sigma_max, max
     depths = syndof.map_bit_depths or (16,) * len(syndof.maps)
 
     def load(seed_pair, paths):
-        image = _decode(read_image, paths[0], channels=3)
+        image = _decode(read_finite_image, paths[0], channels=3)
         depth = tf.strings.to_number(paths[2], tf.int32)
         label = decode_syndof_map(paths[1], depth, label_format, sigma_max)
-        return augment_pair(image, label, seed_pair, crop_size, max_short_side)
+        return augment_pair(image, _same_size(label, image, paths[1]), seed_pair, crop_size, max_short_side)
 
     dataset = _element_seeds(_repeat_shuffled((syndof.images, syndof.maps, depths), seed), seed)
     dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
@@ -124,9 +143,9 @@ def real_labelled_stream(real, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE)
     polarity = real.mask_polarity
 
     def load(seed_pair, paths):
-        image = _decode(read_image, paths[0], channels=3)
-        mask = _decode(lambda p: read_binary_mask(p, polarity), paths[1], channels=1)
-        return augment_pair(image, mask, seed_pair, crop_size, max_short_side)
+        image = _decode(read_finite_image, paths[0], channels=3)
+        mask = _decode(lambda p: read_mask_target(p, polarity), paths[1], channels=1)
+        return augment_pair(image, _same_size(mask, image, paths[1]), seed_pair, crop_size, max_short_side)
 
     dataset = _element_seeds(_repeat_shuffled((real.images, real.masks), seed + 1), seed + 1)
     dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
@@ -137,7 +156,7 @@ def real_unlabelled_stream(unlabelled, crop_size, seed=0, max_short_side=MAX_SHO
     """Infinite image crops from a RealUnlabelledSet."""
 
     def load(seed_pair, paths):
-        image = _decode(read_image, paths[0], channels=3)
+        image = _decode(read_finite_image, paths[0], channels=3)
         return augment_pair(image, None, seed_pair, crop_size, max_short_side)[0]
 
     dataset = _element_seeds(_repeat_shuffled((unlabelled.images,), seed + 2), seed + 2)
