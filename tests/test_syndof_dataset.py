@@ -62,7 +62,7 @@ def test_dataset_from_rgbd_pairs(tmp_path):
     from dmenet.syndof.depth_io import DepthConversion, pair_files
 
     pairs = pair_files(tmp_path / "rgb", tmp_path / "depth")
-    stems = write_dataset(pairs, tmp_path / "out", per_image=2, conversion=DepthConversion(scale=10), workers=1, progress=False)
+    stems = write_dataset(pairs, tmp_path / "out", per_image=2, conversion=DepthConversion(scale=10), workers=1, progress=False).stems
     assert stems == ["scene_000", "scene_001"]
     params = json.loads((tmp_path / "out/params/scene_001.json").read_text())
     assert params["f_mm"] in (50.0, 70.0, 85.0) and params["depth_scale_to_mm"] == 10

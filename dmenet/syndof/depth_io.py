@@ -130,7 +130,10 @@ def resolve_invalid(depth, invalid, policy, name="depth"):
     if not invalid.any():
         return depth
     if invalid.all():
-        raise DepthError(f"{name}: no valid depth at all (every pixel is 0, NaN, inf or marked invalid)")
+        raise DepthError(
+            f"{name}: no valid depth at all (every pixel is 0, NaN, inf or marked invalid); check that this is the "
+            "right depth file and its values (--depth-scale, --invalid-value, --max-depth-mm), or leave the pair out"
+        )
     if policy == "error":
         raise DepthError(
             f"{name}: {int(invalid.sum())} of {invalid.size} pixels have no valid depth; "

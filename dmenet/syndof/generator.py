@@ -20,17 +20,24 @@ from dmenet.syndof.lens import (
     shift_near_depth,
 )
 
+class SyndofInputError(ValueError):
+    """An image or depth map the generator cannot defocus; the message says why and what to do."""
+
+
 LAYER_RANGE = (200, 350)  # the official generator redraws the camera outside this many layers
 CAMERA_DRAWS = 22  # the official loop makes at most this many draws, then keeps the last
 
 
 @dataclasses.dataclass(frozen=True)
 class CameraChoice:
-    """What a camera draw decided: the lens, the near-depth shift applied, and how many draws it took."""
+    """What a camera draw decided: the lens, the near-depth shift applied, how many draws it took,
+    and whether the last draw's layer count fell inside the requested range (the official loop keeps
+    the last draw even when none did)."""
 
     lens: ThinLens
     depth_shift_mm: float
     draws: int
+    layers_in_range: bool = True
 
 
 @dataclasses.dataclass
@@ -68,6 +75,7 @@ class SyndofSample:
             "focus_percent": 1.0 - (self.stack.focus_layer + 1) / self.stack.count,
             "depth_shift_mm": self.camera.depth_shift_mm,
             "camera_draws": self.camera.draws,
+            "layers_in_range": bool(self.camera.layers_in_range),
             "blur_map_encoding": "blur_map/*.png: uint16 = round(sigma_px * 10); "
             "blur_map_norm: sigma / max sigma of this image (uint8 /255); blur_map_binary: 255 where CoC > 1 px",
         }
@@ -77,24 +85,30 @@ def validate_inputs(image, depth_mm):
     image = np.asarray(image, np.float64)
     depth_mm = np.asarray(depth_mm, np.float64)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the image must be H×W×3 RGB, got shape {image.shape}")
+        raise SyndofInputError(f"the image must be H×W×3 RGB, got shape {image.shape}")
     if depth_mm.shape != image.shape[:2]:
-        raise ValueError(f"depth {depth_mm.shape} and image {image.shape[:2]} differ in size")
+        raise SyndofInputError(f"depth {depth_mm.shape} and image {image.shape[:2]} differ in size; resize one to the other")
     if min(depth_mm.shape) < 3:
-        raise ValueError(f"the image is too small ({depth_mm.shape[1]}×{depth_mm.shape[0]}); need at least 3×3 pixels")
+        raise SyndofInputError(f"the image is too small ({depth_mm.shape[1]}×{depth_mm.shape[0]}); need at least 3×3 pixels")
     if not np.all(np.isfinite(image)):
-        raise ValueError("the image contains NaN or infinite values")
+        raise SyndofInputError("the image contains NaN or infinite values; replace them before defocusing")
     if not np.all(np.isfinite(depth_mm)) or depth_mm.min() <= 0:
-        raise ValueError("depth must be finite and positive everywhere (handle invalid pixels first, see depth_io)")
+        raise SyndofInputError("depth must be finite and positive everywhere (resolve invalid pixels first: "
+                               "dmenet.syndof.depth_io.DepthConversion)")
     if depth_mm.min() == depth_mm.max():
-        raise ValueError("the depth map is constant: a single depth cannot be defocused")
+        raise SyndofInputError(
+            f"the depth map is constant ({depth_mm.min():g} mm everywhere), and a single depth cannot be defocused; "
+            "give a depth map with at least two depths (check the depth scale and the values marked invalid, which take "
+            "the depth of their valid neighbours)"
+        )
     return image, depth_mm
 
 
 def draw_camera(depth_mm, width, max_coc, rng, layer_range=LAYER_RANGE, draws=CAMERA_DRAWS):
     """Official camera draw: f ∈ {50, 70, 85} mm (1:4:4), near depth moved to ≥ 5f, focus depth from
     the far-to-near prior, aperture for `max_coc`; redrawn until the layer count is in `layer_range`
-    (at most `draws` draws, then the last is kept). Returns (CameraChoice, shifted depth, LayerStack)."""
+    (at most `draws` draws, then the last is kept, flagged out of range). Returns (CameraChoice,
+    shifted depth, LayerStack)."""
     depth_values = np.unique(depth_mm)  # sorted once; a shift maps values one to one
     for attempt in range(1, draws + 1):
         f_mm = draw_focal_length(rng)
@@ -103,10 +117,11 @@ def draw_camera(depth_mm, width, max_coc, rng, layer_range=LAYER_RANGE, draws=CA
         z_focal = draw_focus_depth(unique, rng)
         lens = lens_for_max_coc(f_mm, z_focal, unique[-1], unique[0], width, max_coc)
         layers = _layer_count(lens, unique)
-        if layer_range[0] <= layers <= layer_range[1]:
+        in_range = layer_range[0] <= layers <= layer_range[1]
+        if in_range:
             break
     shifted, _ = shift_near_depth(depth_mm, f_mm)
-    return CameraChoice(lens, shift, attempt), shifted, decompose(shifted, lens)
+    return CameraChoice(lens, shift, attempt, in_range), shifted, decompose(shifted, lens)
 
 
 def _layer_count(lens, unique_far_to_near):
@@ -120,11 +135,11 @@ def synthesize(image, depth_mm, max_coc=DEFAULT_MAX_COC, rng=None, f_mm=None, z_
     image, depth_mm = validate_inputs(image, depth_mm)
     width = image.shape[1]
     if (f_mm is None) != (z_focal is None):
-        raise ValueError("give both f_mm and z_focal to fix the camera, or neither to draw it")
+        raise SyndofInputError("give both f_mm and z_focal to fix the camera, or neither to draw it")
     if f_mm is not None:
         shifted, shift = shift_near_depth(depth_mm, float(f_mm))
         if not np.any(shifted == z_focal):
-            raise ValueError(f"z_focal {z_focal} mm is not one of the (shifted) depths of the scene")
+            raise SyndofInputError(f"z_focal {z_focal} mm is not one of the (shifted) depths of the scene; pick one of them")
         lens = lens_for_max_coc(float(f_mm), float(z_focal), shifted.min(), shifted.max(), width, max_coc)
         camera, stack = CameraChoice(lens, shift, 0), decompose(shifted, lens)
     else:

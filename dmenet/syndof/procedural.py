@@ -7,6 +7,7 @@ dozen values, which keeps the layer count (and the generation time) small.
 """
 import dataclasses
 import functools
+import pathlib
 import zlib
 
 import numpy as np
@@ -14,7 +15,7 @@ from skimage import data as skdata
 from skimage import draw
 
 from dmenet.syndof import blas_threads
-from dmenet.syndof.writer import run_jobs, sample_stem, write_sample
+from dmenet.syndof.writer import JobResult, is_complete, run_jobs, sample_stem, shard_jobs, write_manifest, write_sample
 from dmenet.syndof.generator import DEFAULT_MAX_COC, synthesize
 
 # Photos shipped inside scikit-image (no download needed).
@@ -144,32 +145,59 @@ class ProceduralJob:
     image_size: tuple
     max_coc: int
 
+    @property
+    def stem(self):
+        return procedural_stem(self.index)
+
+    @property
+    def source(self):
+        return f"procedural scene {self.index} (seed {self.seed})"
+
 
 def procedural_stem(index):
     return sample_stem("procedural", index)
 
 
 def run_procedural_job(job, out_dir):
-    from dmenet.syndof.writer import is_complete
-
-    stem = procedural_stem(job.index)
-    if is_complete(out_dir, stem):
-        return stem
+    if is_complete(out_dir, job.stem):
+        return JobResult(job.stem, job.source)
     rng = np.random.default_rng(np.random.SeedSequence([int(job.seed), zlib.crc32(b"procedural"), int(job.index)]))
     image, depth = make_scene(rng, job.image_size)
     # Procedural scenes have few distinct depths by design: accept the first camera draw.
     sample = synthesize(image, depth, job.max_coc, rng=rng, layer_range=(1, np.iinfo(np.int64).max))
     extra = {"source": "procedural", "seed": job.seed, "sample_index": job.index,
              "image_height": job.image_size[0], "image_width": job.image_size[1]}
-    write_sample(out_dir, stem, sample, extra)
-    return stem
+    write_sample(out_dir, job.stem, sample, extra)
+    return JobResult(job.stem, job.source, made=True, layers=int(sample.stack.count))
 
 
-def write_procedural_dataset(out_dir, count, seed=0, image_size=(256, 320), max_coc=DEFAULT_MAX_COC, workers=None, progress=True):
-    """Write `count` procedural SYNDOF samples in the official layout; returns their stems. The same
-    seed gives byte-identical files; re-running skips samples already written."""
+def write_procedural_dataset(out_dir, count, seed=0, image_size=(256, 320), max_coc=DEFAULT_MAX_COC, workers=None,
+                             progress=True, shard=None):
+    """Write `count` procedural SYNDOF samples in the official layout.
+
+    Args:
+        out_dir: the dataset folder.
+        count: number of scenes; stems are procedural_000, procedural_001, …
+        seed: the same seed gives byte-identical files; re-running skips samples already written.
+        image_size: (height, width) of every scene.
+        max_coc: largest CoC in px.
+        workers: processes (default: all cores).
+        shard: (K, N) to make only shard K of N; None for all.
+
+    Returns:
+        list: the stems of this shard's samples.
+
+    Example:
+        >>> write_procedural_dataset("syndof_procedural", 2, image_size=(64, 80), workers=1, progress=False)
+        ['procedural_000', 'procedural_001']
+    """
     if count < 1:
         raise ValueError("count must be at least 1")
     image_size = (int(image_size[0]), int(image_size[1]))
     jobs = [ProceduralJob(index, int(seed), image_size, int(max_coc)) for index in range(int(count))]
-    return run_jobs(run_procedural_job, jobs, out_dir, workers, progress, description="SYNDOF procedural")
+    settings = {"kind": "procedural", "seed": int(seed), "count": int(count), "image_size": list(image_size), "max_coc": int(max_coc)}
+    pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_manifest(out_dir, [job.stem for job in jobs], settings)
+    results = run_jobs(run_procedural_job, shard_jobs(jobs, shard), out_dir, workers, progress,
+                       description="SYNDOF procedural", strict=True)
+    return [result.stem for result in results]
