@@ -8,8 +8,9 @@ from collections import deque
 import numpy as np
 import pytest
 import scipy.fft
+import scipy.ndimage
 
-from dmenet.park17 import edges
+from dmenet.park17 import edges, features
 from dmenet.park17.edges import (Park17InputError, balanced_training_edge_map, matlab_canny,
                                  multiscale_edge_map, value_channel)
 from dmenet.park17.features import (PatchFeatures, compute_features, gradient_histogram_bins,
@@ -48,12 +49,12 @@ def test_square_gives_one_closed_thin_contour_away_from_the_border():
     distance = np.minimum(np.minimum(abs(rows - 11.5), abs(rows - 27.5)),
                           np.minimum(abs(cols - 11.5), abs(cols - 27.5)))
     assert distance.max() <= 1.5
-    labels, count = edges.scipy.ndimage.label(edge, structure=np.ones((3, 3)))
+    labels, count = scipy.ndimage.label(edge, structure=np.ones((3, 3)))
     assert count == 1
     # Thin: every side is a single line (one edge pixel per row on the vertical sides).
     assert edge[16:24, :20].sum(axis=1).tolist() == [1] * 8
     # Closed: the inside is not 8-connected to the outside through gaps in the contour.
-    outside, _ = edges.scipy.ndimage.label(~edge)
+    outside, _ = scipy.ndimage.label(~edge)
     assert outside[20, 20] != outside[1, 1]
 
 
@@ -77,7 +78,7 @@ def test_hysteresis_keeps_weak_edges_only_when_connected_to_strong_ones():
 
 def test_hysteresis_equals_flood_fill_of_weak_from_strong():
     rng = np.random.default_rng(3)
-    image = edges.scipy.ndimage.gaussian_filter(rng.random((48, 40)), 1.5)
+    image = scipy.ndimage.gaussian_filter(rng.random((48, 40)), 1.5)
     low, high = 0.15, 0.4
     gx, gy, magnitude = edges._canny_gradients(image)
     local_max = edges._local_maxima(gx, gy, magnitude)
@@ -100,7 +101,7 @@ def test_hysteresis_equals_flood_fill_of_weak_from_strong():
 
 def test_nms_keeps_exactly_the_interpolated_local_maxima():
     rng = np.random.default_rng(4)
-    image = edges.scipy.ndimage.gaussian_filter(rng.random((30, 34)), 1.0)
+    image = scipy.ndimage.gaussian_filter(rng.random((30, 34)), 1.0)
     gx, gy, m = edges._canny_gradients(image)
     keep = edges._local_maxima(gx, gy, m)
     expected = np.zeros_like(keep)
@@ -125,7 +126,7 @@ def test_nms_keeps_exactly_the_interpolated_local_maxima():
 
 
 def test_multiscale_map_is_max_of_scale_labels_and_constant_image_has_no_edges():
-    image = edges.scipy.ndimage.gaussian_filter(np.random.default_rng(5).random((50, 45)), 1.2)
+    image = scipy.ndimage.gaussian_filter(np.random.default_rng(5).random((50, 45)), 1.2)
     e1 = matlab_canny(image, 0.117, 0.176)
     e2 = matlab_canny(image, 0.234, 0.351)
     np.testing.assert_array_equal(multiscale_edge_map(image), np.maximum(1 * e1, 2 * e2).astype(np.uint8))
@@ -138,7 +139,7 @@ def test_multiscale_map_is_max_of_scale_labels_and_constant_image_has_no_edges()
 
 
 def test_balanced_training_map_keeps_equal_random_subsets():
-    image = edges.scipy.ndimage.gaussian_filter(np.random.default_rng(6).random((80, 90)), 1.0)
+    image = scipy.ndimage.gaussian_filter(np.random.default_rng(6).random((80, 90)), 1.0)
     unbalanced = multiscale_edge_map(image, DEFAULT_PARAMS.edge_low_train, DEFAULT_PARAMS.edge_high_train)
     counts = [(unbalanced == k).sum() for k in (1, 2)]
     assert counts[0] != counts[1] and min(counts) > 0
@@ -183,7 +184,7 @@ def test_matlab_uint8_rounds_half_away_and_saturates():
 
 def _random_scene(seed=0, shape=(48, 56)):
     rng = np.random.default_rng(seed)
-    rgb = edges.scipy.ndimage.gaussian_filter(rng.random(shape + (3,)), (1.0, 1.0, 0))
+    rgb = scipy.ndimage.gaussian_filter(rng.random(shape + (3,)), (1.0, 1.0, 0))
     rgb = np.round(rgb * 255) / 255
     positions = np.stack([rng.integers(0, shape[0], 60), rng.integers(0, shape[1], 60)], axis=1)
     scales = rng.integers(1, 3, 60).astype(np.int8)
@@ -261,6 +262,8 @@ def test_bad_feature_inputs_raise_one_clear_error():
         compute_features(rgb, gray, np.array([[48, 0]]), np.array([1]))
     with pytest.raises(Park17InputError, match="scales"):
         compute_features(rgb, gray, positions, np.full(len(positions), 3))
+    with pytest.raises(Park17InputError, match="divide 8-bit"):
+        compute_features((rgb * 255).astype(np.uint8), gray, positions, scales)
     with pytest.raises(Park17InputError, match="differ"):
         compute_features(rgb, gray[1:], positions, scales)
     empty = compute_features(rgb, gray, np.zeros((0, 2), int), np.zeros(0, int))
@@ -305,3 +308,13 @@ def test_features_equal_official(reference):
     index = reference["fIMG_subset_idx"]
     np.testing.assert_array_equal(result.patches[index], (reference["fIMG_subset_u8"] / 255.0).astype(np.float32))
     np.testing.assert_array_equal(result.patches_u8[index], reference["fIMG_subset_u8"])
+
+
+def test_gradient_bins_do_not_depend_on_the_row_block(monkeypatch):
+    padded = np.pad(np.round(np.random.default_rng(7).random((23, 17)) * 255) / 255, 3, mode="edge")
+    whole = features._gradient_bins(padded, 25)
+    monkeypatch.setattr(features, "_ROW_BLOCK", 7)
+    np.testing.assert_array_equal(features._gradient_bins(padded, 25), whole)
+    grad_x = np.diff(padded, axis=1, append=2 * padded[:, -1:] - padded[:, -2:-1])
+    grad_y = np.diff(padded, axis=0, append=2 * padded[-1:] - padded[-2:-1])
+    np.testing.assert_array_equal(whole, gradient_histogram_bins(np.sqrt(grad_x ** 2 + grad_y ** 2) / np.sqrt(2), 25))

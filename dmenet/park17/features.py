@@ -116,13 +116,40 @@ def _log_normalise(values):
     return values / values.sum(axis=1, keepdims=True)
 
 
-def _scale_slots(params):
-    """(start, stop) of each scale's bins in the 40-vector; the indicator follows at `stop`."""
+def _scale_slots(bins_per_scale):
+    """(start, stop) of each scale's bins in the feature vector; the scale indicator sits at `stop`."""
     slots, start = [], 0
-    for n_bins in params.dct_bins:
+    for n_bins in bins_per_scale:
         slots.append((start, start + n_bins))
         start += n_bins + 1
     return slots
+
+
+_FEATURES = ("dct", "grd", "svd")
+# Rows per block when converting whole images, so temporaries stay small for 24-megapixel photos.
+_ROW_BLOCK = 256
+
+
+def _gradient_bins(padded, n_bins):
+    """hist bin of every pixel's gradient on a replicate-padded gray image, as uint8.
+
+    Gradient (official code): forward differences, the last column/row repeating the previous
+    difference, then sqrt(gX² + gY²)/√2 with the same operations, so values that land exactly on a
+    split point bin as in MATLAB. Computed in row blocks to bound memory.
+    """
+    height = padded.shape[0]
+    bins = np.empty(padded.shape, np.uint8)
+    for top in range(0, height, _ROW_BLOCK):
+        bottom = min(top + _ROW_BLOCK, height)
+        rows = padded[top:bottom]
+        grad_x = np.empty(rows.shape)
+        grad_x[:, :-1] = rows[:, 1:] - rows[:, :-1]
+        grad_x[:, -1] = grad_x[:, -2]
+        upper = np.minimum(np.arange(top, bottom), height - 2)  # the last row repeats the previous difference
+        grad_y = padded[upper + 1] - padded[upper]
+        gradient = np.sqrt(grad_x ** 2 + grad_y ** 2) / np.sqrt(2)
+        bins[top:bottom] = gradient_histogram_bins(gradient, n_bins)
+    return bins
 
 
 # Patches per inner batch: keeps the DCT/SVD temporaries in cache (measured best around 1–2 k).
@@ -171,47 +198,47 @@ class _ImageFeatureExtractor:
         gray = np.asarray(gray, dtype=np.float64)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise Park17InputError(f"features: expected an H×W×3 RGB image, got shape {rgb.shape}")
+        if not np.issubdtype(rgb.dtype, np.floating):
+            raise Park17InputError(
+                f"features: expected a float RGB image in [0, 1], got {rgb.dtype}; divide 8-bit images by 255")
         if gray.shape != rgb.shape[:2]:
             raise Park17InputError(
                 f"features: gray image {gray.shape} and RGB image {rgb.shape[:2]} differ in size")
         if not (len(params.patch_radii) == len(params.dct_bins) == len(params.gradient_bins)
                 == len(params.svd_bins) == len(params.dct_sizes)):
             raise Park17InputError("features: params give different numbers of scales per feature")
+        if max(params.gradient_bins) > 255:
+            raise Park17InputError("features: at most 255 gradient bins are supported")
         self.shape = gray.shape
         self.n_features = params.feature_length
-        self.slots = _scale_slots(params)
-        cnn_radius = params.cnn_patch_radius
-        self.cnn_width = 2 * cnn_radius + 1
-        # One RGB padding serves every scale: each crop lies within the CNN radius of its centre.
-        rgb_pad = ((cnn_radius, cnn_radius), (cnn_radius, cnn_radius), (0, 0))
-        rgb_padded = np.pad(np.asarray(rgb, dtype=np.float64), rgb_pad, mode="edge")
-        rgb_float = _pixel_view(rgb_padded.astype(np.float32))
-        rgb_uint8 = _pixel_view(matlab_uint8(255 * rgb_padded))
+        self.slots = {name: _scale_slots(bins) for name, bins in
+                      zip(_FEATURES, (params.dct_bins, params.gradient_bins, params.svd_bins))}
+        radius_max = params.cnn_patch_radius
+        self.cnn_width = 2 * radius_max + 1
+        if max(params.patch_radii) > radius_max:
+            raise Park17InputError(f"features: patch radii {params.patch_radii} exceed the CNN radius {radius_max}")
+        # One replicate padding by the largest radius serves every scale: replicate-padding by r is the
+        # same image inset by (radius_max − r).
+        pad2 = ((radius_max, radius_max), (radius_max, radius_max))
+        gray_padded = np.pad(gray, pad2, mode="edge")
+        rgb_float = _pixel_view(np.pad(rgb.astype(np.float32), pad2 + ((0, 0),), mode="edge"))
+        rgb_uint8 = np.empty(rgb.shape, np.uint8)
+        for top in range(0, rgb.shape[0], _ROW_BLOCK):
+            rgb_uint8[top:top + _ROW_BLOCK] = matlab_uint8(255 * rgb[top:top + _ROW_BLOCK])
+        rgb_uint8 = _pixel_view(np.pad(rgb_uint8, pad2 + ((0, 0),), mode="edge"))
         self.scales = []
         for s, radius in enumerate(params.patch_radii):
-            if radius > cnn_radius:
-                raise Park17InputError(f"features: patch radius {radius} exceeds the CNN radius {cnn_radius}")
             width = 2 * radius + 1
-            padded = np.pad(gray, radius, mode="edge")
-            grad_x = np.empty_like(padded)
-            grad_x[:, :-1] = padded[:, 1:] - padded[:, :-1]
-            grad_x[:, -1] = grad_x[:, -2]
-            grad_y = np.empty_like(padded)
-            grad_y[:-1] = padded[1:] - padded[:-1]
-            grad_y[-1] = grad_y[-2]
-            # Same operations as the official code, so a value on a split point bins identically.
-            gradient = np.sqrt(grad_x ** 2 + grad_y ** 2) / np.sqrt(2)
+            inset = radius_max - radius
+            window = np.s_[inset:gray_padded.shape[0] - inset, inset:gray_padded.shape[1] - inset]
             n_grd = params.gradient_bins[s]
-            bins = gradient_histogram_bins(gradient, n_grd).astype(np.int16)
-            # The crop of this scale starts cnn_radius − radius pixels into the CNN-padded RGB image.
-            inset = cnn_radius - radius
-            rgb_window = np.s_[inset:rgb_float.shape[0] - inset, inset:rgb_float.shape[1] - inset]
             self.scales.append(dict(
-                width=width, cnn_pad=cnn_radius - radius,
-                gray=sliding_window_view(padded, (width, width)),
-                bins=sliding_window_view(bins, (width, width)),
-                rgb_float=sliding_window_view(rgb_float[rgb_window], (width, width)),
-                rgb_uint8=sliding_window_view(rgb_uint8[rgb_window], (width, width)),
+                width=width, cnn_pad=inset,
+                gray=sliding_window_view(gray_padded[window], (width, width)),
+                # The gradient image differs per scale at the padded border (last-column repeat).
+                bins=sliding_window_view(_gradient_bins(gray_padded[window], n_grd), (width, width)),
+                rgb_float=sliding_window_view(rgb_float[window], (width, width)),
+                rgb_uint8=sliding_window_view(rgb_uint8[window], (width, width)),
                 dct_matrix=_dct_matrix(params.dct_sizes[s])[:, :width],
                 ring_weights=_dct_ring_weights(params.dct_sizes[s], params.dct_bins[s],
                                                params.dct_ring_overlap),
@@ -265,17 +292,17 @@ class _ImageFeatureExtractor:
     def features(self, positions, scales):
         """PatchFeatures of already checked positions and scales."""
         n = len(positions)
-        out = {name: np.zeros((n, self.n_features), np.float32) for name in ("dct", "grd", "svd")}
-        out.update({f"{name}_u8": np.zeros((n, self.n_features), np.uint8) for name in ("dct", "grd", "svd")})
+        out = {name: np.zeros((n, self.n_features), np.float32) for name in _FEATURES}
+        out.update({f"{name}_u8": np.zeros((n, self.n_features), np.uint8) for name in _FEATURES})
         out["patches"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.float32)
         out["patches_u8"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.uint8)
         for scale in np.unique(scales):
-            start, stop = self.slots[scale - 1]
             members = np.flatnonzero(scales == scale)
             for first in range(0, len(members), _INNER_BATCH):
                 select = _as_slice(members[first:first + _INNER_BATCH])
                 where = positions[select]
-                for name, values in zip(("dct", "grd", "svd"), self._scale_features(where, scale)):
+                for name, values in zip(_FEATURES, self._scale_features(where, scale)):
+                    start, stop = self.slots[name][scale - 1]
                     out[name][select, start:stop] = values
                     out[name][select, stop] = 1.0
                     out[f"{name}_u8"][select, start:stop] = matlab_uint8(255 * values)
