@@ -22,6 +22,9 @@ The two agree except when a balance is within float32 rounding of zero without b
 the mex's rule.
 """
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from dmenet.park17.edges import Park17InputError
 
 # OpenCV's multiply-with-carry generator (cv::RNG): coefficient and the default state of theRNG().
 _CV_RNG_COEFF = 4164903690
@@ -32,10 +35,9 @@ _GUIDE_LOW_LEVELS = 256 >> _GUIDE_SHIFT
 _QUANTISATION_TOLERANCE = np.float32(1e-5)
 # Rows of windows histogrammed at once: bounds the (pixels × levels) float64 table (~40 MB).
 _BAND_ROWS = 32
-
-
-class WeightedMedianInputError(ValueError):
-    """Input to the joint weighted median has the wrong shape or values; the message says what to fix."""
+# A float32 balance this close to 0 (relative to the window's total weight) is re-decided in float64;
+# float32 sums of 121 weights are off by well under 1e-5 of the total.
+_FLOAT32_MARGIN = 1e-4
 
 
 class OpenCvRng:
@@ -129,25 +131,26 @@ def _quantise_values(values, levels):
 def _kmeans_pp_centres(samples, clusters, rng):
     """OpenCV generateCentersPP with 3 trials; returns the chosen sample indices.
 
-    Distances between 6-bit colours are integers, so float32/double sums are exact here; the only
-    rounding is the sampling walk p ← p − d_i in double, reproduced with subtract.accumulate.
+    Squared distances between 6-bit colours are integers, so OpenCV's float distances and double
+    sums are exact. The sampling walk p ← p − d_i (double) is exact too while p stays ≥ 0 (p's last
+    bit is coarser than 1 only above 2⁵³), so the chosen index is the first i with Σ_{≤i} d ≥ p.
     """
     count = samples.shape[0]
-    coords = samples.astype(np.int64)
+    coords = samples.astype(np.float64)
+    squared_norms = (coords * coords).sum(axis=1)
 
     def distances_to(index):
-        return ((coords - coords[index]) ** 2).sum(axis=1).astype(np.float64)
+        return squared_norms + squared_norms[index] - 2.0 * (coords @ coords[index])
 
     centres = [rng.next_u32() % count]
     dist = distances_to(centres[0])
     total = float(dist.sum())
     for _ in range(1, clusters):
         best_sum, best_centre, best_dist = np.inf, -1, None
+        cumulative = np.cumsum(dist[:-1])
         for _ in range(_KMEANS_PP_TRIALS):
             draw = rng.next_double() * total
-            remaining = np.subtract.accumulate(np.concatenate(([draw], dist[:-1])))[1:]
-            hits = np.flatnonzero(remaining <= 0)
-            candidate = int(hits[0]) if hits.size else count - 1
+            candidate = int(np.searchsorted(cumulative, draw, side="left"))  # N − 1 when never reached
             trial = np.minimum(distances_to(candidate), dist)
             trial_sum = float(trial.sum())
             if trial_sum < best_sum:
@@ -168,13 +171,15 @@ def _kmeans_one_update(samples, clusters, rng):
         (int labels per sample, float32 K×3 centres).
     """
     seeds = _kmeans_pp_centres(samples, clusters, rng)
-    coords = samples.astype(np.int64)
+    coords = samples.astype(np.float64)
     seed_coords = coords[seeds]
-    squared = ((coords[:, None, :] - seed_coords[None, :, :]) ** 2).sum(axis=2)
+    # integer coordinates: |a|² + |b|² − 2a·b is exact in double
+    squared = ((coords * coords).sum(axis=1)[:, None] + (seed_coords * seed_coords).sum(axis=1)[None, :]
+               - 2.0 * (coords @ seed_coords.T))
     labels = np.argmin(squared, axis=1)  # first minimum, as OpenCV's strict '>' test
     counts = np.bincount(labels, minlength=clusters)
     if np.any(counts == 0):
-        raise WeightedMedianInputError(
+        raise Park17InputError(
             "joint_weighted_median: k-means produced an empty cluster (duplicate guide colours?); "
             "pass a guide with at least as many distinct colours as guide_levels")
     sums = np.stack([np.bincount(labels, weights=coords[:, j], minlength=clusters) for j in range(3)], axis=1)
@@ -220,71 +225,146 @@ def _cluster_weights(centres, sigma_scaled):
     return np.exp(exponent.astype(np.float64)).astype(np.float32)
 
 
-def _window_offsets(radius):
-    span = np.arange(-radius, radius + 1)
-    return [(dy, dx) for dy in span for dx in span]
+def _windows(padded, radius, y0, y1, width):
+    """Pixel-major windows of rows y0…y1−1 of a padded image: ((y1−y0)·W, (2r+1)²), a copy."""
+    size = 2 * radius + 1
+    return sliding_window_view(padded[y0:y1 + 2 * radius, :width + 2 * radius], (size, size)).reshape(
+        (y1 - y0) * width, size * size)
 
 
 def _window_weights(cluster_image, weights, radius):
-    """Weight of every window offset for every centre: (offsets, H, W) float32, 0 outside the image."""
+    """Weight of every window pixel for every centre: (H·W, (2r+1)²) float32, 0 outside the image."""
     height, width = cluster_image.shape
-    padded = np.pad(cluster_image, radius, mode="constant", constant_values=-1)
-    out = np.zeros(((2 * radius + 1) ** 2, height, width), dtype=np.float32)
-    for k, (dy, dx) in enumerate(_window_offsets(radius)):
-        neighbour = padded[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
-        inside = neighbour >= 0
-        out[k][inside] = weights[cluster_image[inside], neighbour[inside]]
+    clusters = weights.shape[0]
+    # an extra "outside" cluster whose weight to everything is 0 replaces the clipping of the window
+    table = np.zeros((clusters + 1, clusters + 1), dtype=np.float32)
+    table[:clusters, :clusters] = weights
+    padded = np.pad(cluster_image.astype(np.intp), radius, mode="constant", constant_values=clusters)
+    centre_rows = cluster_image.astype(np.intp).ravel() * (clusters + 1)
+    out = np.empty((height * width, (2 * radius + 1) ** 2), dtype=np.float32)
+    for y0 in range(0, height, _BAND_ROWS):
+        y1 = min(height, y0 + _BAND_ROWS)
+        band = slice(y0 * width, y1 * width)
+        keys = _windows(padded, radius, y0, y1, width)
+        keys += centre_rows[band, None]
+        np.take(table.ravel(), keys, out=out[band])
     return out
 
 
-def _window_medians(index_image, window_weights, radius):
+def _exact_ties(levels, weights, cut):
+    """Whether balance(cut) is exactly 0: for every weight value, as many pixels at or below the cut
+    as above (float sums cannot tell a tie from a near-tie; integer counts can). Rows are pixels."""
+    count = levels.shape[0]
+    sign = np.where(levels <= cut[:, None], 1, -1)
+    sign = np.where(weights > 0, sign, 0)
+    owner = np.broadcast_to(np.arange(count, dtype=np.int64)[:, None], sign.shape)
+    key = (owner << 32) | weights.view(np.uint32).astype(np.int64)
+    _, group = np.unique(key.ravel(), return_inverse=True)
+    net = np.bincount(group, weights=sign.ravel())
+    unbalanced = np.zeros(count, dtype=bool)
+    unbalanced[owner.ravel()[net[group] != 0]] = True
+    return ~unbalanced
+
+
+def _histogram_medians(levels, weights, base, span):
+    """Weighted medians from level histograms over bins base … base+span−1 of each row (pixel).
+
+    Levels outside the range are clipped into the end bins, so a result in an end bin is only a
+    bound; ``resolved`` says which pixels got an exact answer.
+
+    Returns:
+        (median, tie, plateau_top, resolved), one entry per row of ``levels``.
+    """
+    count = levels.shape[0]
+    first_bin = np.arange(count, dtype=np.intp) * span
+    keys = levels + (first_bin - base)[:, None]
+    np.clip(keys, first_bin[:, None], (first_bin + span - 1)[:, None], out=keys)
+    hist = np.bincount(keys.ravel(), weights=weights.ravel(), minlength=count * span).reshape(count, span)
+    cumulative = np.cumsum(hist, axis=1)
+    total = cumulative[:, -1]
+    balance = 2.0 * cumulative - total[:, None]
+    rel = np.argmax(balance >= 0, axis=1)
+    median = base + rel
+    at_median = balance[np.arange(count), rel]
+    tie = np.zeros(count, dtype=bool)
+    # a float balance within rounding of 0 is only a candidate for an exact tie
+    candidates = np.flatnonzero(np.abs(at_median) <= 1e-9 * total)
+    if candidates.size:
+        tie[candidates] = _exact_ties(levels[candidates], weights[candidates], median[candidates])
+    occupied_above = (hist > 0) & (np.arange(span)[None, :] > rel[:, None])
+    next_rel = np.where(occupied_above.any(axis=1), np.argmax(occupied_above, axis=1), span)
+    plateau_top = base + next_rel - 1
+    resolved = (rel > 0) & (rel < span - 1) & ~(tie & (next_rel >= span - 1))
+    return median, tie, plateau_top, resolved
+
+
+def _masked_sums(mask, weights):
+    """Row sums of the weights where mask is set, in float32 (einsum casts the mask on the fly)."""
+    return np.einsum("ij,ij->i", mask, weights)
+
+
+def _level_weight(levels, weights, level):
+    """Σ of the weights of each row's pixels at that row's ``level`` (float32)."""
+    return _masked_sums(levels == level[:, None], weights)
+
+
+def _nearby_medians(levels, weights, totals, guess):
+    """Weighted medians that lie within one level of a guess, in float32.
+
+    Balances at guess−2 … guess+1 come from the weights below the guess and at guess−1, guess,
+    guess+1. Returns (median, settled); a pixel is settled only if its median is one of the three
+    levels and both balances that bracket it (at the median and just below it) are far from 0
+    compared with float32 rounding, so that the float64 model would decide the same.
+    """
+    two = np.float32(2)
+    below = _masked_sums(levels < guess[:, None], weights)
+    balance = [two * below - totals]  # balance at guess − 1
+    balance.insert(0, balance[0] - two * _level_weight(levels, weights, guess - 1))  # at guess − 2
+    balance.append(balance[-1] + two * _level_weight(levels, weights, guess))  # at guess
+    balance.append(balance[-1] + two * _level_weight(levels, weights, guess + 1))  # at guess + 1
+    margin = _FLOAT32_MARGIN * totals
+    median = guess.astype(np.intp)
+    settled = np.zeros(len(guess), dtype=bool)
+    for shift in (-1, 0, 1):
+        upper, lower = balance[shift + 2], balance[shift + 1]
+        here = (upper >= 0) & (lower < 0) & (np.abs(upper) > margin) & (np.abs(lower) > margin)
+        median[here] += shift
+        settled |= here
+    return median, settled
+
+
+def _window_medians(index_image, window_weights, window_totals, radius, value_levels):
     """Per pixel: lowest level m with balance(m) ≥ 0, whether balance(m) is an exact tie, and the
     last level b ≥ m before the next occupied level (the tie plateau is m…b).
+
+    Weighted medians lie at or next to the centre's own level, so a float32 test of that level and
+    its neighbours settles almost every pixel; the rest (far medians, near-ties, exact ties) get a
+    float64 histogram over all levels.
     """
     height, width = index_image.shape
-    offsets = _window_offsets(radius)
-    padded_levels = np.pad(index_image, radius, mode="edge")
-    median = np.empty((height, width), dtype=np.int64)
-    tie = np.zeros((height, width), dtype=bool)
-    plateau_top = np.empty((height, width), dtype=np.int64)
+    padded_levels = np.pad(index_image.astype(np.int16), radius, mode="edge")
+    centre_levels = index_image.astype(np.int16).ravel()
+    median = np.empty(height * width, dtype=np.intp)
+    tie = np.zeros(height * width, dtype=bool)
+    plateau_top = np.empty(height * width, dtype=np.intp)
     for y0 in range(0, height, _BAND_ROWS):
         y1 = min(height, y0 + _BAND_ROWS)
-        rows = y1 - y0
-        levels = np.stack([padded_levels[radius + dy + y0:radius + dy + y1, radius + dx:radius + dx + width]
-                           for dy, dx in offsets]).reshape(len(offsets), -1)
-        wts = window_weights[:, y0:y1].reshape(len(offsets), -1)
-        low = int(levels.min())
-        span = int(levels.max()) - low + 1
-        pixels = rows * width
-        flat = (np.arange(pixels, dtype=np.int64) * span)[None, :] + (levels - low)
-        hist = np.bincount(flat.ravel(), weights=wts.ravel(), minlength=pixels * span).reshape(pixels, span)
-        cumulative = np.cumsum(hist, axis=1)
-        total = cumulative[:, -1:]
-        balance = 2.0 * cumulative - total
-        m = np.argmax(balance >= 0, axis=1)
-        at_m = balance[np.arange(pixels), m]
-        # a structural tie needs balanced integer counts per cluster; float sums only flag candidates
-        candidates = np.flatnonzero(np.abs(at_m) <= 1e-9 * total[:, 0])
-        is_tie = np.zeros(pixels, dtype=bool)
-        if candidates.size:
-            cand_levels = levels[:, candidates]
-            cand_weights = wts[:, candidates]
-            sign = np.where(cand_levels - low <= m[candidates][None, :], 1, -1)
-            sign = np.where(cand_weights > 0, sign, 0)
-            # clusters with the same weight are interchangeable in the balance: group by weight value
-            owner = np.broadcast_to(np.arange(candidates.size, dtype=np.int64)[None, :], sign.shape)
-            key = (owner << 32) | cand_weights.view(np.uint32).astype(np.int64)
-            _, group = np.unique(key.ravel(), return_inverse=True)
-            net = np.bincount(group, weights=sign.ravel())
-            unbalanced = np.zeros(candidates.size, dtype=bool)
-            np.logical_or.at(unbalanced, owner.ravel()[net[group] != 0], True)
-            is_tie[candidates] = ~unbalanced
-        occupied_above = (hist > 0) & (np.arange(span)[None, :] > m[:, None])
-        next_occupied = np.where(occupied_above.any(axis=1), np.argmax(occupied_above, axis=1), span)
-        median[y0:y1] = (m + low).reshape(rows, width)
-        tie[y0:y1] = is_tie.reshape(rows, width)
-        plateau_top[y0:y1] = (next_occupied - 1 + low).reshape(rows, width)
-    return median, tie, plateau_top
+        band = slice(y0 * width, y1 * width)
+        levels = _windows(padded_levels, radius, y0, y1, width)
+        weights = window_weights[band]
+        m, settled = _nearby_medians(levels, weights, window_totals[band], centre_levels[band])
+        top = m.copy()
+        t = np.zeros(m.shape, dtype=bool)
+        missing = np.flatnonzero(~settled)
+        if missing.size:
+            far_levels = levels[missing].astype(np.intp)
+            low = far_levels.min(axis=1)
+            span = int((far_levels.max(axis=1) - low).max()) + 1
+            m2, t2, top2, _ = _histogram_medians(far_levels, weights[missing], low, span)
+            m[missing], t[missing], top[missing] = m2, t2, top2
+        median[band], tie[band], plateau_top[band] = m, t, top
+    shape = (height, width)
+    return median.reshape(shape), tie.reshape(shape), plateau_top.reshape(shape)
 
 
 def _column_walk(median, tie, plateau_top):
@@ -307,12 +387,13 @@ def _column_walk(median, tie, plateau_top):
     return out
 
 
-def _filter_indices(index_image, cluster_image, weights, radius, iterations):
+def _filter_indices(index_image, cluster_image, weights, radius, iterations, value_levels):
     """filterCore ``iterations`` times on the index image with a fixed cluster image."""
     window_weights = _window_weights(cluster_image, weights, radius)
-    current = np.asarray(index_image, dtype=np.int64)
+    window_totals = window_weights.sum(axis=1)
+    current = np.asarray(index_image, dtype=np.intp)
     for _ in range(iterations):
-        median, tie, plateau_top = _window_medians(current, window_weights, radius)
+        median, tie, plateau_top = _window_medians(current, window_weights, window_totals, radius, value_levels)
         current = _column_walk(median, tie, plateau_top)
     return current
 
@@ -321,15 +402,15 @@ def _check_inputs(values, guide_rgb, radius, iterations):
     values = np.asarray(values)
     guide = np.asarray(guide_rgb)
     if values.ndim != 2:
-        raise WeightedMedianInputError(
+        raise Park17InputError(
             f"joint_weighted_median: values must be an H×W map, got shape {values.shape}")
     if guide.shape != values.shape + (3,):
-        raise WeightedMedianInputError(
+        raise Park17InputError(
             f"joint_weighted_median: guide must be H×W×3 matching values {values.shape}, got {guide.shape}")
     if not np.all(np.isfinite(values)) or not np.all(np.isfinite(guide)):
-        raise WeightedMedianInputError("joint_weighted_median: values and guide must be finite (no NaN/inf)")
+        raise Park17InputError("joint_weighted_median: values and guide must be finite (no NaN/inf)")
     if int(radius) < 0 or int(iterations) < 0:
-        raise WeightedMedianInputError("joint_weighted_median: radius and iterations must be ≥ 0")
+        raise Park17InputError("joint_weighted_median: radius and iterations must be ≥ 0")
     return values, guide
 
 
@@ -351,7 +432,8 @@ def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=5, value_lev
     values32 = values.astype(np.float32)
     index_image, representatives = _quantise_values(values32, int(value_levels))
     cluster_image, weights = _cluster_guide(guide_u8.astype(np.uint8), sigma_scaled, guide_levels, rng)
-    filtered = _filter_indices(index_image, cluster_image, weights, int(radius), int(iterations))
+    filtered = _filter_indices(index_image, cluster_image, weights, int(radius), int(iterations),
+                               len(representatives))
     return representatives[filtered].astype(np.float32)
 
 

@@ -1,0 +1,195 @@
+"""Park'17 joint weighted median (PARK17.md §11): pieces on small inputs, the whole filter on the
+official reference run (exact on sample_0001)."""
+import json
+
+import numpy as np
+import pytest
+
+from dmenet.park17 import weighted_median as wm
+from dmenet.park17.edges import Park17InputError
+from dmenet.park17.params import DEFAULT_PARAMS
+
+
+def _reference(shared_data, case):
+    base = shared_data / "park17_reference" / case
+    arrays = np.load(base.with_suffix(".npz"))
+    meta = json.loads(base.with_suffix(".json").read_text())
+    return arrays, meta
+
+
+def _mex_walk_reference(levels, clusters, weights, radius):
+    """filterCore as a plain per-pixel loop: fresh balance at the previous cut, then the walk."""
+    height, width = levels.shape
+    top_level = int(levels.max())
+    out = np.empty_like(levels)
+    for x in range(width):
+        cut = -1
+        for y in range(height):
+            rows = slice(max(0, y - radius), min(height, y + radius + 1))
+            cols = slice(max(0, x - radius), min(width, x + radius + 1))
+            window = levels[rows, cols].ravel()
+            w = weights[clusters[y, x], clusters[rows, cols].ravel()].astype(np.float64)
+            balance = float(np.sum(np.where(window <= cut, w, -w)))
+            if balance > 0:
+                while balance > 0 and cut > 0:
+                    balance -= 2 * w[window == cut].sum()
+                    cut -= 1
+            elif balance < 0:
+                while balance < 0 and cut != top_level:
+                    balance += 2 * w[window == cut + 1].sum()
+                    cut += 1
+            out[y, x] = cut
+    return out
+
+
+def test_default_parameters_are_the_official_ones():
+    p = DEFAULT_PARAMS
+    assert (p.wmf_radius, p.wmf_sigma, p.wmf_value_levels, p.wmf_guide_levels, p.wmf_iterations) == (
+        5, 0.25, 256, 256, 3)
+
+
+def test_uint8_guide_rounds_half_away_and_rescales_sigma():
+    guide = np.zeros((1, 4, 3))
+    guide[0, :, 0] = [0.0, 0.5 / 255, 1.5 / 255, 1.0]  # .5 steps go up (MATLAB), not to even
+    guide_u8, sigma = wm.matlab_uint8_guide(guide, 0.25)
+    assert guide_u8[0, :, 0].tolist() == [0, 1, 2, 255]
+    assert sigma == pytest.approx(0.25 * 255)
+
+
+def test_quantisation_groups_and_representatives():
+    rng = np.random.default_rng(0)
+    values = rng.gamma(2.0, 1.0, size=(40, 50)).astype(np.float32)
+    index, reps = wm._quantise_values(values, 16)
+    assert len(reps) <= 16 and index.min() == 0 and index.max() == len(reps) - 1
+    flat, idx = values.ravel(), index.ravel()
+    for group, rep in enumerate(reps):
+        members = np.sort(flat[idx == group])
+        assert members.size > 0
+        # representative = lower-middle element of the group in sorted order
+        assert rep == members[(members.size - 1) >> 1]
+    # groups are contiguous runs of the sorted values
+    order = np.argsort(flat, kind="stable")
+    assert np.all(np.diff(idx[order]) >= 0)
+
+
+def test_quantisation_keeps_few_separated_values():
+    values = np.array([[0.5, 0.8, 1.1], [1.1, 0.5, 0.8]], dtype=np.float32)
+    index, reps = wm._quantise_values(values, 256)
+    assert reps.tolist() == pytest.approx([0.5, 0.8, 1.1])
+    assert np.array_equal(reps[index], values)
+
+
+def test_opencv_rng_double_uses_two_draws_high_word_first():
+    a, b = wm.OpenCvRng(), wm.OpenCvRng()
+    high, low = b.next_u32(), b.next_u32()
+    assert a.next_double() == float((high << 32) | low) * 2.0**-64
+    assert 0.0 <= a.next_double() < 1.0
+    # multiply-with-carry step from the fresh state 0xffffffff
+    assert wm.OpenCvRng().next_u32() == (0xFFFFFFFF * 4164903690) & 0xFFFFFFFF
+
+
+def test_kmeans_centres_are_member_means_and_weights_are_symmetric():
+    rng = np.random.default_rng(1)
+    samples = np.unique(rng.integers(0, 64, size=(300, 3)), axis=0)
+    labels, centres = wm._kmeans_one_update(samples, 20, wm.OpenCvRng())
+    assert set(labels.tolist()) == set(range(20))
+    for k in range(20):
+        members = samples[labels == k]
+        expected = members.sum(axis=0).astype(np.float32) * (np.float32(1) / np.float32(len(members)))
+        np.testing.assert_array_equal(centres[k], expected)
+    weights = wm._cluster_weights(centres, 40.0)
+    assert weights.dtype == np.float32
+    np.testing.assert_array_equal(weights, weights.T)
+    np.testing.assert_array_equal(np.diag(weights), 1.0)
+    assert np.all((weights > 0) & (weights <= 1))
+
+
+def test_kmeans_with_as_many_clusters_as_colours_keeps_every_colour():
+    samples = np.array([[0, 0, 0], [0, 0, 5], [3, 1, 2], [63, 63, 63]])
+    labels, centres = wm._kmeans_one_update(samples, 4, wm.OpenCvRng())
+    np.testing.assert_array_equal(centres[labels], samples.astype(np.float32))
+
+
+@pytest.mark.parametrize("seed,levels_range,n_clusters", [(0, 3, 1), (1, 4, 3), (2, 12, 4), (3, 40, 5)])
+def test_filter_matches_a_per_pixel_port_of_the_mex_walk(seed, levels_range, n_clusters):
+    """Narrow level ranges and one cluster give many exact ties (even windows at the border);
+    wide ranges push medians far from the centre level (the full-histogram path)."""
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, levels_range, size=(13, 11))
+    clusters = rng.integers(0, n_clusters, size=levels.shape)
+    centres = rng.integers(0, 64, size=(n_clusters, 3)).astype(np.float32)
+    weights = wm._cluster_weights(centres, 60.0)
+    got = wm._filter_indices(levels, clusters, weights, radius=2, iterations=1, value_levels=levels_range)
+    np.testing.assert_array_equal(got, _mex_walk_reference(levels, clusters, weights, 2))
+
+
+def test_filter_iterations_chain():
+    rng = np.random.default_rng(5)
+    levels = rng.integers(0, 6, size=(9, 10))
+    clusters = rng.integers(0, 2, size=levels.shape)
+    weights = wm._cluster_weights(np.array([[0, 0, 0], [20, 5, 9]], dtype=np.float32), 50.0)
+    twice = wm._filter_indices(levels, clusters, weights, radius=1, iterations=2, value_levels=6)
+    once = _mex_walk_reference(levels, clusters, weights, 1)
+    np.testing.assert_array_equal(twice, _mex_walk_reference(once, clusters, weights, 1))
+
+
+def test_constant_values_stay_constant():
+    rng = np.random.default_rng(2)
+    values = np.full((30, 40), 0.73, dtype=np.float32)
+    guide = rng.random((30, 40, 3))
+    out = wm.joint_weighted_median(values, guide, radius=3, guide_levels=8)
+    assert out.dtype == np.float32 and out.shape == values.shape
+    np.testing.assert_array_equal(out, values)
+
+
+def test_uniform_weights_give_the_window_median_or_one_level_below():
+    """A constant guide makes every weight 1: the plain median of the clipped window, except that the
+    walk approaches it from above one level too low (PARK17.md §11)."""
+    rng = np.random.default_rng(3)
+    values = rng.permutation(np.arange(35 * 30, dtype=np.float32)).reshape(35, 30) / 100
+    guide = np.zeros(values.shape + (3,))
+    out = wm.joint_weighted_median(values, guide, radius=2, sigma=1e-3, iterations=1)
+    index, reps = wm._quantise_values(values, 256)
+    out_index = np.searchsorted(reps, out)
+    for y in range(2, 33):
+        for x in range(2, 28):
+            window = np.sort(index[y - 2:y + 3, x - 2:x + 3].ravel())
+            median = window[12]  # 25 pixels: the 13th smallest
+            assert out_index[y, x] in (median, median - 1)
+
+
+def test_bad_inputs_raise_one_clear_error():
+    with pytest.raises(Park17InputError, match="H×W×3"):
+        wm.joint_weighted_median(np.zeros((4, 5)), np.zeros((4, 5)))
+    with pytest.raises(Park17InputError, match="finite"):
+        wm.joint_weighted_median(np.full((4, 5), np.nan), np.zeros((4, 5, 3)))
+
+
+def test_guide_and_sigma_match_the_reference(shared_data):
+    arrays, meta = _reference(shared_data, "sample_0001")
+    guide_u8, sigma = wm.matlab_uint8_guide(arrays["rgfImg"], 0.25)
+    assert sigma == pytest.approx(meta["wmf_sigma_after_rescale"], rel=1e-7)
+    # rgfImg is stored as float32; Octave scaled the float64 original. Only pixels whose scaled value
+    # lies within float32 rounding of a .5 boundary may round the other way.
+    scaled = (arrays["rgfImg"].astype(np.float64) - arrays["rgfImg"].min()) * (
+        255.0 / (float(arrays["rgfImg"].max()) - float(arrays["rgfImg"].min())))
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-5
+    differ = guide_u8 != arrays["wmf_guide_u8"]
+    assert np.all(near_half[differ])
+    assert differ.sum() <= 8
+    assert np.abs(guide_u8.astype(int) - arrays["wmf_guide_u8"]).max() <= 1
+
+
+def test_filter_is_exact_on_the_reference_run(shared_data):
+    arrays, meta = _reference(shared_data, "sample_0001")
+    out = wm.joint_weighted_median_u8(arrays["dnsImg"], arrays["wmf_guide_u8"], meta["wmf_sigma_after_rescale"])
+    np.testing.assert_array_equal(out, arrays["rstImg"])
+
+
+def test_public_entry_point_on_the_second_reference_image(shared_data):
+    arrays, _ = _reference(shared_data, "sample_0002")
+    out = wm.joint_weighted_median(arrays["dnsImg"], arrays["rgfImg"])
+    diff = np.abs(out.astype(np.float64) - arrays["rstImg"])
+    # float32 near-ties that the mex sums in its linked-list order decide a couple of pixels
+    assert np.count_nonzero(diff) <= 20
+    assert diff.mean() <= 1e-4
