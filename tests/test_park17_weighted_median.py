@@ -186,10 +186,9 @@ def test_filter_is_exact_on_the_reference_run(shared_data):
     np.testing.assert_array_equal(out, arrays["rstImg"])
 
 
-def test_public_entry_point_on_the_second_reference_image(shared_data):
+def test_public_entry_point_is_exact_on_the_second_reference_image(shared_data):
+    """From the float32 rgfImg (guide rebuilt here) to rstImg; two first-row pixels of this image are
+    exact ties that only the mex's float32 climb from cut −1 decides."""
     arrays, _ = _reference(shared_data, "sample_0002")
     out = wm.joint_weighted_median(arrays["dnsImg"], arrays["rgfImg"])
-    diff = np.abs(out.astype(np.float64) - arrays["rstImg"])
-    # float32 near-ties that the mex sums in its linked-list order decide a couple of pixels
-    assert np.count_nonzero(diff) <= 20
-    assert diff.mean() <= 1e-4
+    np.testing.assert_array_equal(out, arrays["rstImg"])

@@ -38,6 +38,9 @@ _BAND_ROWS = 32
 # A float32 balance this close to 0 (relative to the window's total weight) is re-decided in float64;
 # float32 sums of 121 weights are off by well under 1e-5 of the total.
 _FLOAT32_MARGIN = 1e-4
+# The first pixel of a column climbs from cut −1 through ~100 levels in float32 (PARK17.md §11);
+# balances this close to 0 are re-decided with the mex's own float32 additions.
+_FIRST_ROW_MARGIN = 3e-5
 
 
 class OpenCvRng:
@@ -387,6 +390,56 @@ def _column_walk(median, tie, plateau_top):
     return out
 
 
+def _first_row_walk_float32(levels, clusters, weights, radius, x):
+    """The mex's float32 arithmetic for the first pixel of column x, whose walk starts at cut −1.
+
+    That walk climbs through every level up to the median, adding one float32 level weight per
+    step, so its rounding can tip an exact tie (or a near-tie) to the next level. The order of the
+    float32 additions is the mex's linked-list order: cluster 0 first, then the other clusters from
+    the most recently inserted (last first seen in the row-major scan of the window) to the first.
+    """
+    height, width = levels.shape
+    window_levels = levels[:min(height, radius + 1), max(0, x - radius):min(width, x + radius + 1)].ravel()
+    window_clusters = clusters[:min(height, radius + 1), max(0, x - radius):min(width, x + radius + 1)].ravel()
+    row = weights[clusters[0, x]]
+
+    def linked_order(cluster_sequence):
+        seen = list(dict.fromkeys(int(c) for c in cluster_sequence if c != 0))
+        return [0] + seen[::-1]
+
+    counts = np.bincount(window_clusters, minlength=len(row))
+    balance = np.float32(0)
+    for g in linked_order(window_clusters):
+        balance = np.float32(balance + np.float32(np.float32(-counts[g]) * row[g]))
+    cut = -1
+    top = int(window_levels.max())
+    while balance < 0 and cut < top:
+        cut += 1
+        at_level = window_clusters[window_levels == cut]
+        if at_level.size == 0:
+            continue
+        level_counts = np.bincount(at_level, minlength=len(row))
+        step = np.float32(0)
+        for g in linked_order(at_level):
+            step = np.float32(step + np.float32(np.float32(2 * level_counts[g]) * row[g]))
+        balance = np.float32(balance + step)
+    return cut
+
+
+def _fragile_first_row(levels, window_weights, median, tie, radius):
+    """Columns whose first pixel has a tie or a near-tie at its median (in float64)."""
+    width = levels.shape[1]
+    padded = np.pad(levels.astype(np.intp), radius, mode="edge")
+    window = _windows(padded, radius, 0, 1, width)
+    weights = window_weights[:width].astype(np.float64)
+    total = weights.sum(axis=1)
+    m = median[0][:, None]
+    at = 2.0 * np.where(window <= m, weights, 0).sum(axis=1) - total
+    below = 2.0 * np.where(window < m, weights, 0).sum(axis=1) - total
+    near = np.minimum(np.abs(at), np.abs(below)) <= _FIRST_ROW_MARGIN * total
+    return np.flatnonzero(near | tie[0])
+
+
 def _filter_indices(index_image, cluster_image, weights, radius, iterations, value_levels):
     """filterCore ``iterations`` times on the index image with a fixed cluster image."""
     window_weights = _window_weights(cluster_image, weights, radius)
@@ -394,6 +447,8 @@ def _filter_indices(index_image, cluster_image, weights, radius, iterations, val
     current = np.asarray(index_image, dtype=np.intp)
     for _ in range(iterations):
         median, tie, plateau_top = _window_medians(current, window_weights, window_totals, radius, value_levels)
+        for x in _fragile_first_row(current, window_weights, median, tie, radius):
+            median[0, x] = _first_row_walk_float32(current, cluster_image, weights, radius, x)
         current = _column_walk(median, tie, plateau_top)
     return current
 
