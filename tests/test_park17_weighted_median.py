@@ -192,3 +192,15 @@ def test_public_entry_point_is_exact_on_the_second_reference_image(shared_data):
     arrays, _ = _reference(shared_data, "sample_0002")
     out = wm.joint_weighted_median(arrays["dnsImg"], arrays["rgfImg"])
     np.testing.assert_array_equal(out, arrays["rstImg"])
+
+
+def test_uncached_window_weights_give_the_same_result(monkeypatch):
+    """Big images recompute the window weights every iteration instead of keeping them."""
+    rng = np.random.default_rng(6)
+    levels = rng.integers(0, 30, size=(70, 23))
+    clusters = rng.integers(0, 6, size=levels.shape)
+    weights = wm._cluster_weights(rng.integers(0, 64, size=(6, 3)).astype(np.float32), 30.0)
+    cached = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
+    monkeypatch.setattr(wm, "_WEIGHT_CACHE_BYTES", 0)
+    uncached = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
+    np.testing.assert_array_equal(cached, uncached)

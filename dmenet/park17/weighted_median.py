@@ -35,6 +35,8 @@ _GUIDE_LOW_LEVELS = 256 >> _GUIDE_SHIFT
 _QUANTISATION_TOLERANCE = np.float32(1e-5)
 # Rows of windows histogrammed at once: bounds the (pixels × levels) float64 table (~40 MB).
 _BAND_ROWS = 32
+# Window weights are computed once and kept for all iterations up to this size (else per iteration).
+_WEIGHT_CACHE_BYTES = 512 * 2**20
 # A float32 balance this close to 0 (relative to the window's total weight) is re-decided in float64;
 # float32 sums of 121 weights are off by well under 1e-5 of the total.
 _FLOAT32_MARGIN = 1e-4
@@ -235,23 +237,37 @@ def _windows(padded, radius, y0, y1, width):
         (y1 - y0) * width, size * size)
 
 
-def _window_weights(cluster_image, weights, radius):
-    """Weight of every window pixel for every centre: (H·W, (2r+1)²) float32, 0 outside the image."""
-    height, width = cluster_image.shape
-    clusters = weights.shape[0]
-    # an extra "outside" cluster whose weight to everything is 0 replaces the clipping of the window
-    table = np.zeros((clusters + 1, clusters + 1), dtype=np.float32)
-    table[:clusters, :clusters] = weights
-    padded = np.pad(cluster_image.astype(np.intp), radius, mode="constant", constant_values=clusters)
-    centre_rows = cluster_image.astype(np.intp).ravel() * (clusters + 1)
-    out = np.empty((height * width, (2 * radius + 1) ** 2), dtype=np.float32)
-    for y0 in range(0, height, _BAND_ROWS):
-        y1 = min(height, y0 + _BAND_ROWS)
-        band = slice(y0 * width, y1 * width)
-        keys = _windows(padded, radius, y0, y1, width)
-        keys += centre_rows[band, None]
-        np.take(table.ravel(), keys, out=out[band])
-    return out
+class _WindowWeights:
+    """Weight of every window pixel for every centre, per band of _BAND_ROWS image rows:
+    ((rows·W), (2r+1)²) float32, 0 outside the image, plus each window's total.
+
+    The bands are kept for the next iterations while they fit in _WEIGHT_CACHE_BYTES (a 640×512
+    image needs 160 MB); larger images recompute them each iteration to keep memory bounded.
+    """
+
+    def __init__(self, cluster_image, weights, radius):
+        self.height, self.width = cluster_image.shape
+        self.radius = radius
+        clusters = weights.shape[0]
+        # an extra "outside" cluster whose weight to everything is 0 replaces the clipping of the window
+        table = np.zeros((clusters + 1, clusters + 1), dtype=np.float32)
+        table[:clusters, :clusters] = weights
+        self.table = table.ravel()
+        self.padded = np.pad(cluster_image.astype(np.intp), radius, mode="constant", constant_values=clusters)
+        self.centre_rows = cluster_image.astype(np.intp).ravel() * (clusters + 1)
+        size = self.height * self.width * (2 * radius + 1) ** 2 * 4
+        self.cache = {} if size <= _WEIGHT_CACHE_BYTES else None
+
+    def band(self, y0, y1):
+        if self.cache is not None and (y0, y1) in self.cache:
+            return self.cache[(y0, y1)]
+        keys = _windows(self.padded, self.radius, y0, y1, self.width)
+        keys += self.centre_rows[y0 * self.width:y1 * self.width, None]
+        weights = np.take(self.table, keys).astype(np.float32, copy=False)
+        entry = (weights, weights.sum(axis=1))
+        if self.cache is not None:
+            self.cache[(y0, y1)] = entry
+        return entry
 
 
 def _exact_ties(levels, weights, cut):
@@ -306,11 +322,6 @@ def _masked_sums(mask, weights):
     return np.einsum("ij,ij->i", mask, weights)
 
 
-def _level_weight(levels, weights, level):
-    """Σ of the weights of each row's pixels at that row's ``level`` (float32)."""
-    return _masked_sums(levels == level[:, None], weights)
-
-
 def _nearby_medians(levels, weights, totals, guess):
     """Weighted medians that lie within one level of a guess, in float32.
 
@@ -320,11 +331,12 @@ def _nearby_medians(levels, weights, totals, guess):
     compared with float32 rounding, so that the float64 model would decide the same.
     """
     two = np.float32(2)
-    below = _masked_sums(levels < guess[:, None], weights)
+    offset = levels - guess[:, None]
+    below = _masked_sums(offset < 0, weights)
     balance = [two * below - totals]  # balance at guess − 1
-    balance.insert(0, balance[0] - two * _level_weight(levels, weights, guess - 1))  # at guess − 2
-    balance.append(balance[-1] + two * _level_weight(levels, weights, guess))  # at guess
-    balance.append(balance[-1] + two * _level_weight(levels, weights, guess + 1))  # at guess + 1
+    balance.insert(0, balance[0] - two * _masked_sums(offset == -1, weights))  # at guess − 2
+    balance.append(balance[-1] + two * _masked_sums(offset == 0, weights))  # at guess
+    balance.append(balance[-1] + two * _masked_sums(offset == 1, weights))  # at guess + 1
     margin = _FLOAT32_MARGIN * totals
     median = guess.astype(np.intp)
     settled = np.zeros(len(guess), dtype=bool)
@@ -336,7 +348,7 @@ def _nearby_medians(levels, weights, totals, guess):
     return median, settled
 
 
-def _window_medians(index_image, window_weights, window_totals, radius, value_levels):
+def _window_medians(index_image, window_weights, radius, value_levels):
     """Per pixel: lowest level m with balance(m) ≥ 0, whether balance(m) is an exact tie, and the
     last level b ≥ m before the next occupied level (the tie plateau is m…b).
 
@@ -354,17 +366,22 @@ def _window_medians(index_image, window_weights, window_totals, radius, value_le
         y1 = min(height, y0 + _BAND_ROWS)
         band = slice(y0 * width, y1 * width)
         levels = _windows(padded_levels, radius, y0, y1, width)
-        weights = window_weights[band]
-        m, settled = _nearby_medians(levels, weights, window_totals[band], centre_levels[band])
+        weights, totals = window_weights.band(y0, y1)
+        m, settled = _nearby_medians(levels, weights, totals, centre_levels[band])
         top = m.copy()
         t = np.zeros(m.shape, dtype=bool)
         missing = np.flatnonzero(~settled)
         if missing.size:
             far_levels = levels[missing].astype(np.intp)
             low = far_levels.min(axis=1)
-            span = int((far_levels.max(axis=1) - low).max()) + 1
-            m2, t2, top2, _ = _histogram_medians(far_levels, weights[missing], low, span)
-            m[missing], t[missing], top[missing] = m2, t2, top2
+            spans = far_levels.max(axis=1) - low + 1
+            # histogram cost grows with the span: group pixels by the power of 4 above theirs
+            span_class = np.maximum(np.ceil(np.log2(spans) / 2), 1).astype(int)
+            for value in np.unique(span_class):
+                rows = np.flatnonzero(span_class == value)
+                span = int(spans[rows].max())
+                m2, t2, top2, _ = _histogram_medians(far_levels[rows], weights[missing[rows]], low[rows], span)
+                m[missing[rows]], t[missing[rows]], top[missing[rows]] = m2, t2, top2
         median[band], tie[band], plateau_top[band] = m, t, top
     shape = (height, width)
     return median.reshape(shape), tie.reshape(shape), plateau_top.reshape(shape)
@@ -431,7 +448,7 @@ def _fragile_first_row(levels, window_weights, median, tie, radius):
     width = levels.shape[1]
     padded = np.pad(levels.astype(np.intp), radius, mode="edge")
     window = _windows(padded, radius, 0, 1, width)
-    weights = window_weights[:width].astype(np.float64)
+    weights = window_weights.band(0, min(_BAND_ROWS, levels.shape[0]))[0][:width].astype(np.float64)
     total = weights.sum(axis=1)
     m = median[0][:, None]
     at = 2.0 * np.where(window <= m, weights, 0).sum(axis=1) - total
@@ -442,11 +459,10 @@ def _fragile_first_row(levels, window_weights, median, tie, radius):
 
 def _filter_indices(index_image, cluster_image, weights, radius, iterations, value_levels):
     """filterCore ``iterations`` times on the index image with a fixed cluster image."""
-    window_weights = _window_weights(cluster_image, weights, radius)
-    window_totals = window_weights.sum(axis=1)
+    window_weights = _WindowWeights(cluster_image, weights, radius)
     current = np.asarray(index_image, dtype=np.intp)
     for _ in range(iterations):
-        median, tie, plateau_top = _window_medians(current, window_weights, window_totals, radius, value_levels)
+        median, tie, plateau_top = _window_medians(current, window_weights, radius, value_levels)
         for x in _fragile_first_row(current, window_weights, median, tie, radius):
             median[0, x] = _first_row_walk_float32(current, cluster_image, weights, radius, x)
         current = _column_walk(median, tie, plateau_top)
