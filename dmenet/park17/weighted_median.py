@@ -13,13 +13,17 @@ in NumPy, reproducing the mex's discrete decisions:
    update). Cluster a weighs cluster b by exp(−‖c_a − c_b‖² / 2(σ/4)²), all in float32.
 4. The filter (three times on the index image) is the mex's per-column cut-point walk. The walk's
    result depends on the previous pixel of the column only through the sign of the balance at the
-   previous cut, so every pixel's weighted median is computed at once (weighted level histograms
-   of all windows) and only a cheap row-by-row pass stays sequential.
+   previous cut, so every pixel's weighted median is computed at once and only a cheap row-by-row
+   pass stays sequential. Medians are found by testing the centre's own level and its two
+   neighbours in float32 (almost every pixel); far medians and balances near 0 get float64 level
+   histograms.
 
-The mex sums balances in float32 in the order of its linked lists; here they are summed in float64.
-The two agree except when a balance is within float32 rounding of zero without being exactly zero
-(rare); exact ties (every cluster's counts balanced) are detected with integer counts and follow
-the mex's rule.
+The mex sums balances in float32 in the order of its linked lists. Exact ties (every weight class's
+counts balanced) are detected with integer counts and follow the mex's rule. The first pixel of each
+column climbs from cut −1 through every level below its median, so its float32 rounding can tip a
+tie; those pixels are re-decided with the mex's own float32 additions in its linked-list order.
+Other balances within float32 rounding of 0 (about 1e-6 of the window weight) can still differ from
+the mex: none did on the four reference runs (bit-exact).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,8 +37,8 @@ _KMEANS_PP_TRIALS = 3
 _GUIDE_SHIFT = 2  # 8-bit → 6-bit colours
 _GUIDE_LOW_LEVELS = 256 >> _GUIDE_SHIFT
 _QUANTISATION_TOLERANCE = np.float32(1e-5)
-# Rows of windows histogrammed at once: bounds the (pixels × levels) float64 table (~40 MB).
-_BAND_ROWS = 32
+# Pixels whose windows are processed at once (whole rows; bounds the temporary arrays to ~30 MB).
+_BAND_PIXELS = 32 * 640
 # Window weights are computed once and kept for all iterations up to this size (else per iteration).
 _WEIGHT_CACHE_BYTES = 512 * 2**20
 # A float32 balance this close to 0 (relative to the window's total weight) is re-decided in float64;
@@ -230,6 +234,12 @@ def _cluster_weights(centres, sigma_scaled):
     return np.exp(exponent.astype(np.float64)).astype(np.float32)
 
 
+def _bands(height, width):
+    """(first row, end row) of the bands of whole image rows processed together."""
+    rows = max(1, _BAND_PIXELS // width)
+    return [(y0, min(height, y0 + rows)) for y0 in range(0, height, rows)]
+
+
 def _windows(padded, radius, y0, y1, width):
     """Pixel-major windows of rows y0…y1−1 of a padded image: ((y1−y0)·W, (2r+1)²), a copy."""
     size = 2 * radius + 1
@@ -238,7 +248,7 @@ def _windows(padded, radius, y0, y1, width):
 
 
 class _WindowWeights:
-    """Weight of every window pixel for every centre, per band of _BAND_ROWS image rows:
+    """Weight of every window pixel for every centre, per band of image rows (see _bands):
     ((rows·W), (2r+1)²) float32, 0 outside the image, plus each window's total.
 
     The bands are kept for the next iterations while they fit in _WEIGHT_CACHE_BYTES (a 640×512
@@ -362,8 +372,7 @@ def _window_medians(index_image, window_weights, radius, value_levels):
     median = np.empty(height * width, dtype=np.intp)
     tie = np.zeros(height * width, dtype=bool)
     plateau_top = np.empty(height * width, dtype=np.intp)
-    for y0 in range(0, height, _BAND_ROWS):
-        y1 = min(height, y0 + _BAND_ROWS)
+    for y0, y1 in _bands(height, width):
         band = slice(y0 * width, y1 * width)
         levels = _windows(padded_levels, radius, y0, y1, width)
         weights, totals = window_weights.band(y0, y1)
@@ -448,7 +457,7 @@ def _fragile_first_row(levels, window_weights, median, tie, radius):
     width = levels.shape[1]
     padded = np.pad(levels.astype(np.intp), radius, mode="edge")
     window = _windows(padded, radius, 0, 1, width)
-    weights = window_weights.band(0, min(_BAND_ROWS, levels.shape[0]))[0][:width].astype(np.float64)
+    weights = window_weights.band(*_bands(*levels.shape)[0])[0][:width].astype(np.float64)
     total = weights.sum(axis=1)
     m = median[0][:, None]
     at = 2.0 * np.where(window <= m, weights, 0).sum(axis=1) - total
