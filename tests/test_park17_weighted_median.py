@@ -314,3 +314,21 @@ def test_bands_and_uncached_window_weights_give_the_same_result(monkeypatch):
     monkeypatch.setattr(wm, "_WEIGHT_CACHE_BYTES", 0)
     uncached = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
     np.testing.assert_array_equal(cached, uncached)
+
+
+def test_image_smaller_than_the_window_and_zero_iterations():
+    rng = np.random.default_rng(8)
+    levels = rng.integers(0, 5, size=(3, 4))
+    clusters = np.zeros(levels.shape, dtype=int)
+    weights = np.ones((1, 1), dtype=np.float32)
+    got = wm._filter_indices(levels, clusters, weights, radius=5, iterations=1, value_levels=5)
+    np.testing.assert_array_equal(got, _mex_walk_reference(levels, clusters, weights, 5, 5))
+    values = rng.random((6, 7)).astype(np.float32)
+    unfiltered = wm.joint_weighted_median(values, rng.random((6, 7, 3)), iterations=0, value_levels=4)
+    _, reps = wm._quantise_values(values, 4)
+    assert set(np.unique(unfiltered)) <= set(reps.tolist())
+
+
+def test_uint8_entry_point_rejects_a_float_guide():
+    with pytest.raises(Park17InputError, match="uint8"):
+        wm.joint_weighted_median_u8(np.zeros((4, 5)), np.zeros((4, 5, 3)), 10.0)

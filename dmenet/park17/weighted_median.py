@@ -22,8 +22,13 @@ The mex sums balances in float32 in the order of its linked lists. Exact ties (e
 counts balanced) are detected with integer counts and follow the mex's rule. The first pixel of each
 column climbs from cut −1 through every level below its median, so its float32 rounding can tip a
 tie; those pixels are re-decided with the mex's own float32 additions in its linked-list order.
-Other balances within float32 rounding of 0 (about 1e-6 of the window weight) can still differ from
-the mex: none did on the four reference runs (bit-exact).
+What is left can still differ from the mex by one level: a tie reached by a walk of several levels
+further down a column, and balances within float32 rounding of 0 (including windows where weights
+below 2⁻²⁴ of the total vanish in the mex's float32 sums). None occurred on the four reference runs,
+which this reproduces bit for bit.
+
+The k-means++ seeding draws from OpenCV's global RNG as a fresh process has it (the official code
+runs one image per MATLAB session); every call here starts from that state.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -211,14 +216,17 @@ def _cluster_guide(guide_u8, sigma_scaled, guide_levels, rng=None):
         (H×W int32 cluster image, K×K float32 weights).
     """
     rng = OpenCvRng() if rng is None else rng
-    low = (np.asarray(guide_u8, dtype=np.uint8) >> _GUIDE_SHIFT).astype(np.int64)
+    low = (np.asarray(guide_u8, dtype=np.uint8) >> _GUIDE_SHIFT).astype(np.intp)
     keys = (low[..., 0] * _GUIDE_LOW_LEVELS + low[..., 1]) * _GUIDE_LOW_LEVELS + low[..., 2]
-    distinct, inverse = np.unique(keys.ravel(), return_inverse=True)  # lexicographic (ch0, ch1, ch2)
+    # the mex's 64³ presence table, enumerated in lexicographic (ch0, ch1, ch2) order
+    present = np.bincount(keys.ravel(), minlength=_GUIDE_LOW_LEVELS**3) > 0
+    distinct = np.flatnonzero(present)
+    rank = np.cumsum(present) - 1
     samples = np.stack([distinct // _GUIDE_LOW_LEVELS**2, distinct // _GUIDE_LOW_LEVELS % _GUIDE_LOW_LEVELS,
                         distinct % _GUIDE_LOW_LEVELS], axis=1)
     clusters = min(int(guide_levels), len(distinct))
     labels, centres = _kmeans_one_update(samples, clusters, rng)
-    cluster_image = labels[inverse].reshape(keys.shape).astype(np.int32)
+    cluster_image = labels[rank[keys]].astype(np.int32)
     return cluster_image, _cluster_weights(centres, sigma_scaled)
 
 
@@ -478,7 +486,7 @@ def _filter_indices(index_image, cluster_image, weights, radius, iterations, val
     return current
 
 
-def _check_inputs(values, guide_rgb, radius, iterations):
+def _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_levels):
     values = np.asarray(values)
     guide = np.asarray(guide_rgb)
     if values.ndim != 2:
@@ -489,8 +497,12 @@ def _check_inputs(values, guide_rgb, radius, iterations):
             f"joint_weighted_median: guide must be H×W×3 matching values {values.shape}, got {guide.shape}")
     if not np.all(np.isfinite(values)) or not np.all(np.isfinite(guide)):
         raise Park17InputError("joint_weighted_median: values and guide must be finite (no NaN/inf)")
+    if values.size == 0:
+        raise Park17InputError("joint_weighted_median: values is empty; pass an H×W map with H, W ≥ 1")
     if int(radius) < 0 or int(iterations) < 0:
         raise Park17InputError("joint_weighted_median: radius and iterations must be ≥ 0")
+    if int(value_levels) < 1 or int(guide_levels) < 1:
+        raise Park17InputError("joint_weighted_median: value_levels and guide_levels must be ≥ 1")
     return values, guide
 
 
@@ -508,10 +520,14 @@ def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=5, value_lev
     Returns:
         H×W float32 filtered map (every value is one of the input values).
     """
-    values, guide_u8 = _check_inputs(values, guide_u8, radius, iterations)
+    values, guide_u8 = _check_inputs(values, guide_u8, radius, iterations, value_levels, guide_levels)
+    if guide_u8.dtype != np.uint8:
+        raise Park17InputError(
+            f"joint_weighted_median_u8: guide must be uint8, got {guide_u8.dtype}; "
+            "use joint_weighted_median for a float guide")
     values32 = values.astype(np.float32)
     index_image, representatives = _quantise_values(values32, int(value_levels))
-    cluster_image, weights = _cluster_guide(guide_u8.astype(np.uint8), sigma_scaled, guide_levels, rng)
+    cluster_image, weights = _cluster_guide(guide_u8, sigma_scaled, guide_levels, rng)
     filtered = _filter_indices(index_image, cluster_image, weights, int(radius), int(iterations),
                                len(representatives))
     return representatives[filtered].astype(np.float32)
@@ -536,7 +552,7 @@ def joint_weighted_median(values, guide_rgb, radius=5, sigma=0.25, value_levels=
     Example:
         >>> rst = joint_weighted_median(dense_sigma, rgf_image)  # PARK17.md §11 defaults
     """
-    values, guide = _check_inputs(values, guide_rgb, radius, iterations)
+    values, guide = _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_levels)
     guide_u8, sigma_scaled = matlab_uint8_guide(guide, sigma)
     return joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=radius, value_levels=value_levels,
                                     guide_levels=guide_levels, iterations=iterations)
