@@ -5,20 +5,27 @@
     python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5
 
 For each photo it writes, into --output:
-  NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (see --png-scale)
+  NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (smaller scale when σ > 65.5 px;
+                    the file's dmenet:unit text and summary.json state it; fixed with --png-scale)
   NAME_defocus.png  colour picture of the map with a σ scale bar
   NAME_sigma.npy    float32 σ in pixels (--npy)
   NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold)
   NAME_figure.png   photo | map | mask side by side (--figure)
-and summary.json with the unit of every file and the files that could not be read.
-Exit code: 0 all photos done, 1 some failed, 2 nothing could be done.
+and summary.json with the unit of every file, the precision used and the files that failed.
+Exit code: 0 all photos done, 1 some failed, 2 nothing could be done, 130 interrupted (Ctrl-C).
+TensorFlow's own log lines are hidden; --verbose (or DMENET_VERBOSE=1) shows them.
 """
 import argparse
+import os
 import sys
+import threading
 
-import dmenet  # noqa: F401  (sets the Keras backend)
-from dmenet.batch_inference import DEFAULT_PNG_SCALE, OutputOptions, collect_inputs, run_inference
-from dmenet.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from dmenet.inference import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
+from dmenet.precision import PRECISIONS
+from dmenet.runtime import quiet_start
+
+INTERRUPTED_EXIT = 130
+STOP_GRACE_SECONDS = 1.5  # how long Ctrl-C waits for the current tile before leaving anyway
 
 
 def parse_args(argv):
@@ -34,42 +41,85 @@ def parse_args(argv):
     parser.add_argument("--mask-threshold", type=float, metavar="SIGMA", help="write a binary focus mask: blurred where σ > SIGMA px")
     parser.add_argument("--figure", action="store_true", help="write a side-by-side figure per photo")
     parser.add_argument("--no-colormap", action="store_true", help="skip the colour visualisation")
-    parser.add_argument("--vmax", type=float, help="top of the colour scale in σ px (default: the model's σ range)")
-    parser.add_argument("--png-scale", type=float, default=DEFAULT_PNG_SCALE, help="16-bit PNG stores σ × this (default: %(default)g)")
+    parser.add_argument("--vmax", type=float, help="top of the colour scale in σ px (default: the largest σ the model can express at the scale used)")
+    parser.add_argument("--png-scale", type=float, help="16-bit PNG stores σ × this (default: 1000, or the largest of 500, 200, 100, … at which σ fits)")
     parser.add_argument("--max-side", type=int, help="shrink photos whose long side exceeds this before inference; σ is rescaled to full size")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size for large photos, bounds memory (default: %(default)s)")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (default: %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="arithmetic of B: bf16 is about 2× faster where the CPU (AVX512-BF16/AMX) or GPU (compute "
+                             "capability ≥ 8.0) has it natively; auto picks it there, fp32 elsewhere (default: auto)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="largest window side B sees at once, bounds memory (default: %(default)s)")
+    parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context pixels computed around each tile and discarded (default: %(default)s)")
+    parser.add_argument("--tile-batch", type=int, default=DEFAULT_TILE_BATCH, help="tiles per call of B; more uses more memory (default: %(default)s)")
     parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return parser.parse_args(argv)
+
+
+def _error(message):
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run_interruptibly(work):
+    """Run `work(stop)` in a worker thread so that Ctrl-C is handled at once, not after a tile.
+
+    TensorFlow holds the main thread inside one call of B for up to a minute per tile; Python can
+    only raise KeyboardInterrupt between bytecodes, so the main thread waits here instead.
+    Returns work's result, or None when interrupted (after asking it to stop).
+    """
+    stop = threading.Event()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = work(stop.is_set)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="dmenet-inference", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join(STOP_GRACE_SECONDS)
+        return None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_start(args.verbose)
+    from dmenet.batch_inference import OutputOptions, collect_inputs, run_inference
     from dmenet.checkpoints import convert_official
     from dmenet.inference import DefocusPredictor
+    from dmenet.runtime import device_description
     from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
 
     try:
         if args.convert_official:
             if not args.output.endswith(".weights.h5"):
-                print("error: with --convert-official, --output must name a file ending in .weights.h5", file=sys.stderr)
-                return 2
+                return _error("with --convert-official, --output must name a file ending in .weights.h5")
             print(f"wrote {convert_official(args.convert_official, args.output)}")
             return 0
         if not args.inputs:
-            print("error: no input images given (try: python infer.py photos/*.jpg --weights W)", file=sys.stderr)
-            return 2
-        paths, problems = collect_inputs(args.inputs)
-        for problem in problems:
-            print(f"warning: {problem}", file=sys.stderr)
+            return _error("no input images given (try: python infer.py photos/*.jpg --weights W)")
+        paths, problems, skipped = collect_inputs(args.inputs)
+        for line in problems + skipped:
+            print(f"warning: {line}", file=sys.stderr)
         if not paths:
-            print("error: none of the inputs is an image file", file=sys.stderr)
-            return 2
-        predictor = DefocusPredictor.from_weights(args.weights, max_side=args.max_side, tile=args.tile, overlap=args.overlap)
-    except (WeightsUnavailableError, WeightsMismatchError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+            return _error("none of the inputs is an image file; pass photos (.jpg, .png, …) or folders holding them")
+        predictor = DefocusPredictor.from_weights(
+            args.weights, precision=args.precision, max_side=args.max_side,
+            tile=args.tile, margin=args.margin, tile_batch=args.tile_batch,
+        )
+    except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
+        return _error(error)
+    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason})")
 
     options = OutputOptions(
         png_scale=args.png_scale,
@@ -79,13 +129,25 @@ def main(argv=None):
         write_figure=args.figure,
         vmax=args.vmax,
     )
-    summary = run_inference(paths, predictor, args.output, options, progress=not args.quiet)
-    done, failed = len(summary["images"]), len(summary["failures"]) + len(problems)
-    print(f"{done} of {done + len(summary['failures'])} images written to {args.output} ({predictor.encoding.description})")
-    for failure in summary["failures"]:
-        print(f"failed: {failure['error']}", file=sys.stderr)
-    return 0 if failed == 0 else (1 if done else 2)
+    summary = _run_interruptibly(
+        lambda stop: run_inference(paths, predictor, args.output, options, progress=not args.quiet, stop=stop)
+    )
+    if summary is None or summary["interrupted"]:
+        print(f"\ninterrupted: photos finished so far are in {args.output} (summary.json lists them)", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # The worker may still be inside a call of B; leave without waiting for it.
+        os._exit(INTERRUPTED_EXIT)
+    done, failed = len(summary["images"]), len(summary["failures"])
+    print(f"{done} of {done + failed} images written to {args.output} ({predictor.encoding.description})")
+    if failed:
+        print(f"{failed} failed (see the lines above and summary.json)", file=sys.stderr)
+    return 0 if failed + len(problems) == 0 else (1 if done else 2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while loading TensorFlow or the weights
+        print("\ninterrupted before any photo was processed", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)

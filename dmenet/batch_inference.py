@@ -1,53 +1,77 @@
 """Run B over many photos and write every output a user may want, file by file, never all-or-nothing.
 
-A file that cannot be read is reported and skipped; the summary (summary.json) lists what was
-written, what failed and why, and the unit of every stored map.
+A file that cannot be read is reported (one line naming it and the fix) and skipped; the summary
+(summary.json, rewritten after every photo so that an interrupted run leaves a true one) lists what
+was written, what failed and why, and the unit of every stored map.
 """
 import dataclasses
 import glob
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
 
-from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError, atomic_path, list_images, read_image, save_npy, write_png
-from dmenet.inference import ImageTooSmallError
+from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError, atomic_path, is_image_name, list_images, read_image, save_npy, write_png
+from dmenet.inference import InferenceInterrupted
 from dmenet.visualize import save_side_by_side, save_sigma_colormap
 
 DEFAULT_PNG_SCALE = 1000.0  # σ · 1000 in uint16: 0.001 px steps up to 65.5 px
+# When σ does not fit at 1000 (photos shrunk with --max-side), the largest of these that fits.
+FALLBACK_PNG_SCALES = (500.0, 200.0, 100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0)
+UINT16_MAX = 65535
 
 
 @dataclasses.dataclass
 class OutputOptions:
-    png_scale: float = DEFAULT_PNG_SCALE
+    png_scale: float | None = None  # σ·scale in the 16-bit PNG; None = 1000, or less when σ needs it
     write_npy: bool = False
     write_colormap: bool = True
     mask_threshold: float | None = None  # σ in pixels; pixels above it are "blurred"
     write_figure: bool = False
-    vmax: float | None = None  # colour scale top in σ px; None = the encoding's σ_max
+    vmax: float | None = None  # colour scale top in σ px; None = the largest σ the model can express
+
+
+class OutputError(ValueError):
+    """One output could not be written; the others were. The message names the file and the fix."""
+
+    def __init__(self, message, files):
+        super().__init__(message)
+        self.files = files
 
 
 def collect_inputs(arguments):
-    """Files, folders and glob patterns → (unique existing paths in order, [messages for the rest])."""
-    paths, problems, seen = [], [], set()
+    """Files, folders and glob patterns → (paths, problems, skipped).
+
+    paths: unique existing inputs in order. problems: one line per argument that gave nothing (a
+    missing path, an empty folder). skipped: one line per file in a folder or glob match that is not
+    an image by name (hidden files are left out silently). A file named explicitly is always tried;
+    its reader says if it is not an image.
+    """
+    paths, problems, skipped, seen = [], [], [], set()
     for argument in arguments:
         candidate = pathlib.Path(argument)
         if candidate.is_dir():
+            entries = sorted(p for p in candidate.iterdir() if p.is_file() and not p.name.startswith("."))
             found = list_images(candidate)
+            skipped += [f"{p}: not an image ({p.suffix or 'no suffix'}), skipped" for p in entries if not is_image_name(p)]
             if not found:
-                problems.append(f"{argument}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                problems.append(f"{argument}: folder holds no images ({', '.join(IMAGE_SUFFIXES)}); pass another folder or the files")
         elif candidate.is_file():
             found = [candidate]
         else:
-            found = [pathlib.Path(p) for p in sorted(glob.glob(argument)) if pathlib.Path(p).is_file()]
-            if not found:
-                problems.append(f"{argument}: no such file, folder or matching pattern")
+            matches = [pathlib.Path(p) for p in sorted(glob.glob(argument)) if pathlib.Path(p).is_file()]
+            found = [p for p in matches if is_image_name(p)]
+            skipped += [f"{p}: not an image ({p.suffix or 'no suffix'}), skipped" for p in matches
+                        if not is_image_name(p) and not p.name.startswith(".")]
+            if not matches:
+                problems.append(f"{argument}: no such file, folder or matching pattern; check the path")
         for path in found:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 paths.append(path)
-    return paths, problems
+    return paths, problems, skipped
 
 
 def _output_stems(paths):
@@ -58,19 +82,38 @@ def _output_stems(paths):
     return [f"{p.parent.name}_{p.stem}" if counts[p.stem] > 1 else p.stem for p in paths]
 
 
-def write_outputs(output_dir, stem, image, sigma, encoding, options):
-    """All requested files for one photo; returns their names."""
-    written = []
-    if sigma.max() * options.png_scale > 65535:
-        raise ValueError(f"σ up to {sigma.max():.1f} px does not fit 16 bits at --png-scale {options.png_scale:g}")
-    stored = np.round(sigma.astype(np.float64) * options.png_scale).astype(np.uint16)
-    unit = f"sigma_px = value / {options.png_scale:g}"
-    write_png(output_dir / f"{stem}_sigma.png", stored, text={"dmenet:unit": unit, "dmenet:encoding": encoding.description})
-    written.append(f"{stem}_sigma.png")
+def fitting_png_scale(sigma_max):
+    """The largest usual scale at which σ up to `sigma_max` fits 16 bits (1000 when it can)."""
+    for scale in (DEFAULT_PNG_SCALE, *FALLBACK_PNG_SCALES):
+        if sigma_max * scale <= UINT16_MAX:
+            return scale
+    return UINT16_MAX / sigma_max
+
+
+def write_outputs(output_dir, stem, image, prediction, encoding, options):
+    """All requested files for one photo → (file names, notes for the user).
+
+    The float maps come first, so nothing computed is lost if a later file fails. Raises
+    OutputError (carrying the files that were written) when --png-scale was given and σ does not
+    fit 16 bits at it.
+    """
+    sigma = prediction.sigma
+    written, notes = [], []
     if options.write_npy:
         save_npy(output_dir / f"{stem}_sigma.npy", sigma.astype(np.float32))
         written.append(f"{stem}_sigma.npy")
-    vmax = options.vmax if options.vmax is not None else encoding.to_sigma(1.0).item()
+    sigma_max = float(sigma.max())
+    png_scale = options.png_scale if options.png_scale is not None else fitting_png_scale(sigma_max)
+    png_fits = sigma_max * png_scale <= UINT16_MAX
+    if png_fits:
+        stored = np.round(sigma.astype(np.float64) * png_scale).astype(np.uint16)
+        write_png(output_dir / f"{stem}_sigma.png", stored,
+                  text={"dmenet:unit": f"sigma_px = value / {png_scale:g}", "dmenet:encoding": encoding.description})
+        written.append(f"{stem}_sigma.png")
+        if png_scale != DEFAULT_PNG_SCALE and options.png_scale is None:
+            notes.append(f"{output_dir / stem}_sigma.png: σ reaches {sigma_max:.1f} px, so it stores σ × {png_scale:g} "
+                         f"(not × {DEFAULT_PNG_SCALE:g}); the file's dmenet:unit text and summary.json say so")
+    vmax = options.vmax if options.vmax is not None else prediction.sigma_limit
     if options.write_colormap:
         save_sigma_colormap(output_dir / f"{stem}_defocus.png", sigma, vmax=vmax)
         written.append(f"{stem}_defocus.png")
@@ -82,45 +125,128 @@ def write_outputs(output_dir, stem, image, sigma, encoding, options):
     if options.write_figure:
         save_side_by_side(output_dir / f"{stem}_figure.png", image, sigma, mask, vmax=vmax, title=stem)
         written.append(f"{stem}_figure.png")
-    return written
+    if not png_fits:
+        raise OutputError(
+            f"{output_dir / stem}_sigma.png not written: σ up to {sigma_max:.1f} px does not fit 16 bits at "
+            f"--png-scale {png_scale:g} (the other files were written); rerun with --png-scale "
+            f"{fitting_png_scale(sigma_max):g} or leave --png-scale out to choose it automatically",
+            written,
+        )
+    return written, notes, png_scale
 
 
-def run_inference(paths, predictor, output_dir, options, progress=True):
-    """Predict and write every photo; returns the summary dict (also saved as summary.json)."""
-    from tqdm import tqdm
-
-    output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results, failures = [], []
-    bar = tqdm(list(zip(paths, _output_stems(paths))), desc="defocus maps", unit="image", disable=not progress)
-    for path, stem in bar:
-        bar.set_postfix_str(path.name[-30:])
-        started = time.perf_counter()
-        try:
-            image = read_image(path)
-            sigma = predictor.predict_sigma(image)
-            files = write_outputs(output_dir, stem, image, sigma, predictor.encoding, options)
-        except (ImageReadError, ImageTooSmallError, ValueError) as error:
-            failures.append({"input": str(path), "error": str(error)})
-            bar.write(f"skipped: {error}")
-            continue
-        results.append({
-            "input": str(path),
-            "size": [int(image.shape[1]), int(image.shape[0])],
-            "files": files,
-            "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
-            "seconds": round(time.perf_counter() - started, 3),
-        })
-    summary = {
+def _summary(predictor, options, results, failures, interrupted=False):
+    scales = {r["sigma_png_scale"] for r in results if r.get("sigma_png_scale")}
+    if options.png_scale is not None:
+        unit = f"sigma_px = uint16 value / {options.png_scale:g}"
+    elif scales <= {DEFAULT_PNG_SCALE}:
+        unit = f"sigma_px = uint16 value / {DEFAULT_PNG_SCALE:g}"
+    else:
+        unit = f"sigma_px = uint16 value / sigma_png_scale of each image ({DEFAULT_PNG_SCALE:g} unless σ exceeds 65.5 px)"
+    return {
         "encoding": predictor.encoding.to_dict(),
         "encoding_description": predictor.encoding.description,
-        "sigma_png_unit": f"sigma_px = uint16 value / {options.png_scale:g}",
+        "precision": predictor.precision,
+        "precision_reason": predictor.precision_reason,
+        "sigma_png_unit": unit,
         "mask_rule": None if options.mask_threshold is None else f"255 where sigma_px > {options.mask_threshold:g}",
         "max_side": predictor.max_side,
         "tile": predictor.tile,
+        "margin": predictor.margin,
+        "interrupted": interrupted,
         "images": results,
         "failures": failures,
     }
+
+
+def _failure_message(path, error):
+    """One line naming the file and a way forward, for errors that do not carry one already."""
+    if isinstance(error, (ImageReadError, OutputError)):
+        return str(error)
+    if isinstance(error, MemoryError) or "ResourceExhausted" in type(error).__name__:
+        return f"{path}: out of memory; rerun with a smaller --tile (e.g. 512) or --max-side"
+    if isinstance(error, OSError):
+        return f"{path}: could not write its outputs ({error.strerror or error}); choose another --output folder"
+    return f"{path}: {error}"
+
+
+def run_inference(paths, predictor, output_dir, options, progress=True, stop=None, log=None):
+    """Predict and write every photo; returns the summary dict (also saved as summary.json).
+
+    Args:
+        paths: photo paths (see collect_inputs).
+        predictor: a DefocusPredictor.
+        output_dir: folder for the outputs; created if needed.
+        options: OutputOptions.
+        progress: show progress bars (per photo, and per tile for large photos, with time left).
+        stop: callable; when it returns True the run stops between tiles and the summary says so.
+        log: where one-line notes and failures go as they happen (default: stderr).
+
+    Returns:
+        The summary: units, precision, per-image statistics and files, failures.
+
+    Example:
+        >>> summary = run_inference(paths, DefocusPredictor.from_weights(w), "out", OutputOptions())
+    """
+    from tqdm import tqdm
+
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results, failures, interrupted = [], [], False
+    jobs = list(zip(paths, _output_stems(paths)))
+    _write_summary(output_dir, _summary(predictor, options, results, failures))  # true even if stopped at once
+    bar = tqdm(jobs, desc="defocus maps", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
+    for path, stem in bar:
+        bar.set_postfix_str(path.name[-30:])
+        started = time.perf_counter()
+        tile_bar = None
+
+        def tile_progress(done, total, path=path):
+            nonlocal tile_bar
+            if total < 2 or not progress:
+                return
+            if tile_bar is None:
+                tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False,
+                                file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
+            tile_bar.update(done - tile_bar.n)
+
+        try:
+            image = read_image(path)
+            prediction = predictor.predict(image, progress=tile_progress, stop=stop)
+            files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options)
+        except InferenceInterrupted:
+            interrupted = True
+            break
+        except Exception as error:
+            if not isinstance(error, (ValueError, OSError, MemoryError)) and "ResourceExhausted" not in type(error).__name__:
+                raise  # a bug, not a bad input: let it show
+            failures.append({"input": str(path), "error": _failure_message(path, error), "files": getattr(error, "files", [])})
+            log(f"failed: {failures[-1]['error']}")
+        else:
+            for note in notes:
+                log(f"note: {note}")
+            sigma = prediction.sigma
+            results.append({
+                "input": str(path),
+                "size": [int(image.shape[1]), int(image.shape[0])],
+                "files": files,
+                "sigma_png_scale": png_scale,
+                "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
+                "inference_scale": prediction.scale,
+                "tiles": prediction.tiles,
+                "seconds": round(time.perf_counter() - started, 3),
+            })
+        finally:
+            if tile_bar is not None:
+                tile_bar.close()
+        _write_summary(output_dir, _summary(predictor, options, results, failures))
+    bar.close()
+    summary = _summary(predictor, options, results, failures, interrupted)
+    _write_summary(output_dir, summary)
+    return summary
+
+
+def _write_summary(output_dir, summary):
     with atomic_path(output_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2))
-    return summary

@@ -51,9 +51,15 @@ def read_metadata(path):
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(METADATA_ATTRIBUTE)
     except OSError as error:
-        raise WeightsMismatchError(f"{path}: not a readable weight file ({error})") from None
+        raise WeightsMismatchError(
+            f"{path}: not a readable HDF5 weight file ({error}); it may be damaged or incomplete: "
+            "copy it again, or pass another checkpoint with --weights"
+        ) from None
     if raw is None:
-        raise WeightsMismatchError(f"{path}: a Keras weight file without DMENet metadata (was it written by save_blur_net?)")
+        raise WeightsMismatchError(
+            f"{path}: a Keras weight file without DMENet metadata; pass a checkpoint written by train.py "
+            "(RUN_DIR/blur_net.weights.h5) or by infer.py --convert-official"
+        )
     return json.loads(raw)
 
 
@@ -70,22 +76,40 @@ def resolve_weights_path(path=None):
     return path
 
 
-def load_blur_net(path=None):
-    """(B with weights, its DefocusEncoding, metadata) from our checkpoint or the official .npz."""
+def load_blur_net(path=None, precision="fp32"):
+    """(B with weights, its DefocusEncoding, metadata) from our checkpoint or the official .npz.
+
+    Args:
+        path: a .weights.h5 written by save_blur_net or the official DMENet_BDCS.npz
+            (None = $DMENET_WEIGHTS).
+        precision: "fp32" or "bf16" (float32 weights, bfloat16 computation; dmenet.precision).
+
+    Returns:
+        (model, encoding, metadata).
+
+    Example:
+        >>> model, encoding, metadata = load_blur_net("run/blur_net.weights.h5")
+    """
     from dmenet.networks.blur_net import build_blur_net
+    from dmenet.precision import dtype_policy_scope, keep_output_in_float32
 
     path = resolve_weights_path(path)
-    model = build_blur_net()
+    with dtype_policy_scope(precision):
+        model = build_blur_net()
+    if precision != "fp32":
+        keep_output_in_float32(model)
     if path.suffix == ".npz":
         encoding = load_official_npz(model, path)
         return model, encoding, {"network": "DMENet-B", "source": "official npz", "file": str(path)}
     if not path.name.endswith(".h5"):
-        raise WeightsMismatchError(f"{path}: expected a .weights.h5 checkpoint or the official .npz")
+        raise WeightsMismatchError(f"{path}: expected a .weights.h5 checkpoint or the official .npz; pass one of those with --weights")
     metadata = read_metadata(path)
     try:
         model.load_weights(path)
     except Exception as error:
-        raise WeightsMismatchError(f"{path}: weights do not fit network B ({error})") from None
+        raise WeightsMismatchError(
+            f"{path}: weights do not fit network B ({error}); is it a checkpoint of another network?"
+        ) from None
     return model, DefocusEncoding.from_dict(metadata["encoding"]), metadata
 
 

@@ -9,19 +9,32 @@ import pathlib
 import tempfile
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
+UNREADABLE_FIX = "re-export it as PNG or JPEG, or leave it out"
+
+
 class ImageReadError(ValueError):
-    """A file that is missing, corrupt or not an image; the message names the file."""
+    """A file that is missing, corrupt or not an image; the message names the file and the fix."""
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def is_image_name(path):
+    """True for the file suffixes read_image is meant for (``IMAGE_SUFFIXES``)."""
+    return pathlib.Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def list_images(folder):
     """Image files directly in `folder`, sorted by name."""
     folder = pathlib.Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if is_image_name(p) and p.is_file())
 
 
 def _png_bit_depth(path):
@@ -44,7 +57,7 @@ def read_array(path):
     """The stored pixel values (uint8 or uint16, H×W or H×W×C), EXIF orientation applied."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(f"{path}: no such file; check the path")
     try:
         if _png_bit_depth(path) == 16:
             array = _read_png16(path)
@@ -58,10 +71,8 @@ def read_array(path):
             return np.asarray(image).copy()
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f"{path}: not a readable image ({error})") from error
-    except Exception as error:  # pypng raises its own error types for damaged files
-        raise ImageReadError(f"{path}: not a readable image ({error})") from error
+    except Exception as error:  # Pillow and pypng raise many types for damaged or foreign files
+        raise ImageReadError(f"{path}: not a readable image ({_first_line(error)}); {UNREADABLE_FIX}") from error
 
 
 def to_unit_float(array):

@@ -145,11 +145,15 @@ def read_npz(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"{path}: no such file")
+    fix = "download DMENet_BDCS.npz again, or pass a .weights.h5 checkpoint with --weights"
+    if not zipfile.is_zipfile(path):  # np.load would blame pickling for any non-zip bytes
+        raise WeightsMismatchError(f"{path}: not an .npz archive (damaged or incomplete download?); {fix}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise WeightsMismatchError(f"{path}: not a readable .npz archive ({error})") from None
+        reason = "holds Python objects, not arrays" if "allow_pickle" in str(error) else str(error)
+        raise WeightsMismatchError(f"{path}: not a readable .npz archive ({reason}); {fix}") from None
 
 
 def load_official_npz(blur_net, path):
@@ -177,7 +181,8 @@ def load_official_npz(blur_net, path):
     if problems:
         shown = problems[:40] + ([f"… and {len(problems) - 40} more"] if len(problems) > 40 else [])
         raise WeightsMismatchError(
-            f"{path} is not a usable DMENet checkpoint ({len(problems)} problems):\n  " + "\n  ".join(shown)
+            f"{path} is not a usable DMENet checkpoint ({len(problems)} problems; pass the official "
+            f"DMENet_BDCS.npz or a .weights.h5 checkpoint with --weights):\n  " + "\n  ".join(shown)
         )
     for layer, values in assignments:
         layer.set_weights(values)

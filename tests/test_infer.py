@@ -1,5 +1,10 @@
 """Inference: tiling, rescaling, and infer.py on real and broken photos."""
 import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,10 +14,12 @@ import infer
 from dmenet.checkpoints import save_blur_net
 from dmenet.encoding import NORMALIZED
 from dmenet.image_io import read_array
-from dmenet.inference import DefocusPredictor, ImageTooSmallError, _tile_starts
+from dmenet.inference import DefocusPredictor, InferenceInterrupted, plan_tiles
 from dmenet.networks.blur_net import build_blur_net
 from dmenet.weights import load_official_npz
 from tests import official_graph
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +32,22 @@ def checkpoint(tmp_path_factory):
     return save_blur_net(model, folder / "b.weights.h5", NORMALIZED), model
 
 
-def test_tiles_cover_the_image_with_the_requested_overlap():
-    for length, tile, overlap in [(1000, 256, 64), (257, 256, 32), (4000, 1024, 128)]:
-        starts = _tile_starts(length, tile, overlap)
-        assert starts[0] == 0 and starts[-1] + tile == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+def test_tile_cores_cover_the_photo_once_with_aligned_equal_windows():
+    for height, width, tile, margin in [(4000, 6000, 1024, 64), (257, 1000, 256, 32), (80, 90, 128, 32), (10, 10, 1024, 64)]:
+        plan = plan_tiles(height, width, tile, margin)
+        covered = np.zeros(plan.padded_shape, np.int32)
+        window_h, window_w = plan.window_shape
+        assert window_h <= tile and window_w <= tile and window_h % 16 == 0 and window_w % 16 == 0
+        for top, left, (r0, r1), (c0, c1) in plan.windows():
+            assert top % 16 == 0 and left % 16 == 0  # the whole photo's pooling grid
+            assert top + window_h <= plan.padded_shape[0] and left + window_w <= plan.padded_shape[1]
+            assert top <= r0 and r1 <= top + window_h and left <= c0 and c1 <= left + window_w
+            # the context margin is there except where the photo ends
+            assert r0 - top >= margin or top == 0
+            assert top + window_h - r1 >= margin or top + window_h == plan.padded_shape[0]
+            covered[r0:r1, c0:c1] += 1
+        assert (covered == 1).all()
+    assert plan_tiles(4000, 6000).count == 35
 
 
 def test_tiled_prediction_agrees_with_whole_image(checkpoint):
@@ -37,29 +55,58 @@ def test_tiled_prediction_agrees_with_whole_image(checkpoint):
     image = np.random.default_rng(0).random((160, 272, 3), dtype=np.float32)
     image = np.clip(image * 0.3 + np.linspace(0, 0.7, 272)[None, :, None], 0, 1).astype(np.float32)
     whole = DefocusPredictor(model, NORMALIZED).predict_map(image)
-    tiled = DefocusPredictor(model, NORMALIZED, tile=128, overlap=48).predict_map(image)
+    calls = []
+    tiled = DefocusPredictor(model, NORMALIZED, tile=128, margin=32, tile_batch=2).predict_map(
+        image, progress=lambda done, total: calls.append((done, total)))
     assert tiled.shape == whole.shape == (160, 272)
+    count = plan_tiles(160, 272, 128, 32).count
+    assert count > 2 and calls[-1] == (count, count) and len(calls) == -(-count // 2)  # two windows per call
     difference = np.abs(tiled - whole)
     assert difference.mean() < 0.1 * whole.std() and difference.max() < 0.1
 
 
-def test_max_side_rescales_sigma_to_full_resolution(checkpoint):
+def test_stop_callback_interrupts_between_tiles(checkpoint):
+    predictor = DefocusPredictor(checkpoint[1], NORMALIZED, tile=64, margin=16)
+    seen = []
+    with pytest.raises(InferenceInterrupted):
+        predictor.predict_map(np.zeros((96, 96, 3), np.float32), progress=lambda d, t: seen.append(d), stop=lambda: len(seen) >= 2)
+    assert seen == [1, 2]
+
+
+def test_max_side_rescales_sigma_and_its_colour_scale_to_full_resolution(checkpoint):
     _, model = checkpoint
     image = np.random.default_rng(1).random((96, 128, 3), dtype=np.float32)
     direct = DefocusPredictor(model, NORMALIZED)
     small = DefocusPredictor(model, NORMALIZED, max_side=64)
-    sigma = small.predict_sigma(image)
-    assert sigma.shape == (96, 128)
+    prediction = small.predict(image)
+    assert prediction.sigma.shape == (96, 128)
+    assert prediction.scale == 0.5 and prediction.sigma_limit == pytest.approx(14.0)
     from skimage.transform import resize
 
     half = resize(image, (48, 64), anti_aliasing=True, preserve_range=True).astype(np.float32)
     expected = NORMALIZED.to_sigma(direct.predict_map(half)) * 2.0  # σ doubles at twice the size
-    assert sigma.mean() == pytest.approx(expected.mean(), rel=0.01)
+    assert prediction.sigma.mean() == pytest.approx(expected.mean(), rel=0.01)
 
 
-def test_too_small_image_is_refused(checkpoint):
-    with pytest.raises(ImageTooSmallError, match="at least 32"):
-        DefocusPredictor(checkpoint[1], NORMALIZED).predict_map(np.zeros((20, 64, 3), np.float32))
+def test_tiny_images_are_mirrored_up_to_the_size_b_needs(checkpoint):
+    predictor = DefocusPredictor(checkpoint[1], NORMALIZED)
+    for shape in [(10, 10, 3), (1, 1, 3), (20, 64, 3)]:
+        sigma = predictor.predict_sigma(np.full(shape, 0.5, np.float32))
+        assert sigma.shape == shape[:2] and np.isfinite(sigma).all()
+
+
+def test_bf16_stays_close_to_fp32(checkpoint, tmp_path):
+    from dmenet.precision import resolve_precision
+
+    image = np.random.default_rng(2).random((64, 96, 3), dtype=np.float32)
+    fp32 = DefocusPredictor.from_weights(checkpoint[0], precision="fp32")
+    bf16 = DefocusPredictor.from_weights(checkpoint[0], precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    difference = np.abs(fp32.predict_sigma(image) - bf16.predict_sigma(image))
+    assert 0 < difference.mean() < 0.05 * 7 and difference.max() < 0.25 * 7
+    assert resolve_precision("auto")[0] in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16")
 
 
 def _odd_inputs(folder, shared_data):
@@ -80,13 +127,19 @@ def test_infer_cli_writes_every_output_and_reports_the_corrupt_file(checkpoint, 
     inputs = tmp_path / "in"
     inputs.mkdir()
     _odd_inputs(inputs, shared_data)
+    (inputs / "notes.txt").write_text("not a photo")
     out = tmp_path / "out"
     code = infer.main([str(inputs), "--weights", str(checkpoint[0]), "-o", str(out), "--npy",
                        "--mask-threshold", "1.0", "--figure", "--quiet"])
     assert code == 1  # one input failed
     summary = json.loads((out / "summary.json").read_text())
     assert [f["input"].rsplit("/", 1)[1] for f in summary["failures"]] == ["corrupt.jpg"]
-    assert "corrupt.jpg" in capsys.readouterr().err
+    assert summary["precision"] in ("fp32", "bf16") and summary["precision_reason"]
+    captured = capsys.readouterr()
+    assert captured.err.count("corrupt.jpg") == 1  # said once, with the file and what to do
+    assert "re-export it as PNG or JPEG" in captured.err
+    assert "notes.txt: not an image (.txt), skipped" in captured.err
+    assert captured.out.count("Device:") == 1
     for stem in ("photo", "grey16", "alpha", "rotated"):
         for suffix in ("_sigma.png", "_sigma.npy", "_defocus.png", "_mask.png", "_figure.png"):
             assert (out / f"{stem}{suffix}").is_file(), stem + suffix
@@ -101,6 +154,40 @@ def test_infer_cli_writes_every_output_and_reports_the_corrupt_file(checkpoint, 
     assert Image.open(out / "photo_sigma.png").text["dmenet:unit"] == "sigma_px = value / 1000"
 
 
+def test_sigma_beyond_16_bits_gets_a_smaller_png_scale_and_nothing_is_lost(checkpoint, tmp_path, capsys):
+    from dmenet.batch_inference import OutputOptions, write_outputs
+    from dmenet.inference import Prediction
+
+    sigma = np.linspace(0, 137.1, 64 * 48, dtype=np.float32).reshape(48, 64)  # --max-side 256 on a big photo
+    prediction = Prediction(sigma, scale=1 / 24, sigma_limit=7.0 * 24, tiles=1)
+    image = np.zeros((48, 64, 3), np.float32)
+    files, notes, scale = write_outputs(tmp_path, "auto", image, prediction, NORMALIZED, OutputOptions(write_npy=True))
+    assert scale == 200 and "auto_sigma.png" in files and "σ × 200" in notes[0]
+    assert Image.open(tmp_path / "auto_sigma.png").text["dmenet:unit"] == "sigma_px = value / 200"
+    np.testing.assert_allclose(read_array(tmp_path / "auto_sigma.png") / 200.0, sigma, atol=0.003)
+
+    from dmenet.batch_inference import OutputError
+
+    with pytest.raises(OutputError, match=r"fixed_sigma.png not written.*--png-scale 200") as raised:
+        write_outputs(tmp_path, "fixed", image, prediction, NORMALIZED, OutputOptions(png_scale=1000, write_npy=True))
+    assert raised.value.files == ["fixed_sigma.npy", "fixed_defocus.png"]
+    assert (tmp_path / "fixed_sigma.npy").is_file() and not (tmp_path / "fixed_sigma.png").exists()
+
+
+def test_max_side_run_states_its_png_scale(checkpoint, tmp_path, capsys):
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (800, 1200, 3), dtype=np.uint8)).save(tmp_path / "big.jpg")
+    out = tmp_path / "out"
+    assert infer.main([str(tmp_path / "big.jpg"), "--weights", str(checkpoint[0]), "-o", str(out), "--npy",
+                       "--max-side", "32", "--quiet", "--precision", "fp32"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (record,) = summary["images"]
+    scale = record["sigma_png_scale"]
+    sigma = np.load(out / "big_sigma.npy")
+    assert sigma.max() * scale <= 65535 and record["inference_scale"] == pytest.approx(32 / 1200)
+    assert Image.open(out / "big_sigma.png").text["dmenet:unit"] == f"sigma_px = value / {scale:g}"
+    np.testing.assert_allclose(read_array(out / "big_sigma.png") / scale, sigma, atol=1 / scale)
+
+
 def test_infer_without_weights_explains_how_to_get_them(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DMENET_WEIGHTS", raising=False)
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
@@ -112,3 +199,44 @@ def test_infer_without_weights_explains_how_to_get_them(tmp_path, capsys, monkey
 def test_infer_rejects_inputs_that_do_not_exist(checkpoint, tmp_path, capsys):
     assert infer.main([str(tmp_path / "nothing*.jpg"), "--weights", str(checkpoint[0])]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _cli_environment():
+    import os
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DMENET_VERBOSE")}
+    environment["PYTHONPATH"] = str(REPOSITORY)
+    return environment
+
+
+def test_cli_starts_quietly_and_names_the_device_once(checkpoint, tmp_path):
+    """No TensorFlow start-up lines (cuInit failures, oneDNN notices) reach the user."""
+    Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(tmp_path / "tiny.png")
+    run = subprocess.run([sys.executable, str(REPOSITORY / "infer.py"), str(tmp_path / "tiny.png"), "--weights",
+                          str(checkpoint[0]), "-o", str(tmp_path / "out"), "--quiet"],
+                         capture_output=True, text=True, env=_cli_environment(), timeout=600)
+    assert run.returncode == 0, run.stderr
+    for noise in ("cuInit", "oneDNN", "E0000", "I0000", "W0000", "absl::InitializeLog", "Traceback"):
+        assert noise not in run.stderr and noise not in run.stdout, noise
+    assert run.stderr.strip() == ""
+    device_lines = [line for line in run.stdout.splitlines() if line.startswith("Device:")]
+    assert len(device_lines) == 1 and ("CPU" in device_lines[0] or "GPU" in device_lines[0])
+    assert (tmp_path / "out" / "tiny_sigma.png").is_file()
+
+
+def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_path):
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    process = subprocess.Popen([sys.executable, str(REPOSITORY / "infer.py"), str(tmp_path / "big.png"), "--weights",
+                                str(checkpoint[0]), "-o", str(tmp_path / "out"), "--tile", "256", "--margin", "32"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_environment())
+    assert process.stdout.readline().startswith("Device:")  # B is loaded; tiles are running
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    sent = time.perf_counter()
+    stdout, stderr = process.communicate(timeout=60)
+    assert time.perf_counter() - sent < 5.0
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.count("interrupted:") == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["images"] == []

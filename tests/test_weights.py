@@ -50,3 +50,15 @@ def test_offline_without_a_file_says_what_to_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(WeightsUnavailableError, match="--vgg19-weights PATH"):
         load_imagenet_vgg19(build_vgg19_encoder(), None)
+
+
+def test_random_bytes_npz_names_the_file_and_the_fix(tmp_path):
+    from dmenet.weights import read_npz
+
+    path = tmp_path / "DMENet_BDCS.npz"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(WeightsMismatchError) as raised:
+        read_npz(path)
+    message = str(raised.value)
+    assert str(path) in message and "download" in message and "--weights" in message
+    assert "pickle" not in message and "\n" not in message
