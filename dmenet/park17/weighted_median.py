@@ -343,27 +343,24 @@ def _masked_sums(mask, weights):
 def _nearby_medians(levels, weights, totals, guess):
     """Weighted medians that lie within one level of a guess, in float32.
 
-    Balances at guess−2 … guess+1 come from the weights below the guess and at guess−1, guess,
-    guess+1. Returns (median, settled); a pixel is settled only if its median is one of the three
-    levels and both balances that bracket it (at the median and just below it) are far from 0
-    compared with float32 rounding, so that the float64 model would decide the same.
+    The weights below the guess and at it give the balances at guess−1 and guess; their signs say
+    whether the median is the guess, above it or below it, and the weight at that one neighbouring
+    level gives the next balance. Returns (median, settled); a pixel is settled only if its median
+    is one of the three levels and both balances that bracket it (at the median and just below it)
+    are far from 0 compared with float32 rounding, so that the float64 model would decide the same.
     """
     two = np.float32(2)
     offset = levels - guess[:, None]
-    below = _masked_sums(offset < 0, weights)
-    balance = [two * below - totals]  # balance at guess − 1
-    balance.insert(0, balance[0] - two * _masked_sums(offset == -1, weights))  # at guess − 2
-    balance.append(balance[-1] + two * _masked_sums(offset == 0, weights))  # at guess
-    balance.append(balance[-1] + two * _masked_sums(offset == 1, weights))  # at guess + 1
+    below_guess = two * _masked_sums(offset < 0, weights) - totals  # balance at guess − 1
+    at_guess = below_guess + two * _masked_sums(offset == 0, weights)  # balance at guess
+    step = np.where(at_guess < 0, 1, np.where(below_guess >= 0, -1, 0)).astype(offset.dtype)
+    neighbour = two * _masked_sums(offset == step[:, None], weights)
+    # median above: bracket (guess, guess+1); below: (guess−2, guess−1); else (guess−1, guess)
+    upper = np.where(step > 0, at_guess + neighbour, np.where(step < 0, below_guess, at_guess))
+    lower = np.where(step > 0, at_guess, np.where(step < 0, below_guess - neighbour, below_guess))
     margin = _FLOAT32_MARGIN * totals
-    median = guess.astype(np.intp)
-    settled = np.zeros(len(guess), dtype=bool)
-    for shift in (-1, 0, 1):
-        upper, lower = balance[shift + 2], balance[shift + 1]
-        here = (upper >= 0) & (lower < 0) & (np.abs(upper) > margin) & (np.abs(lower) > margin)
-        median[here] += shift
-        settled |= here
-    return median, settled
+    settled = (upper >= 0) & (lower < 0) & (np.abs(upper) > margin) & (np.abs(lower) > margin)
+    return guess.astype(np.intp) + step, settled
 
 
 def _window_medians(index_image, window_weights, radius, value_levels):
