@@ -45,74 +45,80 @@ class _Necklace:
                 return
 
 
+class _MexColumn:
+    """One column's state in filterCore: joint histogram (level × cluster) with a linked list of the
+    clusters present at each level, and per-cluster balance counts with their own linked list."""
+
+    def __init__(self, value_levels, n_clusters):
+        self.hist = np.zeros((value_levels, n_clusters), dtype=np.int64)
+        self.level_lists = [_Necklace(n_clusters) for _ in range(value_levels)]
+        self.counts = [0] * n_clusters
+        self.count_list = _Necklace(n_clusters)
+
+    def update_count(self, g, delta):
+        if g:
+            if self.counts[g] == 0:
+                self.count_list.insert(g)
+            elif self.counts[g] + delta == 0:
+                self.count_list.remove(g)
+        self.counts[g] += delta
+
+    def add(self, level, g, delta):
+        if self.hist[level, g] == 0 and g:
+            self.level_lists[level].insert(g)
+        self.hist[level, g] += 1
+        self.update_count(g, delta)
+
+    def drop(self, level, g, delta):
+        self.hist[level, g] -= 1
+        if self.hist[level, g] == 0 and g:
+            self.level_lists[level].remove(g)
+        self.update_count(g, delta)
+
+    def shift(self, level, row, sign):
+        """Move the cut across ``level``; returns the float32 weight change, summed in list order."""
+        step = np.float32(0)
+        for g in self.level_lists[level].walk():
+            step = np.float32(step + np.float32(np.float32(2 * self.hist[level, g]) * row[g]))
+            self.update_count(g, sign * 2 * int(self.hist[level, g]))
+        return step
+
+
 def _mex_walk_reference(levels, clusters, weights, radius, value_levels=256):
     """filterCore of jointWMF.h as a plain loop: joint histogram and per-cluster balance counts kept
     with the mex's linked lists, balances summed in float32 in the lists' order."""
     height, width = levels.shape
-    n_clusters = weights.shape[0]
     f32 = np.float32
     out = np.empty_like(levels)
     for x in range(width):
-        hist = np.zeros((value_levels, n_clusters), dtype=np.int64)
-        level_lists = [_Necklace(n_clusters) for _ in range(value_levels)]
-        counts = [0] * n_clusters
-        count_list = _Necklace(n_clusters)
-
-        def update_count(g, delta):
-            if g:
-                if counts[g] == 0:
-                    count_list.insert(g)
-                elif counts[g] + delta == 0:
-                    count_list.remove(g)
-            counts[g] += delta
-
-        def add(level, g, delta):
-            if hist[level, g] == 0 and g:
-                level_lists[level].insert(g)
-            hist[level, g] += 1
-            update_count(g, delta)
-
-        def drop(level, g, delta):
-            hist[level, g] -= 1
-            if hist[level, g] == 0 and g:
-                level_lists[level].remove(g)
-            update_count(g, delta)
-
+        column = _MexColumn(value_levels, weights.shape[0])
         cut = -1
         cols = range(max(0, x - radius), min(width, x + radius + 1))
         for i in range(min(height, radius + 1)):
             for j in cols:
-                add(levels[i, j], clusters[i, j], -1)
+                column.add(levels[i, j], clusters[i, j], -1)
         for y in range(height):
             row = weights[clusters[y, x]]
             balance = f32(0)
-            for g in count_list.walk():
-                balance = f32(balance + f32(f32(counts[g]) * row[g]))
+            for g in column.count_list.walk():
+                balance = f32(balance + f32(f32(column.counts[g]) * row[g]))
             if balance > 0:
                 while balance > 0 and cut:
-                    step = f32(0)
-                    for g in level_lists[cut].walk():
-                        step = f32(step + f32(f32(2 * hist[cut, g]) * row[g]))
-                        update_count(g, -2 * int(hist[cut, g]))
-                    balance = f32(balance - step)
+                    balance = f32(balance - column.shift(cut, row, -1))
                     cut -= 1
             elif balance < 0:
                 while balance < 0 and cut != value_levels - 1:
-                    step = f32(0)
-                    for g in level_lists[cut + 1].walk():
-                        step = f32(step + f32(f32(2 * hist[cut + 1, g]) * row[g]))
-                        update_count(g, 2 * int(hist[cut + 1, g]))
-                    balance = f32(balance + step)
+                    balance = f32(balance + column.shift(cut + 1, row, 1))
                     cut += 1
             out[y, x] = cut
             if y + radius + 1 < height:
                 for j in cols:
                     level = levels[y + radius + 1, j]
-                    add(level, clusters[y + radius + 1, j], 1 if level <= cut else -1)
+                    column.add(level, clusters[y + radius + 1, j], 1 if level <= cut else -1)
             if y - radius >= 0:
                 for j in cols:
                     level = levels[y - radius, j]
-                    drop(level, clusters[y - radius, j], -1 if level <= cut else 1)
+                    column.drop(level, clusters[y - radius, j], -1 if level <= cut else 1)
     return out
 
 

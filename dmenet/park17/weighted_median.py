@@ -34,6 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from dmenet.park17.edges import Park17InputError
+from dmenet.park17.params import DEFAULT_PARAMS
 
 # OpenCV's multiply-with-carry generator (cv::RNG): coefficient and the default state of theRNG().
 _CV_RNG_COEFF = 4164903690
@@ -503,8 +504,10 @@ def _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_lev
     return values, guide
 
 
-def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=5, value_levels=256, guide_levels=256,
-                             iterations=3, rng=None):
+def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=DEFAULT_PARAMS.wmf_radius,
+                             value_levels=DEFAULT_PARAMS.wmf_value_levels,
+                             guide_levels=DEFAULT_PARAMS.wmf_guide_levels,
+                             iterations=DEFAULT_PARAMS.wmf_iterations, rng=None):
     """mexJointWMF on an already-uint8 guide (σ in uint8 units): the filter without jointWMF.m's rescaling.
 
     Args:
@@ -530,8 +533,9 @@ def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=5, value_lev
     return representatives[filtered].astype(np.float32)
 
 
-def joint_weighted_median(values, guide_rgb, radius=5, sigma=0.25, value_levels=256, guide_levels=256,
-                          iterations=3):
+def joint_weighted_median(values, guide_rgb, radius=DEFAULT_PARAMS.wmf_radius, sigma=DEFAULT_PARAMS.wmf_sigma,
+                          value_levels=DEFAULT_PARAMS.wmf_value_levels, guide_levels=DEFAULT_PARAMS.wmf_guide_levels,
+                          iterations=DEFAULT_PARAMS.wmf_iterations):
     """jointWMF(values, guide, r, σ, nI, nF, iter, 'exp') of the official code, in NumPy.
 
     Args:
@@ -547,7 +551,10 @@ def joint_weighted_median(values, guide_rgb, radius=5, sigma=0.25, value_levels=
         H×W float32 filtered map.
 
     Example:
-        >>> rst = joint_weighted_median(dense_sigma, rgf_image)  # PARK17.md §11 defaults
+        >>> rng = np.random.default_rng(0)
+        >>> noisy = np.where(rng.random((16, 16)) < 0.1, 2.0, 1.0).astype(np.float32)
+        >>> float(joint_weighted_median(noisy, rng.random((16, 16, 3)), radius=2)[8, 8])  # spikes removed
+        1.0
     """
     values, guide = _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_levels)
     guide_u8, sigma_scaled = matlab_uint8_guide(guide, sigma)
