@@ -373,8 +373,10 @@ def _window_medians(index_image, window_weights, radius, value_levels):
     float64 histogram over all levels.
     """
     height, width = index_image.shape
-    padded_levels = np.pad(index_image.astype(np.int16), radius, mode="edge")
-    centre_levels = index_image.astype(np.int16).ravel()
+    # small level numbers keep the window copies and comparisons cheap
+    level_type = np.int16 if value_levels < 2**15 - 1 else np.int64
+    padded_levels = np.pad(index_image.astype(level_type), radius, mode="edge")
+    centre_levels = index_image.astype(level_type).ravel()
     median = np.empty(height * width, dtype=np.intp)
     tie = np.zeros(height * width, dtype=bool)
     plateau_top = np.empty(height * width, dtype=np.intp)
