@@ -2,6 +2,8 @@
 import importlib
 import sys
 
+from dmenet.runtime import quiet_start
+
 BENCHMARKS = {
     "infer": "dmenet.bench.infer",
     "syndof": "dmenet.bench.syndof",
@@ -15,6 +17,7 @@ def main(argv=None):
         print(__doc__.strip())
         print("benchmarks: " + ", ".join(BENCHMARKS))
         return 2
+    quiet_start("--verbose" in argv)  # before any benchmark imports TensorFlow
     module = importlib.import_module(BENCHMARKS[argv[0]])
     return module.main(argv[1:])
 

@@ -1,16 +1,25 @@
-"""Inference speed of B against this machine's own convolution peak, measured in the same run.
+"""Inference speed of B in fp32 and bf16, each against this machine's own peak for that precision.
 
-    python -m dmenet.bench infer [--height 480 --width 640 --repeats 5]
+    python -m dmenet.bench infer [--height 480 --width 640 --repeats 3]
+    python -m dmenet.bench infer --weights W --margins            # seam error vs tile margin
+    python -m dmenet.bench infer --weights W --precision-cost     # |Δσ| bf16 vs fp32 on real photos
+    python -m dmenet.bench infer --tiles 6000x4000 [--precision bf16]  # time a large photo from its tiles
 
-Prints ms per image, B's achieved GFLOP/s (FLOPs counted by TensorFlow's profiler on B's graph),
-the GFLOP/s of one large plain 3×3 convolution (the practical peak), and their ratio. The two are
-timed alternately so that load from other processes affects both alike.
+Default: ms per image for B in fp32 and bf16, B's achieved GFLOP/s (FLOPs counted by TensorFlow's
+profiler on B's graph) against the GFLOP/s of one large plain 3×3 convolution in the same precision
+(the practical peak), and the bf16/fp32 speed-up. All four are timed in turn, round after round, so
+that load from other processes affects each alike; the best round of each is reported.
 """
 import argparse
+import pathlib
 import statistics
 import time
 
 import numpy as np
+
+from dmenet.runtime import quiet_start
+
+SHARED_PHOTOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train" / "image"
 
 
 def graph_flops(concrete_function):
@@ -22,48 +31,169 @@ def graph_flops(concrete_function):
     return model_analyzer.profile(graph=concrete_function.graph, options=options).total_float_ops
 
 
-def _best_of(function, argument, repeats):
-    function(argument)  # warm-up: tracing, allocation, oneDNN primitive creation
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        np.asarray(function(argument))
-        times.append(time.perf_counter() - started)
-    return times
+def _time_once(function, argument):
+    started = time.perf_counter()
+    np.asarray(function(argument))
+    return time.perf_counter() - started
+
+
+def _blur_net(precision, weights=None):
+    from dmenet.checkpoints import load_blur_net
+    from dmenet.networks.blur_net import build_blur_net
+    from dmenet.precision import dtype_policy_scope, keep_output_in_float32
+
+    if weights:
+        return load_blur_net(weights, precision=precision)[0]
+    with dtype_policy_scope(precision):
+        model = build_blur_net()
+    return keep_output_in_float32(model) if precision != "fp32" else model
+
+
+def speed(args):
+    import tensorflow as tf
+
+    from dmenet.runtime import device_description
+
+    image = tf.random.uniform((1, args.height, args.width, 3))
+    features = tf.random.normal((1, args.height // 4, args.width // 4, 256))
+    kernel = tf.random.normal((3, 3, 256, 256)) * 0.02
+    cases = {}
+    for precision, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
+        model = _blur_net(precision, args.weights)
+        blur_net = tf.function(lambda x, model=model: tf.cast(model(x, training=False)["defocus"], tf.float32))
+        conv = tf.function(lambda x, k=tf.cast(kernel, dtype): tf.nn.conv2d(x, k, 1, "SAME"))
+        cast_features = tf.cast(features, dtype)
+        cases[precision] = {
+            "blur_net": (blur_net, image, graph_flops(blur_net.get_concrete_function(image))),
+            "conv": (conv, cast_features, graph_flops(conv.get_concrete_function(cast_features))),
+        }
+        for function, argument, _ in cases[precision].values():
+            function(argument)  # tracing, allocation, oneDNN primitive creation
+    times = {(p, k): [] for p in cases for k in cases[p]}
+    for _ in range(args.repeats):  # round-robin, so every case sees the same machine load
+        for precision, parts in cases.items():
+            for key, (function, argument, _) in parts.items():
+                times[precision, key].append(_time_once(function, argument))
+
+    print(device_description())
+    rates = {}
+    for precision, parts in cases.items():
+        blur_flops, conv_flops = parts["blur_net"][2], parts["conv"][2]
+        blur_best, conv_best = min(times[precision, "blur_net"]), min(times[precision, "conv"])
+        rates[precision] = (blur_flops / blur_best / 1e9, conv_flops / conv_best / 1e9, blur_best)
+        print(f"{precision}: B on {args.width}×{args.height} ({blur_flops / 1e9:.1f} GFLOP): best {blur_best * 1e3:.0f} ms, "
+              f"median {statistics.median(times[precision, 'blur_net']) * 1e3:.0f} ms = {rates[precision][0]:.1f} GFLOP/s; "
+              f"plain 3×3 conv 256→256 peak {rates[precision][1]:.1f} GFLOP/s; "
+              f"B / peak = {rates[precision][0] / rates[precision][1]:.2f}")
+    print(f"bf16 / fp32 speed-up: B {rates['fp32'][2] / rates['bf16'][2]:.2f}×, "
+          f"plain conv peak {rates['bf16'][1] / rates['fp32'][1]:.2f}×  (target for B ≥ 1.6× where bf16 is native)")
+    return 0
+
+
+def _photos(folder, count):
+    from dmenet.image_io import list_images
+
+    photos = list_images(folder)
+    if not photos:
+        raise SystemExit(f"error: no photos in {folder}; pass --photos DIR")
+    step = max(1, len(photos) // count)
+    return photos[::step][:count]
+
+
+def precision_cost(args):
+    """|Δσ| between bf16 and fp32 on real photos with the given weights."""
+    from dmenet.image_io import read_image
+    from dmenet.inference import DefocusPredictor
+
+    predictors = {p: DefocusPredictor.from_weights(args.weights, precision=p) for p in ("fp32", "bf16")}
+    means, maxima, relative = [], [], []
+    for path in _photos(args.photos, args.count):
+        image = read_image(path)
+        sigma = {p: predictor.predict_sigma(image) for p, predictor in predictors.items()}
+        difference = np.abs(sigma["bf16"] - sigma["fp32"])
+        means.append(float(difference.mean()))
+        maxima.append(float(difference.max()))
+        relative.append(float(difference.mean() / max(sigma["fp32"].mean(), 1e-6)))
+        print(f"  {path.name} {image.shape[1]}×{image.shape[0]}: mean σ {sigma['fp32'].mean():.3f} px, "
+              f"|Δσ| mean {means[-1]:.4f} px, max {maxima[-1]:.3f} px")
+    print(f"bf16 vs fp32 over {len(means)} photos: mean |Δσ| {np.mean(means):.4f} px "
+          f"({100 * np.mean(relative):.2f}% of mean σ), largest |Δσ| {max(maxima):.3f} px")
+    return 0
+
+
+def margins(args):
+    """Seam error of tiled inference against the whole photo, for each context margin."""
+    from dmenet.image_io import read_image
+    from dmenet.inference import DefocusPredictor
+
+    from dmenet.checkpoints import load_blur_net
+
+    model, encoding, _ = load_blur_net(args.weights)
+    photos = _photos(args.photos, args.count)
+    core = 128
+    print(f"cores of {core} px; |Δσ| of tiled against whole-photo inference, over {len(photos)} photos")
+    for margin in args.margin_list:
+        means, maxima = [], []
+        for path in photos:
+            image = read_image(path)
+            whole = DefocusPredictor(model, encoding, tile=2048).predict_sigma(image)
+            tiled = DefocusPredictor(model, encoding, tile=core + 2 * margin, margin=margin).predict_sigma(image)
+            difference = np.abs(tiled - whole)
+            means.append(float(difference.mean()))
+            maxima.append(float(difference.max()))
+        print(f"  margin {margin:3d} px: mean |Δσ| {np.mean(means):.4f} px, max {max(maxima):.3f} px")
+    return 0
+
+
+def tiles(args):
+    """Time a large photo by timing a few of its windows and multiplying by their count."""
+    import tensorflow as tf
+
+    from dmenet.inference import DefocusPredictor
+
+    width, height = (int(v) for v in args.tiles.lower().split("x"))
+    model = _blur_net(args.precision, args.weights)
+    predictor = DefocusPredictor(model, None, tile=args.tile, margin=args.margin)
+    plan = predictor.tile_plan(height, width)
+    window = tf.random.uniform((1, *plan.window_shape, 3))
+    predictor._forward(window)  # warm-up
+    times = [_time_once(predictor._forward, window) for _ in range(args.repeats)]
+    best = min(times)
+    overhead = plan.computed_pixels / (height * width)
+    print(f"{width}×{height} in {args.precision}: {plan.count} windows of {plan.window_shape[1]}×{plan.window_shape[0]} "
+          f"(margin {args.margin}; {overhead:.2f}× the photo's pixels computed)")
+    print(f"  per window: best {best:.1f} s, median {statistics.median(times):.1f} s over {len(times)}; "
+          f"whole photo ≈ {plan.count * best / 60:.1f} min (best) / {plan.count * statistics.median(times) / 60:.1f} min (median)")
+    return 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from dmenet.inference import DEFAULT_MARGIN, DEFAULT_TILE
+
+    parser = argparse.ArgumentParser(prog="python -m dmenet.bench infer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (default: %(default)s)")
+    parser.add_argument("--weights", help="a checkpoint of B (needed for --margins and --precision-cost)")
+    parser.add_argument("--photos", default=str(SHARED_PHOTOS), help="real photos (default: ../shared/data/cuhk_train/image)")
+    parser.add_argument("--count", type=int, default=8, help="photos for --margins / --precision-cost")
+    parser.add_argument("--margins", action="store_true", help="measure seam error against the tile margin")
+    parser.add_argument("--margin-list", type=lambda s: [int(v) for v in s.split(",")], default=[0, 16, 32, 48, 64, 96])
+    parser.add_argument("--precision-cost", action="store_true", help="measure |Δσ| of bf16 against fp32")
+    parser.add_argument("--tiles", metavar="WxH", help="time the windows of a WxH photo and extrapolate")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for --tiles")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN)
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     args = parser.parse_args(argv)
-
-    import tensorflow as tf
-
-    from dmenet.networks.blur_net import build_blur_net
-
-    model = build_blur_net()
-    image = tf.random.uniform((1, args.height, args.width, 3))
-    blur_net = tf.function(lambda x: model(x, training=False)["defocus"])
-    blur_flops = graph_flops(blur_net.get_concrete_function(image))
-
-    features = tf.random.normal((1, args.height // 4, args.width // 4, 256))
-    kernel = tf.random.normal((3, 3, 256, 256)) * 0.02
-    plain_conv = tf.function(lambda x: tf.nn.conv2d(x, kernel, 1, "SAME"))
-    conv_flops = graph_flops(plain_conv.get_concrete_function(features))
-
-    blur_times, conv_times = [], []
-    for _ in range(args.repeats):  # alternate, so both see the same machine load
-        blur_times += _best_of(blur_net, image, 1)
-        conv_times += _best_of(plain_conv, features, 3)
-    blur_best, conv_best = min(blur_times), min(conv_times)
-    blur_rate, conv_rate = blur_flops / blur_best / 1e9, conv_flops / conv_best / 1e9
-
-    print(f"B on {args.width}×{args.height}: {blur_flops / 1e9:.1f} GFLOP per image")
-    print(f"  time per image: best {blur_best * 1e3:.0f} ms, median {statistics.median(blur_times) * 1e3:.0f} ms")
-    print(f"  achieved: {blur_rate:.1f} GFLOP/s")
-    print(f"plain 3×3 conv 256→256 on {features.shape[2]}×{features.shape[1]}: {conv_flops / 1e9:.2f} GFLOP, "
-          f"best {conv_best * 1e3:.1f} ms = {conv_rate:.1f} GFLOP/s (measured peak)")
-    print(f"ratio B / peak: {blur_rate / conv_rate:.2f}  (target ≥ 0.5)")
-    return 0
+    quiet_start(args.verbose)
+    if (args.margins or args.precision_cost) and not args.weights:
+        parser.error("--margins and --precision-cost need --weights (a trained B; `python train.py --demo` makes one)")
+    if args.margins:
+        return margins(args)
+    if args.precision_cost:
+        return precision_cost(args)
+    if args.tiles:
+        return tiles(args)
+    return speed(args)

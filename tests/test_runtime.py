@@ -1,0 +1,52 @@
+"""Process set-up of the CLIs: TensorFlow's start-up chatter off unless asked for, one device line."""
+import logging
+import warnings
+
+import pytest
+
+from dmenet import runtime
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", runtime.VERBOSE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    levels = {name: logging.getLogger(name).level for name in ("tensorflow", "absl")}
+    with warnings.catch_warnings():
+        yield monkeypatch
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_quiet_start_silences_tensorflow_before_import(clean_environment):
+    import os
+
+    runtime.quiet_start()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert logging.getLogger("tensorflow").level == logging.ERROR
+
+
+def test_verbose_flag_or_environment_keeps_the_logs(clean_environment):
+    import os
+
+    runtime.quiet_start(verbose=True)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    clean_environment.setenv(runtime.VERBOSE_ENV, "1")
+    assert runtime.wants_verbose()
+    runtime.quiet_start()
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    clean_environment.setenv(runtime.VERBOSE_ENV, "0")
+    assert not runtime.wants_verbose()
+
+
+def test_a_users_own_log_level_is_kept(clean_environment):
+    import os
+
+    clean_environment.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
+    runtime.quiet_start()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+
+
+def test_device_description_is_one_line_naming_the_device():
+    line = runtime.device_description()
+    assert line.startswith("Device: ") and "\n" not in line and ("CPU" in line or "GPU" in line)
