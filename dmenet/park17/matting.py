@@ -75,33 +75,40 @@ def matting_laplacian(guide_rgb, epsilon=1e-5):
 def _laplacian_csr(guide, epsilon, extra_diagonal=None):
     """L (+ diag(extra_diagonal)) as CSR; adding the data term here saves a copy of the big matrix."""
     height, width, _ = guide.shape
-    # diagonals[o][y, x] = A[(y, x), (y, x) + offset o]
-    diagonals = np.zeros((len(_OFFSETS), height, width))
-    if height >= 3 and width >= 3:
-        centred = _window_colours(guide)
-        inverse = _window_inverse_covariances(centred, epsilon)
-        projected = [sum(inverse[c][k] * centred[k] for k in range(3)) for c in range(3)]
-        for a, (ay, ax) in enumerate(_WINDOW):
-            for b, (by, bx) in enumerate(_WINDOW[a:], start=a):
-                affinity = centred[0, a] * projected[0][b]
-                affinity += centred[1, a] * projected[1][b]
-                affinity += centred[2, a] * projected[2][b]
-                affinity += 1.0
-                affinity /= 9.0
-                # the pair (a, b) adds A[a→b] at a's pixel and, by symmetry, A[b→a] at b's pixel
-                diagonals[_OFFSETS.index((by - ay, bx - ax)),
-                          1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
-                if b != a:
-                    diagonals[_OFFSETS.index((ay - by, ax - bx)),
-                              1 + by:height - 1 + by, 1 + bx:width - 1 + bx] += affinity
+    diagonals = _affinity_diagonals(guide, epsilon)
     centre = _OFFSETS.index((0, 0))
     row_sums = diagonals.sum(axis=0)
-    diagonals = -diagonals
+    np.negative(diagonals, out=diagonals)
     diagonals[centre] += row_sums
     if extra_diagonal is not None:
         diagonals[centre] += extra_diagonal.reshape(height, width)
-
     return _diagonals_to_csr(diagonals)
+
+
+def _affinity_diagonals(guide, epsilon):
+    """A as 25 stencil diagonals: out[o][y, x] = A[(y, x), (y, x) + offset o] (window temporaries die here)."""
+    height, width, _ = guide.shape
+    diagonals = np.zeros((len(_OFFSETS), height, width))
+    if height < 3 or width < 3:
+        return diagonals
+    centred = _window_colours(guide)
+    inverse = _window_inverse_covariances(centred, epsilon)
+    projected = [sum(inverse[c][k] * centred[k] for k in range(3)) for c in range(3)]
+    del inverse
+    for a, (ay, ax) in enumerate(_WINDOW):
+        for b, (by, bx) in enumerate(_WINDOW[a:], start=a):
+            affinity = centred[0, a] * projected[0][b]
+            affinity += centred[1, a] * projected[1][b]
+            affinity += centred[2, a] * projected[2][b]
+            affinity += 1.0
+            affinity /= 9.0
+            # the pair (a, b) adds A[a→b] at a's pixel and, by symmetry, A[b→a] at b's pixel
+            diagonals[_OFFSETS.index((by - ay, bx - ax)),
+                      1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
+            if b != a:
+                diagonals[_OFFSETS.index((ay - by, ax - bx)),
+                          1 + by:height - 1 + by, 1 + bx:width - 1 + bx] += affinity
+    return diagonals
 
 
 def _diagonals_to_csr(diagonals):

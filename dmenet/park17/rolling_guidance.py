@@ -7,8 +7,6 @@ their σ, so the derived σ is 1 and the blur kernel is the unnormalised 3×3×3
 here is vectorised: scatter with bincount, separable zero-padded blur, gathered trilinear slicing.
 """
 import numpy as np
-from scipy import ndimage
-
 from dmenet.park17.sparse_map import Park17InputError
 
 
@@ -18,61 +16,79 @@ def _round_half_away(x):
     return base + (x - base >= 0.5)
 
 
-def _bilateral_grid(data, edge, sigma_spatial, sigma_range):
+class _SpatialGrid:
+    """The spatial half of the grid (cells, slicing corners and weights), shared by all 9 filterings."""
+
+    def __init__(self, height, width, sigma_spatial):
+        # sampling = σ makes the derived σ 1 in grid units, hence padding floor(2·1) + 1 = 3
+        self.pad = 3
+        self.height, self.width = height, width
+        self.grid_h = int(np.floor((height - 1) / sigma_spatial)) + 1 + 2 * self.pad
+        self.grid_w = int(np.floor((width - 1) / sigma_spatial)) + 1 + 2 * self.pad
+        rows = np.arange(height) / sigma_spatial + self.pad
+        cols = np.arange(width) / sigma_spatial + self.pad
+        cell_r = _round_half_away(rows - self.pad).astype(np.int64) + self.pad
+        cell_c = _round_half_away(cols - self.pad).astype(np.int64) + self.pad
+        self.scatter_cell = cell_r[:, None] * self.grid_w + cell_c[None, :]
+        r0 = np.minimum(np.floor(rows).astype(np.int64), self.grid_h - 2)
+        c0 = np.minimum(np.floor(cols).astype(np.int64), self.grid_w - 2)
+        self.slice_cell = r0[:, None] * self.grid_w + c0[None, :]
+        weight_r = (rows - r0)[:, None]
+        weight_c = (cols - c0)[None, :]
+        # (cell offset, weight) of the four spatial corners of each pixel
+        self.corners = [(0, (1 - weight_r) * (1 - weight_c)), (1, (1 - weight_r) * weight_c),
+                        (self.grid_w, weight_r * (1 - weight_c)), (self.grid_w + 1, weight_r * weight_c)]
+
+
+def _blur_3tap(grid, axis, side_tap):
+    """'same' convolution with [side_tap, 1, side_tap] along one axis, zero outside."""
+    out = grid.copy()
+    length = grid.shape[axis]
+    lower = [slice(None)] * grid.ndim
+    upper = [slice(None)] * grid.ndim
+    lower[axis], upper[axis] = slice(0, length - 1), slice(1, length)
+    out[tuple(upper)] += side_tap * grid[tuple(lower)]
+    out[tuple(lower)] += side_tap * grid[tuple(upper)]
+    return out
+
+
+def _bilateral_grid(data, edge, spatial, sigma_range):
     """bilateralFilter(data, edge, min(edge), max(edge), σs, σr) with sampling = σ, float64."""
-    height, width = data.shape
+    pad = spatial.pad
     edge_min = float(edge.min())
-    edge_delta = float(edge.max()) - edge_min
-    # sampling = σ makes the derived σ 1 in grid units whatever σs, σr are
-    derived_spatial = derived_range = 1.0
-    pad_xy = int(np.floor(2 * derived_spatial)) + 1
-    pad_z = int(np.floor(2 * derived_range)) + 1
-    grid_h = int(np.floor((height - 1) / sigma_spatial)) + 1 + 2 * pad_xy
-    grid_w = int(np.floor((width - 1) / sigma_spatial)) + 1 + 2 * pad_xy
-    grid_d = int(np.floor(edge_delta / sigma_range)) + 1 + 2 * pad_z
-
-    rows = np.arange(height) / sigma_spatial
-    cols = np.arange(width) / sigma_spatial
-    depth = (edge - edge_min) / sigma_range
-
-    cell_r = _round_half_away(rows).astype(np.int64) + pad_xy
-    cell_c = _round_half_away(cols).astype(np.int64) + pad_xy
-    cell_z = _round_half_away(depth).astype(np.int64) + pad_z
-    flat = (cell_r[:, None] * grid_w + cell_c[None, :]) * grid_d + cell_z
-    size = grid_h * grid_w * grid_d
+    grid_d = int(np.floor((float(edge.max()) - edge_min) / sigma_range)) + 1 + 2 * pad
+    depth = (edge - edge_min) / sigma_range + pad
+    cell_z = _round_half_away(depth - pad).astype(np.int64) + pad
+    flat = spatial.scatter_cell * grid_d + cell_z
+    size = spatial.grid_h * spatial.grid_w * grid_d
     valid = ~np.isnan(data)
-    grid_data = np.bincount(flat[valid], weights=data[valid], minlength=size).reshape(grid_h, grid_w, grid_d)
-    grid_count = np.bincount(flat[valid], minlength=size).astype(np.float64).reshape(grid_h, grid_w, grid_d)
+    if not valid.all():
+        flat, values = flat[valid], data[valid]
+    else:
+        values = data
+    grids = np.stack([np.bincount(flat.ravel(), weights=values.ravel(), minlength=size),
+                      np.bincount(flat.ravel(), minlength=size).astype(np.float64)])
+    grids = grids.reshape(2, spatial.grid_h, spatial.grid_w, grid_d)
 
-    # exp(-(dx²+dy²+dz²)/2) over {-1,0,1}³ is the product of three 1-D kernels; convn 'same' pads with 0
-    taps = np.exp(-0.5 * np.array([1.0, 0.0, 1.0]))
-    for axis in range(3):
-        grid_data = ndimage.correlate1d(grid_data, taps, axis=axis, mode="constant", cval=0.0)
-        grid_count = ndimage.correlate1d(grid_count, taps, axis=axis, mode="constant", cval=0.0)
-    nonzero = grid_count != 0
+    # exp(-(dx²+dy²+dz²)/2) over {-1,0,1}³ is the product of three 1-D kernels [e^-½, 1, e^-½]
+    side_tap = float(np.exp(-0.5))
+    for axis in (1, 2, 3):
+        grids = _blur_3tap(grids, axis, side_tap)
+    grid_data, grid_count = grids
     normalised = np.zeros_like(grid_data)
-    np.divide(grid_data, grid_count, out=normalised, where=nonzero)
+    np.divide(grid_data, grid_count, out=normalised, where=grid_count != 0)
 
-    # trilinear slicing (interpn 'linear') at unrounded grid coordinates
-    fr = rows + pad_xy
-    fc = cols + pad_xy
-    fz = depth + pad_z
-    r0 = np.minimum(np.floor(fr).astype(np.int64), grid_h - 2)
-    c0 = np.minimum(np.floor(fc).astype(np.int64), grid_w - 2)
-    z0 = np.clip(np.floor(fz).astype(np.int64), 0, grid_d - 2)
-    wr = (fr - r0)[:, None]
-    wc = (fc - c0)[None, :]
-    wz = fz - z0
+    # trilinear slicing (interpn 'linear') at the unrounded grid coordinates
+    z0 = np.clip(np.floor(depth).astype(np.int64), 0, grid_d - 2)
+    weight_z = depth - z0
     flat_grid = normalised.ravel()
-    base = (r0[:, None] * grid_w + c0[None, :]) * grid_d + z0
-    step_r, step_c = grid_w * grid_d, grid_d
-    out = np.zeros((height, width))
-    for dr, weight_r in ((0, 1 - wr), (step_r, wr)):
-        for dc, weight_c in ((0, 1 - wc), (step_c, wc)):
-            corner = base + (dr + dc)
-            along_z = flat_grid[corner] * (1 - wz) + flat_grid[corner + 1] * wz
-            out += (weight_r * weight_c) * along_z
-    # interpn returns NaN outside the grid and the official code keeps the input there; the grid's
+    base = spatial.slice_cell * grid_d + z0
+    out = np.zeros(data.shape)
+    for offset, weight in spatial.corners:
+        corner = base + offset * grid_d
+        below = flat_grid[corner]
+        out += weight * (below + weight_z * (flat_grid[corner + 1] - below))
+    # interpn gives NaN outside the grid and the official code keeps the input there; the grid's
     # padding makes that impossible for finite input, but NaN input still falls back to itself
     return np.where(np.isnan(out), data, out)
 
@@ -101,10 +117,11 @@ def rolling_guidance_filter(rgb, sigma_spatial=1.5, sigma_range=1.5, iterations=
         raise Park17InputError(f"rolling_guidance_filter: expected an H×W×C image, got shape {np.shape(rgb)}")
     if not (sigma_spatial > 0 and sigma_range > 0):
         raise Park17InputError("rolling_guidance_filter: sigma_spatial and sigma_range must be > 0")
-    result = np.zeros_like(image)
+    spatial = _SpatialGrid(image.shape[0], image.shape[1], sigma_spatial)
+    channels = [np.ascontiguousarray(image[:, :, c]) for c in range(image.shape[2])]
+    results = [np.zeros(image.shape[:2]) for _ in channels]
     for _ in range(int(iterations)):
-        for channel in range(image.shape[2]):
-            result[:, :, channel] = _bilateral_grid(
-                image[:, :, channel], result[:, :, channel], sigma_spatial, sigma_range)
+        results = [_bilateral_grid(data, guide, spatial, sigma_range) for data, guide in zip(channels, results)]
+    result = np.stack(results, axis=2)
     result = result.astype(np.float32)
     return result[:, :, 0] if squeeze else result
