@@ -12,14 +12,18 @@ def source_indices(start, stop, taps_length, size):
     return symmetric_index(np.arange(start + int(offsets.min()), stop + int(offsets.max())), size)
 
 
-def blur_padded(block, taps):
-    """'Valid' separable blur of a block already gathered with `source_indices` on both axes."""
+def blur_padded(block, taps, axes=(0, 1)):
+    """'Valid' separable blur of a block already gathered with `source_indices` on both `axes`
+    (rows, columns: (0, 1) for H×W(×C), (1, 2) for channel-first C×H×W)."""
     weights = np.ascontiguousarray(taps[::-1])
     origin = -(len(weights) // 2)
-    out = ndimage.correlate1d(block, weights, axis=0, mode="constant", origin=origin)
-    out = ndimage.correlate1d(out, weights, axis=1, mode="constant", origin=origin)
+    out = ndimage.correlate1d(block, weights, axis=axes[0], mode="constant", origin=origin)
+    out = ndimage.correlate1d(out, weights, axis=axes[1], mode="constant", origin=origin)
     trim = len(weights) - 1
-    return out[: block.shape[0] - trim, : block.shape[1] - trim]
+    keep = [slice(None)] * block.ndim
+    keep[axes[0]] = slice(0, block.shape[axes[0]] - trim)
+    keep[axes[1]] = slice(0, block.shape[axes[1]] - trim)
+    return out[tuple(keep)]
 
 
 def blur_window(image, taps, rows, cols):
@@ -45,6 +49,8 @@ def _reached_positions(positions, taps, size):
         item, out, tap = np.nonzero(positions[:, None, None] == source[None])
         return item, tap, out
     direct = positions[:, None] - offsets[None, :]
+    if positions.min() >= reach and positions.max() < size - reach:  # no border: every link, in order
+        return np.repeat(np.arange(len(positions)), len(taps)), np.tile(np.arange(len(taps)), len(positions)), direct.ravel()
     valid = (direct >= 0) & (direct < size)
     item, tap = np.nonzero(valid)
     items, taps_used, reached = [item], [tap], [direct[item, tap]]
@@ -60,66 +66,105 @@ def _reached_positions(positions, taps, size):
     return np.concatenate(items), np.concatenate(taps_used), np.concatenate(reached)
 
 
-def blur_sparse_strips(rows, cols, values, taps, shape, strip=16):
-    """The blur of an image that is zero except at pixels (rows, cols) holding `values` (n×C), as
-    nonzero pieces: yields (row_start, col_start, block) for consecutive strips of `strip` output
-    rows; everything outside the yielded blocks is zero.
+def blur_sparse_flat(rows, cols, values, taps, shape, strip=4):
+    """The blur of an image that is zero except at pixels (rows, cols) holding `values` (n×C), on
+    just the pixels it reaches: returns (flat pixel indices (m,), blurred values C×m); every other
+    pixel of the blurred image is zero. No index repeats.
 
-    Rows are blurred by scattering each pixel's taps (cost ∝ pixels), columns by a correlation over
-    just the columns each strip reaches, so a sparse layer spread over the frame stays cheap."""
+    Rows are blurred by scattering each pixel's taps (cost ∝ pixels), straight into a packed array
+    that holds, side by side, the runs of columns each band of `strip` rows reaches (plus the
+    kernel's reach); columns are then blurred by one correlation over that array. A sparse layer
+    spread over the frame so costs about what its blurred area costs. Each output is computed from
+    the same inputs in the same order as a full-frame blur, so the values are exactly its values."""
     height, width = shape
     channels = values.shape[1]
+    length = len(taps)
     item, tap, out_row = _reached_positions(rows, taps, height)
+    entry_col = cols[item]
     row_start, row_stop = int(out_row.min()), int(out_row.max()) + 1
     col_min, col_max = int(cols.min()), int(cols.max())
-    offsets = tap_offsets(len(taps))
+    offsets = tap_offsets(length)
     reach_low, reach_high = int(offsets.min()), int(offsets.max())
-    # Vertical pass, one weighted bincount per channel, into rows × (layer columns + zero margins
-    # wide enough that every interior strip reads a plain slice).
-    margin = 2 * max(-reach_low, reach_high) + 2
-    base = col_min - margin
-    n_cols = col_max - col_min + 1 + 2 * margin
-    n_rows = row_stop - row_start
-    flat = (out_row - row_start) * n_cols + (cols[item] - base)
+    # Columns each band of rows reaches after the vertical pass (every tap is positive).
+    n_cols = col_max - col_min + 1
+    n_bands = -(-(row_stop - row_start) // strip)
+    band_row = out_row - row_start
+    cell = (band_row // strip) * n_cols + (entry_col - col_min)
+    reached = np.zeros(n_bands * n_cols, bool)
+    reached[cell] = True
+    used_cell = np.flatnonzero(reached)
+    band, used = np.divmod(used_cell, n_cols)
+    used += col_min
+    # Runs of reached columns. A run's outputs span [first used − reach_high − 1, last used − reach_low
+    # + 2) and its reads len(taps) − 1 more; runs closer than len(taps) + 2 columns stay one run, so
+    # no run's outputs overlap another's and no run reads another's columns.
+    new_run = np.ones(len(used), bool)
+    new_run[1:] = (band[1:] != band[:-1]) | (used[1:] - used[:-1] >= length + 2)
+    run_of_used = np.cumsum(new_run) - 1
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], len(used)) - 1
+    run_band = band[starts]
+    first = np.maximum(0, used[starts] - reach_high - 1)
+    last = np.minimum(width, used[ends] + 1 - reach_low + 1)
+    out_length = last - first
+    read_start = first + reach_low
+    read_length = out_length + length - 1
+    read_offset = np.cumsum(read_length) - read_length
+    total = int(read_length.sum())
+    # Vertical pass: one weighted bincount per channel straight into the packed layout
+    # (band row × packed column); the same additions in the same order as into a full frame.
+    run_of_cell = np.empty(n_bands * n_cols, np.int64)
+    run_of_cell[used_cell] = run_of_used
+    entry_run = run_of_cell[cell]
+    target = (band_row % strip) * total + read_offset[entry_run] + (entry_col - read_start[entry_run])
     weights = taps[tap]
-    vertical = np.empty((n_rows, n_cols, channels))
+    packed = np.empty((channels, strip * total))
     for channel in range(channels):
-        vertical[..., channel] = np.bincount(flat, weights * values[item, channel], minlength=n_rows * n_cols).reshape(
-            n_rows, n_cols
-        )
-    weights_1d = np.ascontiguousarray(taps[::-1])
-    origin = -(len(taps) // 2)
-    # Columns each strip reaches: all taps are positive, so coverage > 0 exactly where reached.
-    n_strips = -(-n_rows // strip)
-    reached = np.zeros((n_strips * strip, n_cols), bool)
-    reached[:n_rows] = vertical[..., 0] > 0
-    used_columns = reached.reshape(n_strips, strip, n_cols).any(axis=1)
-    used_any = used_columns.any(axis=1)
-    used_first_all = used_columns.argmax(axis=1) + base
-    used_last_all = n_cols - 1 - used_columns[:, ::-1].argmax(axis=1) + base
-    for strip_index, top in enumerate(range(0, n_rows, strip)):
-        if not used_any[strip_index]:
-            continue
-        first = max(0, int(used_first_all[strip_index]) - reach_high - 1)
-        last = min(width, int(used_last_all[strip_index]) + 1 - reach_low + 1)
-        read_start, read_stop = first + reach_low, last + reach_high
-        if read_start >= 0 and read_stop <= width:
-            gathered = vertical[top : top + strip, read_start - base : read_stop - base]
-        else:  # the symmetric fold at the image border; columns beyond the margins are zero
-            source = np.clip(symmetric_index(np.arange(read_start, read_stop), width) - base, 0, n_cols - 1)
-            gathered = vertical[top : top + strip][:, source]
-        result = ndimage.correlate1d(gathered, weights_1d, axis=1, mode="constant", origin=origin)
-        yield row_start + top, first, result[:, : last - first]
+        packed[channel] = np.bincount(target, weights * values[item, channel], minlength=strip * total)
+    packed = packed.reshape(channels, strip, total)
+    # Reads beyond the image border take the mirrored column (MATLAB 'symmetric'), which lies in the
+    # same run's reads or is unreached (zero).
+    left_out = np.maximum(0, -read_start)
+    right_out = np.maximum(0, read_start + read_length - width)
+    if left_out.any() or right_out.any():
+        crossing = np.flatnonzero((left_out > 0) | (right_out > 0))
+        count = left_out[crossing] + right_out[crossing]
+        which, position = _concatenated_ranges(count)
+        run = crossing[which]
+        on_left = position < left_out[run]
+        column = np.where(on_left, position, read_length[run] - count[which] + position)
+        mirrored = symmetric_index(read_start[run] + column, width) - read_start[run]
+        from_inside = (mirrored >= 0) & (mirrored < read_length[run])
+        target_col, source_col = read_offset[run] + column, read_offset[run] + mirrored
+        packed[:, :, target_col] = 0.0
+        packed[:, :, target_col[from_inside]] = packed[:, :, source_col[from_inside]]
+    blurred = ndimage.correlate1d(packed, np.ascontiguousarray(taps[::-1]), axis=2, mode="constant", origin=-(length // 2))
+    # Keep each run's valid outputs: the first out_length columns of its packed reads.
+    out_run, out_offset = _concatenated_ranges(out_length)
+    keep = read_offset[out_run] + out_offset
+    band_rows = np.arange(strip)[:, None]
+    out_rows = row_start + run_band[out_run] * strip + band_rows
+    out_flat = out_rows * width + (first[out_run] + out_offset)
+    result = blurred[:, :, keep]
+    inside = out_rows < height  # the last band may extend below the image
+    if not inside.all():
+        return out_flat[inside], result[:, inside]
+    return out_flat.ravel(), result.reshape(channels, -1)
 
 
-def blur_sparse(rows, cols, values, taps, shape, strip=16):
-    """`blur_sparse_strips` assembled into one block: returns (row_start, col_start, block)."""
-    pieces = list(blur_sparse_strips(rows, cols, values, taps, shape, strip))
-    top = min(p[0] for p in pieces)
-    left = min(p[1] for p in pieces)
-    bottom = max(p[0] + p[2].shape[0] for p in pieces)
-    right = max(p[1] + p[2].shape[1] for p in pieces)
-    block = np.zeros((bottom - top, right - left, values.shape[1]))
-    for row, col, piece in pieces:
-        block[row - top : row - top + piece.shape[0], col - left : col - left + piece.shape[1]] = piece
+def _concatenated_ranges(lengths):
+    """For ranges 0..lengths[i]-1 laid end to end: (range number, position in range) per element."""
+    number = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(number.size) - (np.cumsum(lengths) - lengths)[number]
+    return number, position
+
+
+def blur_sparse(rows, cols, values, taps, shape, strip=4):
+    """`blur_sparse_flat` as one block: returns (row_start, col_start, block h×w×C)."""
+    height, width = shape
+    index, blurred = blur_sparse_flat(rows, cols, values, taps, shape, strip)
+    out_rows, out_cols = np.divmod(index, width)
+    top, left = int(out_rows.min()), int(out_cols.min())
+    block = np.zeros((int(out_rows.max()) + 1 - top, int(out_cols.max()) + 1 - left, values.shape[1]))
+    block[out_rows - top, out_cols - left] = blurred.T
     return top, left, block

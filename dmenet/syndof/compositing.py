@@ -7,7 +7,7 @@ the layer's kernel reaches past everything drawn so far is filled by Laplace int
 """
 import numpy as np
 
-from dmenet.syndof.blur import blur_padded, blur_sparse_strips, blur_window, source_indices
+from dmenet.syndof.blur import blur_padded, blur_sparse_flat, blur_window, source_indices
 from dmenet.syndof.kernels import separable_gaussian
 from dmenet.syndof.regionfill import regionfill, solve_laplace
 
@@ -64,9 +64,10 @@ def composite(image, stack, max_coc, progress=None):
     image = np.ascontiguousarray(image, np.float64)
     height, width = image.shape[:2]
     shape = (height, width)
-    # One accumulator [coverage, premultiplied RGB], so a layer is drawn with two in-place operations.
-    accumulator = np.zeros((height, width, 4))
-    coverage, merged = accumulator[..., 0], accumulator[..., 1:]
+    # One channel-first accumulator [coverage, premultiplied RGB], so a layer is drawn with two
+    # in-place operations and the blurs' column passes run along contiguous rows.
+    accumulator = np.zeros((4, height, width))
+    coverage, merged = accumulator[0], accumulator[1:]
     farther = np.zeros((height, width), bool)
     first_sharp = stack.first_sharp_layer
     flat_image = image.reshape(-1, 3)
@@ -82,45 +83,53 @@ def composite(image, stack, max_coc, progress=None):
             window = (nearer_rows[index], nearer_cols[index])
             dirty = _fill_occlusion_window(merged, coverage, farther, taps, window, dirty)
         if taps is None:
-            merged[rows, cols] = flat_image[pixels]
+            merged[:, rows, cols] = flat_image[pixels].T
             coverage[rows, cols] = 1.0
         elif len(pixels):
-            for top, left, layer in _blurred_layer(image, stack.index_map, index, rows, cols, pixels, taps):
-                alpha = layer[..., 0]
-                alpha[alpha < ALPHA_CUTOFF] = 0
-                bottom, right = top + layer.shape[0], left + layer.shape[1]
-                drawn = accumulator[top:bottom, left:right]
-                drawn *= (1 - alpha)[..., None]
-                drawn += layer
-                dirty = dirty.union(top, bottom, left, right)
+            dirty = dirty.union(*_draw_blurred_layer(accumulator, image, stack.index_map, index, rows, cols, pixels, taps))
         farther[rows, cols] = True
         if progress is not None:
             progress(index + 1, stack.count)
-    return merged / coverage[..., None]
+    return np.moveaxis(merged / coverage, 0, -1)
 
 
 DENSE_LAYER = 0.15  # above this fill of its bounding box, a layer is blurred as a dense window
 
 
-def _blurred_layer(image, index_map, index, rows, cols, pixels, taps):
-    """Blurred [coverage, premultiplied RGB] of one layer as (top, left, block) pieces: a scatter
-    for sparse layers, a windowed separable blur for compact ones (the cheaper of the two)."""
-    height, width = index_map.shape
+def _draw_blurred_layer(accumulator, image, index_map, index, rows, cols, pixels, taps):
+    """Composite one blurred layer over the channel-first accumulator [coverage, premultiplied RGB]
+    in place: a scatter blur on just the reached pixels for sparse layers, a windowed separable blur
+    for compact ones (the cheaper of the two). Returns the box it touched (top, bottom, left, right)."""
+    _, height, width = accumulator.shape
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     if len(pixels) < DENSE_LAYER * (r1 - r0) * (c1 - c0):
         values = np.concatenate([np.ones((len(pixels), 1)), image.reshape(-1, 3)[pixels]], axis=1)
-        yield from blur_sparse_strips(rows, cols, values, taps, (height, width))
-        return
+        reached, layer = blur_sparse_flat(rows, cols, values, taps, (height, width))
+        alpha = layer[0]
+        alpha[alpha < ALPHA_CUTOFF] = 0
+        flat = accumulator.reshape(4, -1)
+        drawn = flat[:, reached]
+        drawn *= 1 - alpha
+        drawn += layer
+        flat[:, reached] = drawn
+        out_rows, out_cols = np.divmod(reached, width)
+        return int(out_rows.min()), int(out_rows.max()) + 1, int(out_cols.min()), int(out_cols.max()) + 1
     reach = len(taps)
     out_rows = (max(0, r0 - reach), min(height, r1 + reach))
     out_cols = (max(0, c0 - reach), min(width, c1 + reach))
     row_source = source_indices(*out_rows, len(taps), height)
     col_source = source_indices(*out_cols, len(taps), width)
     mask = index_map[np.ix_(row_source, col_source)] == index
-    block = np.empty(mask.shape + (4,))
-    block[..., 0] = mask
-    block[..., 1:] = image[np.ix_(row_source, col_source)] * mask[..., None]
-    yield out_rows[0], out_cols[0], blur_padded(block, taps)
+    block = np.empty((4,) + mask.shape)
+    block[0] = mask
+    block[1:] = np.moveaxis(image[np.ix_(row_source, col_source)], -1, 0) * mask
+    layer = blur_padded(block, taps, axes=(1, 2))
+    alpha = layer[0]
+    alpha[alpha < ALPHA_CUTOFF] = 0
+    drawn = accumulator[:, out_rows[0] : out_rows[1], out_cols[0] : out_cols[1]]
+    drawn *= 1 - alpha
+    drawn += layer
+    return out_rows[0], out_rows[1], out_cols[0], out_cols[1]
 
 
 def _row_col_extents(index_map, count):
@@ -172,7 +181,7 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
         view = dirty.slices
         divisor = coverage[view].copy()
         divisor[divisor == 0] = 1.0
-        merged[view] /= divisor[..., None]
+        merged[(slice(None),) + view] /= divisor
         coverage[view] /= divisor
     (row_start, row_stop), (col_start, col_stop) = window
     if taps is None or row_stop <= row_start:
@@ -188,10 +197,11 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
     # coverage 1 where drawn, 0 elsewhere. Only the band's 1-pixel surround is read.
     top, bottom = max(0, band_rows.min() - 1), min(farther.shape[0], band_rows.max() + 2)
     left, right = max(0, band_cols.min() - 1), min(farther.shape[1], band_cols.max() + 2)
-    around = (slice(top, bottom), slice(left, right))
-    drawn = farther[around]
-    known = np.concatenate([np.where(drawn[..., None], merged[around], 0.0), drawn[..., None].astype(np.float64)], axis=2)
+    drawn = farther[top:bottom, left:right]
+    known = np.zeros((bottom - top, right - left, 4))
+    known[..., :3] = np.where(drawn[..., None], np.moveaxis(merged[:, top:bottom, left:right], 0, -1), 0.0)
+    known[..., 3] = drawn
     solution = solve_laplace(known, band_rows - top, band_cols - left, origin=(top, left), image_shape=farther.shape)
-    merged[band_rows, band_cols] = solution[:, :3]
+    merged[:, band_rows, band_cols] = solution[:, :3].T
     coverage[band_rows, band_cols] = solution[:, 3]
     return _Box(int(band_rows.min()), int(band_rows.max()) + 1, int(band_cols.min()), int(band_cols.max()) + 1)
