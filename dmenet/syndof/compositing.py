@@ -195,13 +195,15 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
     band_cols += col_start
     # Known values around the band: the renormalised colour where drawn (farther), 0 elsewhere;
     # coverage 1 where drawn, 0 elsewhere. Only the band's 1-pixel surround is read.
-    top, bottom = max(0, band_rows.min() - 1), min(farther.shape[0], band_rows.max() + 2)
-    left, right = max(0, band_cols.min() - 1), min(farther.shape[1], band_cols.max() + 2)
-    drawn = farther[top:bottom, left:right]
-    known = np.zeros((bottom - top, right - left, 4))
-    known[..., :3] = np.where(drawn[..., None], np.moveaxis(merged[:, top:bottom, left:right], 0, -1), 0.0)
-    known[..., 3] = drawn
-    solution = solve_laplace(known, band_rows - top, band_cols - left, origin=(top, left), image_shape=farther.shape)
+
+    def known(rows, cols):
+        drawn = farther[rows, cols]
+        values = np.zeros((len(rows), 4))
+        values[:, :3] = np.where(drawn[:, None], merged[:, rows, cols].T, 0.0)
+        values[:, 3] = drawn
+        return values
+
+    solution = solve_laplace(known, band_rows, band_cols, image_shape=farther.shape)
     merged[:, band_rows, band_cols] = solution[:, :3].T
     coverage[band_rows, band_cols] = solution[:, 3]
     return _Box(int(band_rows.min()), int(band_rows.max()) + 1, int(band_cols.min()), int(band_cols.max()) + 1)

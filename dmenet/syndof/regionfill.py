@@ -30,9 +30,19 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
     bounding box, so its cost follows the mask, not the image.
 
     `values` may be a window of a larger image placed at `origin` in an image of `image_shape`; it
-    must then hold every in-image 4-neighbour of the mask (the image border decides the averaging)."""
-    channels = values.reshape(values.shape[0], values.shape[1], -1)
-    height, width = image_shape if image_shape is not None else values.shape[:2]
+    must then hold every in-image 4-neighbour of the mask (the image border decides the averaging).
+    It may also be a function `values(rows, cols) -> k×C array` of the known values at those pixels
+    (window coordinates), so a caller need not build the window; `image_shape` is then required."""
+    if callable(values):
+        known_values = values
+    else:
+        channels = values.reshape(values.shape[0], values.shape[1], -1)
+        image_shape = image_shape if image_shape is not None else values.shape[:2]
+
+        def known_values(known_rows, known_cols):
+            return channels[known_rows, known_cols]
+
+    height, width = image_shape
     row_offset, col_offset = origin
     top, left = int(rows.min()) - 1, int(cols.min()) - 1
     number = np.full((int(rows.max()) - top + 2, int(cols.max()) - left + 2), -1, np.int64)
@@ -40,7 +50,7 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
     number[rows - top, cols - left] = np.arange(count)
 
     degree = np.zeros(count)
-    rhs = np.zeros((count, channels.shape[2]))
+    rhs = None
     coupled_i, coupled_j = [], []
     for d_row, d_col in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         n_rows, n_cols = rows + d_row, cols + d_col
@@ -53,7 +63,10 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
         coupled_i.append(idx[unknown])
         coupled_j.append(neighbour[unknown])
         known = idx[~unknown]
-        rhs[known] += channels[n_rows[known], n_cols[known]]
+        found = known_values(n_rows[known], n_cols[known])
+        if rhs is None:
+            rhs = np.zeros((count, found.shape[1]))
+        rhs[known] += found
     i = np.concatenate([np.arange(count)] + coupled_i)
     j = np.concatenate([np.arange(count)] + coupled_j)
     data = np.concatenate([degree, -np.ones(len(i) - count)])
@@ -81,7 +94,7 @@ def solve_spd(i, j, data, rhs):
             return splu(system.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(rhs)
         upper = col >= row
         banded = np.zeros((bandwidth + 1, count))
-        np.add.at(banded, (bandwidth + row[upper] - col[upper], col[upper]), data[upper])
+        banded[bandwidth + row[upper] - col[upper], col[upper]] = data[upper]  # each (i, j) occurs once
         solution = solveh_banded(banded, rhs[order], check_finite=False)
     result = np.empty_like(solution)
     result[order] = solution
