@@ -130,18 +130,20 @@ def margins(args):
 
     model, encoding, _ = load_blur_net(args.weights)
     photos = _photos(args.photos, args.count)
-    core = 128
+    core = args.core
     print(f"cores of {core} px; |Δσ| of tiled against whole-photo inference, over {len(photos)} photos")
-    for margin in args.margin_list:
-        means, maxima = [], []
-        for path in photos:
-            image = read_image(path)
-            whole = DefocusPredictor(model, encoding, tile=2048).predict_sigma(image)
+    means, maxima = {m: [] for m in args.margin_list}, {m: [] for m in args.margin_list}
+    for path in photos:
+        image = read_image(path)
+        whole = DefocusPredictor(model, encoding, tile=2048).predict_sigma(image)
+        for margin in args.margin_list:
             tiled = DefocusPredictor(model, encoding, tile=core + 2 * margin, margin=margin).predict_sigma(image)
             difference = np.abs(tiled - whole)
-            means.append(float(difference.mean()))
-            maxima.append(float(difference.max()))
-        print(f"  margin {margin:3d} px: mean |Δσ| {np.mean(means):.4f} px, max {max(maxima):.3f} px")
+            means[margin].append(float(difference.mean()))
+            maxima[margin].append(float(difference.max()))
+    for margin in args.margin_list:
+        print(f"  margin {margin:3d} px: mean |Δσ| {np.mean(means[margin]):.4f} px, max {max(maxima[margin]):.3f} px "
+              f"(compute {((core + 2 * margin) / core) ** 2:.2f}× per core)")
     return 0
 
 
@@ -179,7 +181,8 @@ def main(argv=None):
     parser.add_argument("--photos", default=str(SHARED_PHOTOS), help="real photos (default: ../shared/data/cuhk_train/image)")
     parser.add_argument("--count", type=int, default=8, help="photos for --margins / --precision-cost")
     parser.add_argument("--margins", action="store_true", help="measure seam error against the tile margin")
-    parser.add_argument("--margin-list", type=lambda s: [int(v) for v in s.split(",")], default=[0, 16, 32, 48, 64, 96])
+    parser.add_argument("--margin-list", type=lambda s: [int(v) for v in s.split(",")], default=[0, 16, 32, 64])
+    parser.add_argument("--core", type=int, default=256, help="core size for --margins (default: %(default)s)")
     parser.add_argument("--precision-cost", action="store_true", help="measure |Δσ| of bf16 against fp32")
     parser.add_argument("--tiles", metavar="WxH", help="time the windows of a WxH photo and extrapolate")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for --tiles")
