@@ -1,0 +1,134 @@
+"""Park'17 end to end: one photo in, the dense defocus map (Gaussian σ in pixels) out, stage by stage."""
+import dataclasses
+import time
+
+import numpy as np
+
+from dmenet.park17.classify import classify_patches
+from dmenet.park17.edges import multiscale_edge_map, value_channel
+from dmenet.park17.features import iter_feature_chunks, patch_centres
+from dmenet.park17.matting import propagate
+from dmenet.park17.params import DEFAULT_PARAMS
+from dmenet.park17.prob_jbf import probability_joint_bilateral
+from dmenet.park17.rolling_guidance import rolling_guidance_filter
+from dmenet.park17.sparse_map import sparse_maps
+from dmenet.park17.weighted_median import joint_weighted_median
+
+STAGES = ("edges", "features+classification", "sparse", "rolling_guidance", "prob_jbf", "matting", "weighted_median")
+FEATURE_CHUNK = 8192
+
+
+class Park17Error(ValueError):
+    """A photo the method cannot process, with the reason and what to do."""
+
+
+@dataclasses.dataclass
+class Park17Result:
+    """The final map and, on request, every intermediate of the official pipeline.
+
+    Attributes:
+        sigma: H×W float32 defocus map, Gaussian σ in pixels (nominally 0.5–2).
+        stage_seconds: wall time of each stage, in pipeline order.
+        intermediates: stage outputs keyed like the official variables (edgMap, pos, label, confidence,
+            spsImg, prbImg, rgfImg, jbfImg, dnsImg), filled when ``keep_intermediates`` was set.
+    """
+
+    sigma: np.ndarray
+    stage_seconds: dict
+    intermediates: dict
+
+
+def as_unit_rgb(image):
+    """The official input: RGB as float64 in [0, 1] (``im2double``).
+
+    Args:
+        image: H×W×3 uint8, or float in [0, 1].
+
+    Returns:
+        H×W×3 float64 array.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise Park17Error(f"expected an H×W×3 RGB image, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, keep_intermediates=False, on_stage=None):
+    """Defocus map of one photo by Park et al. (CVPR 2017), exact to the official pipeline.
+
+    Args:
+        image: H×W×3 RGB, uint8 or float in [0, 1].
+        classifier: the patch network, e.g. from ``dmenet.park17.weights.load_park17_classifier``.
+        params: the method's parameters (default: the official ones).
+        edge_map: optional H×W uint8 map {0, 1, 2} to use instead of the Canny stage.
+        keep_intermediates: also return every stage's output.
+        on_stage: called as ``on_stage(name)`` when a stage starts (progress display).
+
+    Returns:
+        Park17Result with ``sigma`` in pixels.
+
+    Raises:
+        Park17Error: the photo has no edges at the method's thresholds (e.g. a flat image), so there is
+            nothing to estimate blur from.
+
+    Example:
+        >>> from dmenet.park17.weights import load_park17_classifier
+        >>> result = estimate_park17(rgb_uint8, load_park17_classifier("DHDE_model.caffemodel"))
+        >>> result.sigma.max()
+    """
+    rgb = as_unit_rgb(image)
+    seconds, kept = {}, {}
+    clock = [time.perf_counter()]
+
+    def begin(name):
+        if on_stage is not None:
+            on_stage(name)
+        clock[0] = time.perf_counter()
+
+    def end(name, **outputs):
+        seconds[name] = time.perf_counter() - clock[0]
+        if keep_intermediates:
+            kept.update(outputs)
+
+    begin("edges")
+    gray = value_channel(rgb)
+    if edge_map is None:
+        edge_map = multiscale_edge_map(gray, params.edge_low_test, params.edge_high_test)
+    positions, scales = patch_centres(edge_map)
+    end("edges", edgMap=edge_map, pos=positions)
+    if len(positions) == 0:
+        raise Park17Error("no edges found at Park'17's Canny thresholds (a flat or blank image?): nothing to estimate blur from")
+
+    begin("features+classification")
+    chunks = iter_feature_chunks(rgb, gray, positions, scales, chunk_size=FEATURE_CHUNK, params=params)
+    labels, confidence, _ = classify_patches(classifier, chunks, batch_size=params.batch_size)
+    end("features+classification", label=labels, confidence=confidence)
+
+    begin("sparse")
+    sparse_sigma, sparse_confidence = sparse_maps(gray.shape, positions, labels, confidence)
+    end("sparse", spsImg=sparse_sigma, prbImg=sparse_confidence)
+
+    begin("rolling_guidance")
+    guide = rolling_guidance_filter(rgb, params.rgf_sigma_spatial, params.rgf_sigma_range, params.rgf_iterations)
+    end("rolling_guidance", rgfImg=guide)
+
+    begin("prob_jbf")
+    # The official code indexes the 3-channel guide with two subscripts, so only red is used (PARK17 §9).
+    filtered = probability_joint_bilateral(
+        sparse_sigma, sparse_confidence, guide[..., 0], radius=params.jbf_radius,
+        sigma_spatial=params.jbf_sigma_spatial, sigma_range=params.jbf_sigma_range,
+        sigma_probability=params.jbf_sigma_probability)
+    end("prob_jbf", jbfImg=filtered)
+
+    begin("matting")
+    dense = propagate(guide, filtered, edge_map != 0, lam=params.matting_lambda, epsilon=params.matting_epsilon)
+    end("matting", dnsImg=dense)
+
+    begin("weighted_median")
+    sigma = joint_weighted_median(
+        dense.astype(np.float32), guide, radius=params.wmf_radius, sigma=params.wmf_sigma,
+        value_levels=params.wmf_value_levels, guide_levels=params.wmf_guide_levels, iterations=params.wmf_iterations)
+    end("weighted_median")
+    return Park17Result(sigma=np.asarray(sigma, np.float32), stage_seconds=seconds, intermediates=kept)

@@ -1,0 +1,98 @@
+"""Park'17 behind the same predictor interface as DMENet's, so every tool can run either method."""
+import dataclasses
+
+import numpy as np
+
+from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
+from dmenet.park17.pipeline import estimate_park17
+
+METHOD_SUMMARY = (
+    "park17 (Park et al. CVPR 2017) classifies the blur of image patches at edges into 11 Gaussian σ "
+    "classes from 0.5 to 2 px with a small CNN plus hand-crafted DCT, gradient and SVD features, then "
+    "spreads the edge estimates over the image (bilateral filtering, matting Laplacian, weighted median); "
+    "it needs no GPU and its official weights are public. dmenet (Lee et al. CVPR 2019) is a fully "
+    "convolutional network that predicts σ at every pixel directly, 0 to 7 px, trained on synthetic "
+    "SYNDOF defocus with domain adaptation to real photos; it needs its own trained weights."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Park17Units:
+    """What Park'17's maps mean: Gaussian σ in pixels, nominally within the classifier's classes."""
+
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
+    kind: str = "park17"
+
+    @property
+    def description(self):
+        return f"sigma_px (Park'17 Gaussian σ classes {self.sigma_min:g}..{self.sigma_max:g} px, propagated)"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_sigma(self, output):
+        """The top of the range for output 1, like DMENet's encodings (used for colour scales)."""
+        output = np.asarray(output, np.float32)
+        return self.sigma_min + output * np.float32(self.sigma_max - self.sigma_min)
+
+
+def to_official_input(image):
+    """An image as the official code reads a JPEG: uint8, when the float image came from 8-bit data.
+
+    Our readers return float images in [0, 1]; an 8-bit photo comes back exactly to its bytes, which
+    keeps Canny's thresholds and the uint8 network inputs identical to the official run.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    scaled = np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0
+    rounded = np.round(scaled)
+    if np.max(np.abs(scaled - rounded), initial=0.0) < 1e-3:
+        return rounded.astype(np.uint8)
+    return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+class Park17Predictor:
+    """Photo → Park'17 σ map in pixels, with the same interface as ``DefocusPredictor``.
+
+    Args:
+        classifier: the patch network (``dmenet.park17.weights.load_park17_classifier``).
+        max_side: shrink photos whose long side exceeds this first; σ is rescaled to full-size pixels.
+        params: the method's parameters.
+
+    Example:
+        >>> predictor = Park17Predictor.from_weights("DHDE_model.caffemodel")
+        >>> sigma = predictor.predict_sigma(rgb_float01)
+    """
+
+    method = "park17"
+    tile = None
+
+    def __init__(self, classifier, max_side=None, params=DEFAULT_PARAMS):
+        self.classifier, self.max_side, self.params = classifier, max_side, params
+        self.encoding = Park17Units()
+        self.last_stage_seconds = {}
+
+    @classmethod
+    def from_weights(cls, path=None, **options):
+        from dmenet.park17.weights import load_park17_classifier
+
+        return cls(load_park17_classifier(path), **options)
+
+    def predict_sigma(self, image, on_stage=None):
+        """σ in pixels of the input image (H×W×3 float in [0, 1] or uint8), H×W float32."""
+        from skimage.transform import resize
+
+        height, width = image.shape[:2]
+        scale = 1.0
+        if self.max_side and max(height, width) > self.max_side:
+            scale = self.max_side / max(height, width)
+            small = (max(1, round(height * scale)), max(1, round(width * scale)))
+            image = resize(np.asarray(image, np.float64), small, anti_aliasing=True, preserve_range=True)
+        result = estimate_park17(to_official_input(image), self.classifier, self.params, on_stage=on_stage)
+        self.last_stage_seconds = result.stage_seconds
+        sigma = result.sigma
+        if scale != 1.0:
+            sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
+        return sigma
