@@ -149,8 +149,8 @@ def _solve_amg(system, rhs, guide, tolerance):
 
     Every window term of the matting Laplacian vanishes on a·I + b (that is what it is built for), so
     the constant and the three colour channels are the smooth error that aggregation with constants
-    only misses; with them as candidates CG needs ~25 iterations instead of ~80 (SA default) or
-    ~2400 (Jacobi). The first coarsening uses 8×8 pixel tiles: pyamg's own aggregation of this
+    only misses. Measured on sample_0001 at rtol 1e-6: 27 CG iterations, against 60 with pyamg's
+    default SA and ~2400 for Jacobi-preconditioned CG. The first coarsening uses 8×8 pixel tiles: pyamg's own aggregation of this
     25-point stencil makes 5×5 aggregates whose 4-candidate coarse operator is 2/3 the size of the
     fine one, which costs more than it saves. The Jacobi prolongation smoother is weighted by a
     local bound instead of an estimated spectral radius (that estimate was half of the setup time).
