@@ -57,6 +57,16 @@ def _vgg19_file(path=None):
         ) from None
 
 
+def local_vgg19_file(path=None):
+    """The VGG19 notop file already on this machine (the argument, $DMENET_VGG19_WEIGHTS or Keras'
+    cache), or None; never downloads (the training demo must run offline)."""
+    keras_home = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras"))
+    for candidate in (path, os.environ.get(VGG19_ENV), keras_home / "models" / VGG19_FILE):
+        if candidate and pathlib.Path(candidate).expanduser().is_file():
+            return pathlib.Path(candidate).expanduser()
+    return None
+
+
 def read_vgg19_h5(path):
     """{"block1_conv1": (kernel, bias), …} from a Keras VGG19 weight file (legacy or Keras 3 layout)."""
     import h5py

@@ -33,8 +33,31 @@ def test_cli_maps_to_config(tmp_path):
         train.config_from_args(train.parse_args([]))
 
 
+def test_every_setting_has_one_option_named_after_it_and_one_default():
+    """The CLI is derived from TrainConfig: each field is an option whose dest is the field, and an
+    option not given leaves the config's own default in place."""
+    import dataclasses
+
+    import train
+
+    assert train.config_from_args(train.parse_args(["--syndof", "S"])) == TrainConfig(syndof_dir="S")
+    for field in dataclasses.fields(TrainConfig):
+        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
+        value = {bool: None, int: "7", float: "0.5", str: "x"}[field.type]
+        if field.metadata.get("choices"):
+            value = field.metadata["choices"][-1]
+        args = train.parse_args([flag] if value is None else [flag, value])
+        assert list(vars(args)).count(field.name) == 1 and field.name in vars(args), field.name
+
+
+def test_older_mask_polarity_names_still_load(tmp_path):
+    saved = TrainConfig().to_dict() | {"mask_polarity": "255-sharp"}
+    (tmp_path / "c.json").write_text(json.dumps(saved))
+    assert TrainConfig.load(tmp_path / "c.json").mask_polarity == "sharp-white"
+
+
 def test_resume_with_other_model_settings_is_refused(tmp_path):
-    from dmenet.training.loop import ConfigMismatchError, train
+    from dmenet.training.runner import ConfigMismatchError, train
 
     TrainConfig(run_dir=str(tmp_path), crop_size=240).save(tmp_path / "config.json")
     with pytest.raises(ConfigMismatchError, match="crop_size: run has 240, now 64"):

@@ -1,8 +1,9 @@
 """`python -m dmenet.bench train`: seconds per training step for each mode, and whether the input
 pipeline keeps up.
 
-For every mode (B, BD, BDC, BDCS) the compiled step runs at the paper's batch and crop (3, 240) on
-real batches from the pipeline; the first step (tracing) is reported apart. The pipeline alone is
+For every mode (B, BD, BDC, BDCS) `fit` runs the step at the paper's batch and crop (3, 240) on a
+real batch read from the pipeline beforehand (so the step is timed alone); the first `fit` call
+(tracing) is reported apart. The pipeline alone is
 then timed in batches/s, and the ratio pipeline throughput / step throughput says how many times
 faster data arrives than the slowest mode consumes it (≥ 5 wanted). C uses random VGG weights
 unless ImageNet weights are available: its cost is the same.
@@ -12,8 +13,6 @@ import os
 import pathlib
 import tempfile
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _data(args, workdir):
@@ -56,25 +55,23 @@ def time_mode(mode, dataset, steps, imagenet_available):
     import tensorflow as tf
 
     from dmenet.training.config import TrainConfig
-    from dmenet.training.loop import build_networks, make_optimizer, make_step_function
+    from dmenet.training.losses import LossWeights
+    from dmenet.training.runner import build_networks, make_optimizer
     from dmenet.training.trainer import DMENetTrainer
 
     keras.utils.set_random_seed(0)
     config = TrainConfig(mode=mode, imagenet=False, content_random=not imagenet_available)
     blur_net, discriminator, content_net, sharpness_net = build_networks(config)
-    trainer = DMENetTrainer(blur_net, discriminator, content_net, sharpness_net)
-    trainer.compile(make_optimizer(config, 1000), make_optimizer(config, 1000) if discriminator else None)
+    trainer = DMENetTrainer(blur_net, discriminator, content_net, sharpness_net, LossWeights.from_config(config))
+    trainer.compile(make_optimizer(config, 1000, trainer.global_step),
+                    make_optimizer(config, 1000, trainer.global_step) if discriminator else None)
     trainer.build_optimizers()
-    step = make_step_function(trainer, tf.distribute.get_strategy())
-    iterator = iter(dataset)
-    batches = [next(iterator) for _ in range(steps + 1)]  # read first: time the step alone
+    batch = tf.data.Dataset.from_tensors(next(iter(dataset))).repeat()  # read first: time the step alone
     began = time.perf_counter()
-    step(batches[0])["loss_B"].numpy()
+    trainer.fit(batch, epochs=1, steps_per_epoch=1, verbose=0)
     first = time.perf_counter() - began
     began = time.perf_counter()
-    for batch in batches[1:]:
-        logs = step(batch)
-    logs["loss_B"].numpy()
+    trainer.fit(batch, epochs=1, steps_per_epoch=steps, verbose=0)
     return first, (time.perf_counter() - began) / steps
 
 
@@ -82,8 +79,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dmenet.bench train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="B,BD,BDC,BDCS", help="comma-separated (default all four)")
-    parser.add_argument("--batch-size", type=int, default=3, help="paper: 3")
-    parser.add_argument("--crop-size", type=int, default=240, help="paper: 240")
+    from dmenet.training.config import TrainConfig
+
+    paper = TrainConfig()
+    parser.add_argument("--batch-size", type=int, default=paper.batch_size, help=f"paper: {paper.batch_size}")
+    parser.add_argument("--crop-size", type=int, default=paper.crop_size, help=f"paper: {paper.crop_size}")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode after the first")
     parser.add_argument("--pipeline-batches", type=int, default=30)
     parser.add_argument("--syndof", help="SYNDOF folder (default: procedural scenes made in a temp dir)")

@@ -7,7 +7,7 @@ weights load by name) and the official checkpoint's scopes in the decoder, with 
 import keras
 from keras import layers, ops
 
-from dmenet.networks.layers import batch_norm, conv_bn_lrelu, padded_conv
+from dmenet.networks.layers import batch_norm, conv_bn_lrelu, padded_conv, scaled
 
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -23,8 +23,9 @@ class VGGPreprocess(layers.Layer):
         return bgr - ops.convert_to_tensor(VGG_MEAN_BGR, dtype=bgr.dtype)
 
 
-def build_vgg19_encoder(name="encoder", last_block=5):
-    """VGG19's convolutions (symmetric padding) returning each block's last ReLU feature [d0, …]."""
+def build_vgg19_encoder(name="encoder", last_block=5, width=1.0):
+    """VGG19's convolutions (symmetric padding) returning each block's last ReLU feature [d0, …];
+    `width` < 1 only for tiny test networks (ImageNet weights need 1)."""
     rgb = keras.Input((None, None, 3), name="rgb")
     x = VGGPreprocess(name="vgg_preprocess")(rgb)
     skips = []
@@ -32,7 +33,7 @@ def build_vgg19_encoder(name="encoder", last_block=5):
         if block > 1:
             x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
         for conv in range(1, convs + 1):
-            x = padded_conv(x, filters, f"block{block}_conv{conv}", activation="relu")
+            x = padded_conv(x, scaled(filters, width), f"block{block}_conv{conv}", activation="relu")
         skips.append(x)
     return keras.Model(rgb, skips, name=name)
 
@@ -54,38 +55,43 @@ def _up_block(x, skip, filters, name):
     return x
 
 
-def _refinement_block(x, i):
+def _refinement_block(x, i, filters=64):
     """Residual unit at full resolution: 1×1 branch + two 3×3 convs, summed without activation."""
-    branch = conv_bn_lrelu(x, 64, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1)
-    main = conv_bn_lrelu(x, 64, f"u0_c{i}_1", f"u0_b{i}_1")
-    main = conv_bn_lrelu(main, 64, f"u0_c{i}_2", f"u0_b{i}_2")
+    branch = conv_bn_lrelu(x, filters, f"u0_c_res{i}", f"u0_b_res{i}", kernel_size=1)
+    main = conv_bn_lrelu(x, filters, f"u0_c{i}_1", f"u0_b{i}_1")
+    main = conv_bn_lrelu(main, filters, f"u0_c{i}_2", f"u0_b{i}_2")
     return layers.Add(name=f"u0_add{i}")([main, branch])
 
 
-def build_blur_net(name="blur_net"):
+def build_blur_net(name="blur_net", width=1.0):
     """B: image (N, H, W, 3) in [0, 1], H and W multiples of 16 → dict of
-    "defocus" (N, H, W, 1) in [0, 1], "aux" (five maps at 1/16 … 1/1) and "feature" (N, H, W, 64)."""
-    image = keras.Input((None, None, 3), name="image")
-    d0, d1, d2, d3, d4 = build_vgg19_encoder("encoder")(image)
+    "defocus" (N, H, W, 1) in [0, 1], "aux" (five maps at 1/16 … 1/1) and "feature" (N, H, W, 64).
 
-    aux = [_aux_head(d4, 256, "u4_aux")]
-    x = _up_block(d4, d3, 256, "u3")
-    aux.append(_aux_head(x, 128, "u3_aux"))
-    x = _up_block(x, d2, 128, "u2")
-    aux.append(_aux_head(x, 64, "u2_aux"))
-    x = _up_block(x, d1, 64, "u1")
-    aux.append(_aux_head(x, 32, "u1_aux"))
+    `width` scales every layer's filters (the feature then has round(64·width) channels); the
+    paper's network is width 1, smaller widths make tiny networks for tests.
+    """
+    w = lambda filters: scaled(filters, width)  # noqa: E731
+    image = keras.Input((None, None, 3), name="image")
+    d0, d1, d2, d3, d4 = build_vgg19_encoder("encoder", width=width)(image)
+
+    aux = [_aux_head(d4, w(256), "u4_aux")]
+    x = _up_block(d4, d3, w(256), "u3")
+    aux.append(_aux_head(x, w(128), "u3_aux"))
+    x = _up_block(x, d2, w(128), "u2")
+    aux.append(_aux_head(x, w(64), "u2_aux"))
+    x = _up_block(x, d1, w(64), "u1")
+    aux.append(_aux_head(x, w(32), "u1_aux"))
 
     x = layers.UpSampling2D(2, interpolation="nearest", name="u0_up")(x)
     x = layers.Concatenate(name="u0_concat")([x, d0])
-    feature = conv_bn_lrelu(x, 64, "u0_c_init", "u0_b_init")
-    aux.append(_aux_head(feature, 32, "u0_aux"))
+    feature = conv_bn_lrelu(x, w(64), "u0_c_init", "u0_b_init")
+    aux.append(_aux_head(feature, w(32), "u0_aux"))
 
     x = feature
     for i in range(REFINEMENT_BLOCKS):
-        x = _refinement_block(x, i)
-    x = conv_bn_lrelu(x, 64, "uf_c1", "uf_b1")
-    x = conv_bn_lrelu(x, 32, "uf_c2", "uf_b2")
+        x = _refinement_block(x, i, w(64))
+    x = conv_bn_lrelu(x, w(64), "uf_c1", "uf_b1")
+    x = conv_bn_lrelu(x, w(32), "uf_c2", "uf_b2")
     x = padded_conv(x, 1, "uf_c3")
     defocus = layers.Activation("sigmoid", name="defocus")(x)
     return keras.Model(image, {"defocus": defocus, "aux": aux, "feature": feature}, name=name)

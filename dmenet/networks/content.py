@@ -22,12 +22,13 @@ class ReplicateToRGB(layers.Layer):
         return (*shape[:-1], 3)
 
 
-def build_content_net(weights_path=None, imagenet=True, name="content_net"):
+def build_content_net(weights_path=None, imagenet=True, name="content_net", width=1.0):
     """Frozen C. With `imagenet=True` the ImageNet VGG19 weights are required (see
     dmenet.weights.load_imagenet_vgg19: a local file, $DMENET_VGG19_WEIGHTS, Keras' cache or a
-    download); `imagenet=False` keeps random weights, which only makes sense for tests and demos."""
+    download); `imagenet=False` keeps random weights, which only makes sense for tests and demos
+    (where `width` < 1 makes it tiny)."""
     defocus = keras.Input((None, None, 1), name="defocus")
-    encoder = build_vgg19_encoder(f"{name}_vgg19", last_block=CONTENT_LAST_BLOCK)
+    encoder = build_vgg19_encoder(f"{name}_vgg19", last_block=CONTENT_LAST_BLOCK, width=width)
     features = encoder(ReplicateToRGB(name="replicate_rgb")(defocus))
     model = keras.Model(defocus, features[-1], name=name)
     if imagenet:

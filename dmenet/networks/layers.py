@@ -7,6 +7,15 @@ import keras
 from keras import layers, ops
 
 LEAKY_SLOPE = 0.2
+# The original's initialisers: He (variance scaling, fan-in, truncated normal) before ReLU-like
+# activations, Xavier (glorot uniform, Keras' default) on the layers that end in a sigmoid or logit.
+RELU_INIT = "he_normal"
+OUTPUT_INIT = "glorot_uniform"
+
+
+def scaled(filters, width):
+    """`filters` × `width`, at least 1: the builders' width argument makes tiny networks for tests."""
+    return max(1, int(round(filters * width)))
 
 
 class SymmetricPadding2D(layers.Layer):
@@ -33,10 +42,11 @@ def batch_norm(name):
     return layers.BatchNormalization(scale=False, epsilon=1e-5, momentum=0.9, name=name)
 
 
-def padded_conv(x, filters, name, activation=None, use_bias=True):
+def padded_conv(x, filters, name, activation=None, use_bias=True, kernel_initializer=OUTPUT_INIT):
     """3×3 conv after a symmetric 1-pixel pad, so the map keeps its size without zero borders."""
     x = SymmetricPadding2D(name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, 3, padding="valid", activation=activation, use_bias=use_bias, name=name)(x)
+    return layers.Conv2D(filters, 3, padding="valid", activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, name=name)(x)
 
 
 def leaky_relu(x, name):
@@ -46,9 +56,9 @@ def leaky_relu(x, name):
 def conv_bn_lrelu(x, filters, conv_name, bn_name, kernel_size=3):
     """Conv (with bias) → BN → LeakyReLU(0.2), the decoder's basic unit."""
     if kernel_size == 3:
-        x = padded_conv(x, filters, conv_name)
+        x = padded_conv(x, filters, conv_name, kernel_initializer=RELU_INIT)
     else:
-        x = layers.Conv2D(filters, kernel_size, padding="valid", name=conv_name)(x)
+        x = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer=RELU_INIT, name=conv_name)(x)
     x = batch_norm(bn_name)(x)
     return leaky_relu(x, f"{bn_name}_lrelu")
 

@@ -9,6 +9,9 @@ element, so a pipeline is reproducible whatever its parallelism.
 import tensorflow as tf
 
 MAX_SHORT_SIDE = 800
+# The original's optional noise (utils.add_gaussian_noise): 0.75·image + 0.25·(0.25·n) + 0.25 with
+# n ~ N(0, v) grey (the same in R, G, B) and the variance v ~ U(0, 0.1) drawn per image; no clipping.
+NOISE_IMAGE_WEIGHT, NOISE_WEIGHT, NOISE_OFFSET, NOISE_MAX_VARIANCE = 0.75, 0.25 * 0.25, 0.25, 0.1
 
 
 def resized_shape(height, width, crop_size, max_short_side=MAX_SHORT_SIDE):
@@ -26,15 +29,26 @@ def resized_shape(height, width, crop_size, max_short_side=MAX_SHORT_SIDE):
     return new_h, new_w
 
 
-def augment_pair(image, label, seed, crop_size, max_short_side=MAX_SHORT_SIDE):
+def add_gaussian_noise(image, seed):
+    """The original's noise augmentation (see NOISE_*), reproducible from a shape-(2,) seed."""
+    variance_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    sigma = tf.sqrt(tf.random.stateless_uniform([], variance_seed, 0.0, NOISE_MAX_VARIANCE))
+    grey = sigma * tf.random.stateless_normal(tf.concat([tf.shape(image)[:2], [1]], 0), noise_seed)
+    return NOISE_IMAGE_WEIGHT * image + NOISE_WEIGHT * grey + NOISE_OFFSET
+
+
+def augment_pair(image, label, seed, crop_size, max_short_side=MAX_SHORT_SIDE, noise=False):
     """(H, W, 3) image and (H, W, 1) label (or None) → crop_size² crops, equally transformed.
 
-    `seed` is a shape-(2,) int tensor; the same seed gives the same crop, flip and rotation.
+    `seed` is a shape-(2,) int tensor; the same seed gives the same crop, flip and rotation (and
+    noise, when `noise` asks for the original's noise augmentation of the image).
     """
     shape = tf.shape(image)
     new_h, new_w = resized_shape(shape[0], shape[1], crop_size, max_short_side)
     image = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear")
     image = tf.clip_by_value(image, 0.0, 1.0)
+    if noise:  # after resizing and before cropping, as the original
+        image = add_gaussian_noise(image, tf.random.experimental.stateless_fold_in(seed, 1))
     channels = [image]
     if label is not None:
         channels.append(tf.image.resize(label, tf.stack([new_h, new_w]), method="nearest"))

@@ -122,7 +122,7 @@ def _repeat_shuffled(tensors, seed):
     return dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
 
 
-def syndof_stream(syndof, crop_size, seed=0, sigma_max=NORMALIZED.sigma_max, max_short_side=MAX_SHORT_SIDE):
+def syndof_stream(syndof, crop_size, seed=0, sigma_max=NORMALIZED.sigma_max, max_short_side=MAX_SHORT_SIDE, noise=False):
     """Infinite (image, defocus) crops from a SyndofSet."""
     label_format = syndof.label_format
     depths = syndof.map_bit_depths or (16,) * len(syndof.maps)
@@ -131,33 +131,33 @@ def syndof_stream(syndof, crop_size, seed=0, sigma_max=NORMALIZED.sigma_max, max
         image = _decode(read_finite_image, paths[0], channels=3)
         depth = tf.strings.to_number(paths[2], tf.int32)
         label = decode_syndof_map(paths[1], depth, label_format, sigma_max)
-        return augment_pair(image, _same_size(label, image, paths[1]), seed_pair, crop_size, max_short_side)
+        return augment_pair(image, _same_size(label, image, paths[1]), seed_pair, crop_size, max_short_side, noise)
 
     dataset = _element_seeds(_repeat_shuffled((syndof.images, syndof.maps, depths), seed), seed)
     dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
     return dataset.ignore_errors(log_warning=True)
 
 
-def real_labelled_stream(real, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE):
+def real_labelled_stream(real, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE, noise=False):
     """Infinite (image, mask) crops from a RealLabelledSet; mask 1 = blurred."""
     polarity = real.mask_polarity
 
     def load(seed_pair, paths):
         image = _decode(read_finite_image, paths[0], channels=3)
         mask = _decode(lambda p: read_mask_target(p, polarity), paths[1], channels=1)
-        return augment_pair(image, _same_size(mask, image, paths[1]), seed_pair, crop_size, max_short_side)
+        return augment_pair(image, _same_size(mask, image, paths[1]), seed_pair, crop_size, max_short_side, noise)
 
     dataset = _element_seeds(_repeat_shuffled((real.images, real.masks), seed + 1), seed + 1)
     dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
     return dataset.ignore_errors(log_warning=True)
 
 
-def real_unlabelled_stream(unlabelled, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE):
+def real_unlabelled_stream(unlabelled, crop_size, seed=0, max_short_side=MAX_SHORT_SIDE, noise=False):
     """Infinite image crops from a RealUnlabelledSet."""
 
     def load(seed_pair, paths):
         image = _decode(read_finite_image, paths[0], channels=3)
-        return augment_pair(image, None, seed_pair, crop_size, max_short_side)[0]
+        return augment_pair(image, None, seed_pair, crop_size, max_short_side, noise)[0]
 
     dataset = _element_seeds(_repeat_shuffled((unlabelled.images,), seed + 2), seed + 2)
     dataset = dataset.map(lambda s, paths: load(s, paths), num_parallel_calls=AUTOTUNE)
@@ -173,16 +173,18 @@ def training_dataset(
     seed=0,
     sigma_max=NORMALIZED.sigma_max,
     max_short_side=MAX_SHORT_SIDE,
+    noise=False,
 ):
     """Batches as dicts: synthetic_image, synthetic_defocus and, when given, real_image, real_mask,
-    unlabelled_image. Each stream is batched on its own (drop_remainder, so shapes are static)."""
+    unlabelled_image. Each stream is batched on its own (drop_remainder, so shapes are static).
+    `noise` adds the original's optional noise augmentation to every photo stream."""
     batch = lambda d: d.batch(batch_size, drop_remainder=True)
-    syn = batch(syndof_stream(syndof, crop_size, seed, sigma_max, max_short_side))
+    syn = batch(syndof_stream(syndof, crop_size, seed, sigma_max, max_short_side, noise))
     parts = {"synthetic": syn}
     if real is not None:
-        parts["real"] = batch(real_labelled_stream(real, crop_size, seed, max_short_side))
+        parts["real"] = batch(real_labelled_stream(real, crop_size, seed, max_short_side, noise))
     if unlabelled is not None:
-        parts["unlabelled"] = batch(real_unlabelled_stream(unlabelled, crop_size, seed, max_short_side))
+        parts["unlabelled"] = batch(real_unlabelled_stream(unlabelled, crop_size, seed, max_short_side, noise))
 
     def to_dict(streams):
         out = {"synthetic_image": streams["synthetic"][0], "synthetic_defocus": streams["synthetic"][1]}

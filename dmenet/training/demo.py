@@ -29,19 +29,14 @@ def find_real_images(candidates=None):
 
 
 def local_vgg19_weights(path=None):
-    """ImageNet VGG19 weights already on this machine (the argument, $DMENET_VGG19_WEIGHTS or
-    Keras' cache), or None. The demo never downloads."""
-    import os
-
-    from dmenet.weights import VGG19_ENV, VGG19_FILE, WeightsUnavailableError
+    """ImageNet VGG19 weights already on this machine (dmenet.weights.local_vgg19_file), as a
+    string, or None; a given path that does not exist is an error."""
+    from dmenet.weights import WeightsUnavailableError, local_vgg19_file
 
     if path and not pathlib.Path(path).expanduser().is_file():
         raise WeightsUnavailableError(f"--vgg19-weights {path}: no such file")
-    keras_home = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras"))
-    for candidate in (path, os.environ.get(VGG19_ENV), keras_home / "models" / VGG19_FILE):
-        if candidate and pathlib.Path(candidate).expanduser().is_file():
-            return str(pathlib.Path(candidate).expanduser())
-    return None
+    found = local_vgg19_file(path)
+    return str(found) if found else None
 
 
 def imagenet_available(path=None):
@@ -96,7 +91,7 @@ def demo_config(run_dir, vgg19_weights="", content_random=False, steps=40, real_
 
 def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=40, progress=True):
     """Generate data, train, save B, and write inference outputs; returns the training summary."""
-    from dmenet.training.loop import train
+    from dmenet.training.runner import train
 
     config, notes = demo_config(run_dir, vgg19_weights, content_random, steps)
     for note in notes:

@@ -12,13 +12,16 @@ import tensorflow as tf
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """λ values of the paper; the D learning rate is lr × lambda_d_lr."""
+    """The λ of each loss term; the values (the paper's by default) live in TrainConfig."""
 
-    aux: float = 1.0
-    content: float = 1e-4
-    sharpness: float = 2e-2
-    adversarial: float = 1e-3
-    d_lr: float = 1.0
+    aux: float
+    content: float
+    sharpness: float
+    adversarial: float
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.lambda_aux, config.lambda_content, config.lambda_sharpness, config.lambda_adversarial)
 
 
 def global_mean(per_example):

@@ -3,7 +3,8 @@
     RUN_DIR/config.json            every setting (atomic)
     RUN_DIR/checkpoints/<phase>/   tf.train.CheckpointManager (B, D, S, optimisers, step)
     RUN_DIR/log.jsonl              one JSON line per step with every loss, D accuracy and lr
-    RUN_DIR/tensorboard/           scalars and sample images
+    RUN_DIR/tensorboard/<phase>/   Keras' TensorBoard callback (scalars) and sample images
+    RUN_DIR/samples/               sample sheets (PNG)
     RUN_DIR/blur_net.weights.h5    the trained B for infer.py (dmenet.checkpoints.save_blur_net)
 
 TensorFlow writes a checkpoint's data files first and then replaces the `checkpoint` index file
@@ -15,7 +16,6 @@ import json
 import pathlib
 import shutil
 
-import numpy as np
 import tensorflow as tf
 
 from dmenet.image_io import atomic_path
@@ -37,16 +37,16 @@ class RunDirectory:
 
 
 class PhaseCheckpoint:
-    """A tf.train.Checkpoint of the trainer's networks and optimisers plus a step counter."""
+    """A tf.train.Checkpoint of a phase's networks, optimisers and step counter (the model's
+    `global_step`, so the checkpoint's number and the restored step are the same counter)."""
 
-    def __init__(self, directory, keep, **trackables):
+    def __init__(self, directory, keep, step, **trackables):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         remove_interrupted_saves(self.directory)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.finished = tf.Variable(False, trainable=False, name="finished")
+        self.step = step
         objects = {k: v for k, v in trackables.items() if v is not None}
-        self.checkpoint = tf.train.Checkpoint(step=self.step, finished=self.finished, **objects)
+        self.checkpoint = tf.train.Checkpoint(step=step, **objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
 
     def restore(self):
@@ -57,14 +57,11 @@ class PhaseCheckpoint:
         self.checkpoint.restore(latest).expect_partial()
         return int(self.step.numpy())
 
-    def save(self, step, finished=False):
-        self.step.assign(step)
-        self.finished.assign(finished)
-        return self.manager.save(checkpoint_number=step)
-
-    @property
-    def is_finished(self):
-        return bool(self.finished.numpy())
+    def save(self):
+        """Save at the current step; returns that step."""
+        step = int(self.step.numpy())
+        self.manager.save(checkpoint_number=step)
+        return step
 
 
 def remove_interrupted_saves(directory):
@@ -123,12 +120,3 @@ def _parse(line):
         return record
     except (ValueError, KeyError, TypeError):
         return None  # a line cut by a kill mid-write
-
-
-def all_finite(variables):
-    """True when no variable holds NaN or infinity (checked before every checkpoint)."""
-    for variable in variables:
-        value = np.asarray(variable.numpy())
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            return False
-    return True

@@ -1,6 +1,8 @@
-"""The training model: B learns defocus on SYNDOF while D, C and S adapt it to real photos.
+"""The training models: `DMENetTrainer` (B learns defocus on SYNDOF while D, C and S adapt it to real
+photos) and `BlurPretrainer` (the optional B-only phase). Both are driven by `Model.fit`.
 
-One `train_step` = one D update, then one G update (B and S), on the same batch, as the original:
+One `DMENetTrainer.train_step` = one D update, then one G update (B and S), on the same batch, as
+the original:
 
     L_D = λ_adv · (2·BCE(D(f_s), 1) + BCE(D(f_r), 0) + BCE(D(f_u), 0)) / 2           → D
     L_G = L_B + λ_aux·L_aux + λ_C·L_C + λ_S·L_S + λ_adv·(BCE(D(f_r), 1) + BCE(D(f_u), 1)) / 2
@@ -12,15 +14,23 @@ the original's second session run, without recomputing B. D sees batch statistic
 (its BN is always in training mode in the original); in the G step it is called statelessly, so the
 G step never changes any of D's variables. C is frozen and always in inference mode.
 
+Bookkeeping shared by both models (`StepCountingModel`):
+- `global_step` counts every step, including one a loss-scale optimizer skips for overflow; the
+  learning-rate schedules, checkpoints, logs and TensorBoard all read this one counter.
+- `health` records, per step, which quantity first held NaN or infinity, in the order they arise
+  (input tensors, then each update's loss, gradient and updated weights), whatever the CPU kernel
+  library does with NaN (oneDNN's ReLU, for instance, turns a NaN input into a finite loss but NaN
+  gradients). `dmenet.training.callbacks.NonFiniteGuard` reads it.
+Logged values are all-reduced over replicas inside the step, so they are global-batch values
+whatever reduction `fit` applies afterwards.
+
 Modes are strings of parts: "B", "BD", "BDC", "BDCS" (the paper's ablations; other combinations
-such as "BDS" work too). `pretrain=True` is the optional first phase: B alone with the MSE of its
-final output.
+such as "BDS" work too).
 """
 import keras
 import tensorflow as tf
 
 from dmenet.training.losses import (
-    LossWeights,
     auxiliary_loss,
     bce_with_logits,
     discriminator_accuracy,
@@ -28,6 +38,7 @@ from dmenet.training.losses import (
 )
 
 MODES = ("B", "BD", "BDC", "BDCS")
+BATCH_KEYS = ("synthetic_image", "synthetic_defocus", "real_image", "real_mask", "unlabelled_image")
 
 
 def parse_mode(mode):
@@ -54,34 +65,87 @@ def synchronize_batch_norm(*models):
                 layer.synchronized = True
 
 
-class DMENetTrainer(keras.Model):
-    """Holds B (and D, C, S as the mode asks) and trains them with a custom `train_step`."""
+def _global_sum(value):
+    """Sum over replicas (identity on one device): each replica holds its share of a global mean."""
+    context = tf.distribute.get_replica_context()
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value) if context is not None else value
 
-    def __init__(
-        self,
-        blur_net,
-        discriminator=None,
-        content_net=None,
-        sharpness_net=None,
-        loss_weights=LossWeights(),
-        pretrain=False,
-        name="dmenet_trainer",
-        **kwargs,
-    ):
+
+def _non_finite(tensors):
+    """1 when any of the tensors holds NaN or infinity, else 0 (int32)."""
+    checks = [tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32))) for t in tensors if t is not None]
+    return tf.cast(tf.logical_not(tf.reduce_all(tf.stack(checks))), tf.int32) if checks else tf.constant(0)
+
+
+class StepCountingModel(keras.Model):
+    """A model trained by `fit` with its own step counter and per-step NaN/inf bookkeeping.
+
+    Subclasses name their checks in `health_checks` (in the order the quantities arise) and call
+    `_check(name, tensors)` for each within `train_step`.
+    """
+
+    health_checks = ()
+
+    def __init__(self, name, **kwargs):
         super().__init__(name=name, **kwargs)
+        self.global_step = keras.Variable(0, dtype="int64", trainable=False, name="global_step",
+                                          aggregation="only_first_replica")
+        self.health = keras.Variable([0] * len(self.health_checks), dtype="int32", trainable=False,
+                                     name="health", aggregation="only_first_replica")
+
+    def _finish_step(self, flags):
+        """Store the step's non-finite flags (any replica) and count the step."""
+        self.health.assign(_global_sum(tf.stack([flags.get(name, tf.constant(0)) for name in self.health_checks])))
+        self.global_step.assign_add(1)
+
+    def _apply(self, optimizer, tape, loss, scaled_loss, variables, flags, name, skip_missing=False):
+        """Gradient of `scaled_loss` (`loss` scaled for mixed precision, recorded on `tape`) applied
+        to `variables`, with the loss, the gradient and the updated weights checked under `name`."""
+        gradients = tape.gradient(scaled_loss, variables)
+        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None or not skip_missing]
+        flags[f"loss_{name}"] = _non_finite([loss])
+        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # it skips overflowing steps itself
+            flags[f"gradient_{name}"] = _non_finite([g for g, _ in pairs])
+        optimizer.apply_gradients(pairs)
+        flags[f"weights_{name}"] = _non_finite([v.value for _, v in pairs])
+
+    @staticmethod
+    def _learning_rate(optimizer):
+        return tf.cast(optimizer.learning_rate, tf.float32)
+
+
+class DMENetTrainer(StepCountingModel):
+    """Holds B (and D, C, S as the mode asks) and trains them with a custom `train_step`.
+
+    Args:
+        blur_net, discriminator, content_net, sharpness_net: the networks (None for a part the mode
+            leaves out); C is frozen here.
+        loss_weights: LossWeights (the λ of TrainConfig).
+
+    Example:
+        >>> trainer = DMENetTrainer(build_blur_net(), build_discriminator(), loss_weights=weights)
+        >>> trainer.compile(g_optimizer, d_optimizer)
+        >>> trainer.fit(training_dataset(...), epochs=1, steps_per_epoch=100)
+    """
+
+    health_checks = BATCH_KEYS + ("loss_D", "gradient_D", "weights_D", "loss_G", "gradient_G", "weights_G")
+
+    def __init__(self, blur_net, discriminator=None, content_net=None, sharpness_net=None, loss_weights=None,
+                 name="dmenet_trainer", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if loss_weights is None:
+            raise ValueError("loss_weights is required: LossWeights.from_config(config)")
         self.blur_net = blur_net
-        self.discriminator = None if pretrain else discriminator
-        self.content_net = None if pretrain else content_net
-        self.sharpness_net = None if pretrain else sharpness_net
+        self.discriminator = discriminator
+        self.content_net = content_net
+        self.sharpness_net = sharpness_net
         self.loss_weights = loss_weights
-        self.pretrain = pretrain
         if self.content_net is not None:
             self.content_net.trainable = False
+        self.built = True  # every part is a built functional model; fit need not trace a call
 
     @property
     def mode(self):
-        if self.pretrain:
-            return "pretrain"
         return "B" + "".join(p for p, net in (("D", self.discriminator), ("C", self.content_net), ("S", self.sharpness_net)) if net is not None)
 
     @property
@@ -101,7 +165,8 @@ class DMENetTrainer(keras.Model):
         return variables
 
     def compile(self, g_optimizer, d_optimizer=None, **kwargs):
-        super().compile(**kwargs)
+        # fit's own optimizer slot holds G's, so Keras builds no extra optimizer state
+        super().compile(optimizer=g_optimizer, **kwargs)
         if self.discriminator is not None and d_optimizer is None:
             raise ValueError("a mode with D needs d_optimizer")
         self.g_optimizer = g_optimizer
@@ -116,36 +181,18 @@ class DMENetTrainer(keras.Model):
     def call(self, image, training=False):
         return self.blur_net(image, training=training)
 
-    # ------------------------------------------------------------------ one iteration
-
     def train_step(self, batch):
         """One D update, then one G update (B + S), on the same batch."""
-        return self._step(batch, update_discriminator=True, update_generator=True)
-
-    def discriminator_step(self, batch):
-        """Only the D update (B's state untouched); for tests and diagnostics."""
-        return self._step(batch, update_discriminator=True, update_generator=False)
-
-    def generator_step(self, batch):
-        """Only the G update (D untouched); for tests and diagnostics."""
-        return self._step(batch, update_discriminator=False, update_generator=True)
-
-    def _step(self, batch, update_discriminator, update_generator):
-        if self.pretrain:
-            return self._pretrain_step(batch)
+        flags = {key: _non_finite([batch[key]]) for key in BATCH_KEYS if key in batch}
+        logs = {"lr": self._learning_rate(self.g_optimizer)}
         w = self.loss_weights
-        blur = self.blur_net if update_generator else self._stateless(self.blur_net)
         with tf.GradientTape() as tape:
-            synthetic = blur(batch["synthetic_image"], training=True)
-            real = blur(batch["real_image"], training=True) if self.needs_real else None
-            unlabelled = blur(batch["unlabelled_image"], training=True) if self.needs_unlabelled else None
-
-            logs = {}
-            if self.discriminator is not None and update_discriminator:
+            synthetic = self.blur_net(batch["synthetic_image"], training=True)
+            real = self.blur_net(batch["real_image"], training=True) if self.needs_real else None
+            unlabelled = self.blur_net(batch["unlabelled_image"], training=True) if self.needs_unlabelled else None
+            if self.discriminator is not None:
                 with tape.stop_recording():
-                    logs.update(self._discriminator_update(synthetic["feature"], real["feature"], unlabelled["feature"]))
-            if not update_generator:
-                return logs
+                    logs.update(self.discriminator_update(synthetic["feature"], real["feature"], unlabelled["feature"], flags))
 
             label = batch["synthetic_defocus"]
             losses = {"loss_B": mse(synthetic["defocus"], label)}
@@ -162,11 +209,12 @@ class DMENetTrainer(keras.Model):
                 losses["loss_adv"] = w.adversarial * (fool_real + fool_unlabelled) / 2.0
             loss_g = tf.add_n(list(losses.values()))
             scaled = self.g_optimizer.scale_loss(loss_g)
-        variables = self.generator_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return {"loss_G": loss_g, **losses, **logs}
+        self._apply(self.g_optimizer, tape, loss_g, scaled, self.generator_variables, flags, "G")
+        self._finish_step(flags)
+        logs.update({"loss_G": loss_g, **losses})
+        return {k: v if k == "lr" else _global_sum(v) for k, v in logs.items()}
 
-    def _discriminator_update(self, feature_synthetic, feature_real, feature_unlabelled):
+    def discriminator_update(self, feature_synthetic, feature_real, feature_unlabelled, flags):
         """One update of D on stopped features: synthetic → 1, real and unlabelled → 0."""
         w = self.loss_weights
         features = [tf.stop_gradient(f) for f in (feature_synthetic, feature_real, feature_unlabelled)]
@@ -176,15 +224,14 @@ class DMENetTrainer(keras.Model):
                 2.0 * bce_with_logits(logits_s, 1.0) + bce_with_logits(logits_r, 0.0) + bce_with_logits(logits_u, 0.0)
             ) / 2.0
             scaled = self.d_optimizer.scale_loss(loss_d)
-        variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self._apply(self.d_optimizer, tape, loss_d, scaled, self.discriminator.trainable_variables, flags, "D")
         accuracy = discriminator_accuracy(logits_s, tf.concat([logits_r, logits_u], axis=0))
         return {"loss_D": loss_d, "D_accuracy": accuracy}
 
     @staticmethod
     def _stateless(model):
         """`model` called in training mode (batch statistics) without changing any of its
-        variables: how the G step consults D, and how a D-only step runs B."""
+        variables: how the G step consults D."""
 
         def call(x, training=True):
             outputs, _ = model.stateless_call(
@@ -200,13 +247,37 @@ class DMENetTrainer(keras.Model):
     def _content(self, defocus_map):
         return self.content_net(tf.cast(defocus_map, self.content_net.compute_dtype), training=False)
 
-    def _pretrain_step(self, batch):
+
+class BlurPretrainer(StepCountingModel):
+    """The optional first phase: B alone, trained with the MSE of its final output (batch 8 in the
+    original). Its auxiliary heads take no part in this loss and get no update."""
+
+    health_checks = ("synthetic_image", "synthetic_defocus", "loss_B", "gradient_B", "weights_B")
+    mode = "pretrain"
+    needs_real = False
+
+    def __init__(self, blur_net, name="blur_pretrainer", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.blur_net = blur_net
+        self.built = True
+
+    def compile(self, g_optimizer, **kwargs):
+        super().compile(optimizer=g_optimizer, **kwargs)
+        self.g_optimizer = g_optimizer
+
+    def build_optimizers(self):
+        self.g_optimizer.build(self.blur_net.trainable_variables)
+
+    def call(self, image, training=False):
+        return self.blur_net(image, training=training)
+
+    def train_step(self, batch):
+        flags = {key: _non_finite([batch[key]]) for key in ("synthetic_image", "synthetic_defocus")}
+        lr = self._learning_rate(self.g_optimizer)
         with tf.GradientTape() as tape:
             output = self.blur_net(batch["synthetic_image"], training=True)
             loss_b = mse(output["defocus"], batch["synthetic_defocus"])
             scaled = self.g_optimizer.scale_loss(loss_b)
-        variables = self.blur_net.trainable_variables
-        # the auxiliary heads take no part in this loss: leave them out rather than feed None
-        pairs = [(g, v) for g, v in zip(tape.gradient(scaled, variables), variables) if g is not None]
-        self.g_optimizer.apply_gradients(pairs)
-        return {"loss_B": loss_b}
+        self._apply(self.g_optimizer, tape, loss_b, scaled, self.blur_net.trainable_variables, flags, "B", skip_missing=True)
+        self._finish_step(flags)
+        return {"lr": lr, "loss_B": _global_sum(loss_b)}
