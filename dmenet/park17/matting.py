@@ -146,8 +146,8 @@ def _block_aggregates(height, width, block):
     return scipy.sparse.csr_matrix((np.ones(count), (np.arange(count), aggregate)))
 
 
-def _solve_amg(system, rhs, guide, tolerance):
-    """CG preconditioned by smoothed-aggregation AMG whose near-null space is {1, R, G, B}.
+def _amg_hierarchy(system, guide):
+    """Smoothed-aggregation AMG for the system, whose near-null space is {1, R, G, B}.
 
     Every window term of the matting Laplacian vanishes on a·I + b (that is what it is built for), so
     the constant and the three colour channels are the smooth error that aggregation with constants
@@ -160,14 +160,18 @@ def _solve_amg(system, rhs, guide, tolerance):
     import pyamg
 
     height, width = guide.shape[:2]
-    candidates = np.column_stack([np.ones(rhs.shape[0]), guide.reshape(-1, 3)])
-    hierarchy = pyamg.smoothed_aggregation_solver(
+    candidates = np.column_stack([np.ones(system.shape[0]), guide.reshape(-1, 3)])
+    return pyamg.smoothed_aggregation_solver(
         system, B=candidates, improve_candidates=None,
         strength=[None] + ["symmetric"] * 20,
         aggregate=[("predefined", {"AggOp": _block_aggregates(height, width, _AGGREGATE_BLOCK)})]
         + ["standard"] * 20,
         smooth=("jacobi", {"omega": 4.0 / 3.0, "degree": 1, "weighting": "local"}),
         max_coarse=_AMG_MAX_COARSE)
+
+
+def _solve_amg(system, hierarchy, rhs, tolerance):
+    """CG preconditioned by the AMG hierarchy; None when it misses the tolerance."""
     solution = hierarchy.solve(rhs, tol=tolerance, accel="cg", maxiter=_AMG_MAX_ITERATIONS)
     residual = np.linalg.norm(rhs - system @ solution)
     if not np.isfinite(residual) or residual > 10 * tolerance * np.linalg.norm(rhs):
@@ -180,12 +184,14 @@ def _solve_direct(system, rhs):
     return scipy.sparse.linalg.spsolve(system.tocsc(), rhs)
 
 
-def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tolerance=1e-6, method="auto"):
-    """Dense defocus map from sparse estimates: solve (L + λ·D) x = λ·D s (GetLaplacian.m and the solve).
+class Propagation:
+    """The system (L + λ·D) of one guide and known mask, set up once and solved for any sparse values.
+
+    Setting up (Laplacian and AMG hierarchy) needs only the guide and the known pixels, not the
+    estimates, so the pipeline prepares it while the patch classifier runs.
 
     Args:
         guide_rgb: H×W×3 guide (the official code uses the rolling-guidance output).
-        sparse_values: H×W estimates s (the ProbJBF output); only pixels in known_mask are read.
         known_mask: H×W bool, D = diag(known_mask) (the official code uses edgMap ≠ 0).
         lam: data weight λ.
         epsilon: covariance regulariser of the matting Laplacian.
@@ -193,6 +199,66 @@ def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tol
             answer within ~1e-6 of the exact solution on photos.
         method: "amg" (CG with pyamg smoothed-aggregation AMG), "direct" (SciPy sparse LU; exact but
             ~70 s at 640×512 against a few seconds) or "auto" (amg when pyamg is installed, else direct).
+
+    Example:
+        >>> guide = np.random.default_rng(0).random((20, 30, 3))
+        >>> known = np.zeros((20, 30), bool); known[::4, ::4] = True
+        >>> dense = Propagation(guide, known).solve(np.where(known, 1.1, 0.0))
+        >>> bool(np.allclose(dense, 1.1, atol=1e-5))
+        True
+    """
+
+    def __init__(self, guide_rgb, known_mask, lam=0.005, epsilon=1e-5, tolerance=1e-6, method="auto"):
+        guide = np.asarray(guide_rgb, dtype=np.float64)
+        known = np.asarray(known_mask, dtype=bool)
+        if guide.ndim != 3 or guide.shape[2] != 3:
+            raise Park17InputError(f"propagate: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
+        if known.shape != guide.shape[:2]:
+            raise Park17InputError(
+                f"propagate: known_mask must be {guide.shape[0]}×{guide.shape[1]} like the guide, got {known.shape}")
+        if not known.any():
+            raise Park17InputError("propagate: known_mask has no known pixel; there is nothing to propagate")
+        if not lam > 0:
+            raise Park17InputError(f"propagate: lam must be > 0, got {lam}")
+        if method not in ("auto", "amg", "direct"):
+            raise Park17InputError(f"propagate: method must be auto, amg or direct, not {method!r}")
+        if method == "auto":
+            try:
+                import pyamg  # noqa: F401
+                method = "amg"
+            except ImportError:
+                warnings.warn("pyamg is not installed: the Park'17 propagation falls back to SciPy's direct "
+                              "solver, ~20× slower (pip install pyamg)", RuntimeWarning, stacklevel=2)
+                method = "direct"
+        self.shape, self.tolerance, self.method = guide.shape[:2], tolerance, method
+        self.data_weight = lam * known.ravel()
+        self.system = _laplacian_csr(guide, epsilon, extra_diagonal=self.data_weight)
+        self.hierarchy = _amg_hierarchy(self.system, guide) if method == "amg" else None
+
+    def solve(self, sparse_values):
+        """H×W float32 dense map x for the sparse estimates s (only known pixels are read)."""
+        values = np.asarray(sparse_values, dtype=np.float64)
+        if values.shape != self.shape:
+            raise Park17InputError(
+                f"propagate: sparse_values must be {self.shape[0]}×{self.shape[1]} like the guide, got {values.shape}")
+        rhs = self.data_weight * values.ravel()
+        solution = None
+        if self.hierarchy is not None:
+            solution = _solve_amg(self.system, self.hierarchy, rhs, self.tolerance)
+            if solution is None:
+                warnings.warn("propagate: AMG-preconditioned CG did not reach the tolerance; solving directly",
+                              RuntimeWarning, stacklevel=2)
+        if solution is None:
+            solution = _solve_direct(self.system, rhs)
+        return solution.reshape(self.shape).astype(np.float32)
+
+
+def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tolerance=1e-6, method="auto"):
+    """Dense defocus map from sparse estimates: solve (L + λ·D) x = λ·D s (GetLaplacian.m and the solve).
+
+    Args:
+        guide_rgb, known_mask, lam, epsilon, tolerance, method: as for `Propagation`.
+        sparse_values: H×W estimates s (the ProbJBF output); only pixels in known_mask are read.
 
     Returns:
         H×W float32 dense map x.
@@ -204,38 +270,4 @@ def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tol
         >>> bool(np.allclose(dense, 1.1, atol=1e-5))
         True
     """
-    guide = np.asarray(guide_rgb, dtype=np.float64)
-    values = np.asarray(sparse_values, dtype=np.float64)
-    known = np.asarray(known_mask, dtype=bool)
-    if guide.ndim != 3 or guide.shape[2] != 3:
-        raise Park17InputError(f"propagate: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
-    height, width = guide.shape[:2]
-    if values.shape != (height, width) or known.shape != (height, width):
-        raise Park17InputError(
-            f"propagate: sparse_values and known_mask must be {height}×{width} like the guide, got "
-            f"{values.shape} and {known.shape}")
-    if not known.any():
-        raise Park17InputError("propagate: known_mask has no known pixel; there is nothing to propagate")
-    if not lam > 0:
-        raise Park17InputError(f"propagate: lam must be > 0, got {lam}")
-    if method not in ("auto", "amg", "direct"):
-        raise Park17InputError(f"propagate: method must be auto, amg or direct, not {method!r}")
-    if method == "auto":
-        try:
-            import pyamg  # noqa: F401
-            method = "amg"
-        except ImportError:
-            warnings.warn("pyamg is not installed: the Park'17 propagation falls back to SciPy's direct "
-                          "solver, ~20× slower (pip install pyamg)", RuntimeWarning, stacklevel=2)
-            method = "direct"
-
-    data_weight = lam * known.ravel()
-    system = _laplacian_csr(guide, epsilon, extra_diagonal=data_weight)
-    rhs = data_weight * values.ravel()
-    solution = _solve_amg(system, rhs, guide, tolerance) if method == "amg" else None
-    if solution is None:
-        if method == "amg":
-            warnings.warn("propagate: AMG-preconditioned CG did not reach the tolerance; solving directly",
-                          RuntimeWarning, stacklevel=2)
-        solution = _solve_direct(system, rhs)
-    return solution.reshape(height, width).astype(np.float32)
+    return Propagation(guide_rgb, known_mask, lam, epsilon, tolerance, method).solve(sparse_values)

@@ -1,4 +1,5 @@
 """Park'17 end to end: one photo in, the dense defocus map (Gaussian σ in pixels) out, stage by stage."""
+import concurrent.futures
 import dataclasses
 import time
 
@@ -7,14 +8,15 @@ import numpy as np
 from dmenet.park17.classify import classify_patches
 from dmenet.park17.edges import multiscale_edge_map, value_channel
 from dmenet.park17.features import iter_feature_chunks, patch_centres
-from dmenet.park17.matting import propagate
+from dmenet.park17.matting import Propagation
 from dmenet.park17.params import DEFAULT_PARAMS
 from dmenet.park17.prob_jbf import probability_joint_bilateral
 from dmenet.park17.rolling_guidance import rolling_guidance_filter
 from dmenet.park17.sparse_map import sparse_maps
 from dmenet.park17.weighted_median import joint_weighted_median
 
-STAGES = ("edges", "features+classification", "sparse", "rolling_guidance", "prob_jbf", "matting", "weighted_median")
+STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup", "sparse", "prob_jbf", "matting_solve",
+          "weighted_median")
 FEATURE_CHUNK = 8192
 
 
@@ -101,18 +103,22 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
     if len(positions) == 0:
         raise Park17Error("no edges found at Park'17's Canny thresholds (a flat or blank image?): nothing to estimate blur from")
 
-    begin("features+classification")
-    chunks = iter_feature_chunks(rgb, gray, positions, scales, chunk_size=FEATURE_CHUNK, params=params)
-    labels, confidence, _ = classify_patches(classifier, chunks, batch_size=params.batch_size)
-    end("features+classification", label=labels, confidence=confidence)
+    # The guide and the propagation system depend on the photo and the edge map only, not on the
+    # labels: a second thread prepares them while the classifier runs (both release the GIL).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = pool.submit(_prepare_propagation, rgb, edge_map != 0, params)
+        begin("features+classification")
+        chunks = iter_feature_chunks(rgb, gray, positions, scales, chunk_size=FEATURE_CHUNK, params=params)
+        labels, confidence, _ = classify_patches(classifier, chunks, batch_size=params.batch_size)
+        end("features+classification", label=labels, confidence=confidence)
+        guide, propagation, guide_seconds = prepared.result()
+    seconds.update(guide_seconds)
+    if keep_intermediates:
+        kept["rgfImg"] = guide
 
     begin("sparse")
     sparse_sigma, sparse_confidence = sparse_maps(gray.shape, positions, labels, confidence)
     end("sparse", spsImg=sparse_sigma, prbImg=sparse_confidence)
-
-    begin("rolling_guidance")
-    guide = rolling_guidance_filter(rgb, params.rgf_sigma_spatial, params.rgf_sigma_range, params.rgf_iterations)
-    end("rolling_guidance", rgfImg=guide)
 
     begin("prob_jbf")
     # The official code indexes the 3-channel guide with two subscripts, so only red is used (PARK17 §9).
@@ -122,9 +128,9 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
         sigma_probability=params.jbf_sigma_probability)
     end("prob_jbf", jbfImg=filtered)
 
-    begin("matting")
-    dense = propagate(guide, filtered, edge_map != 0, lam=params.matting_lambda, epsilon=params.matting_epsilon)
-    end("matting", dnsImg=dense)
+    begin("matting_solve")
+    dense = propagation.solve(filtered)
+    end("matting_solve", dnsImg=dense)
 
     begin("weighted_median")
     sigma = joint_weighted_median(
@@ -132,3 +138,13 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
         value_levels=params.wmf_value_levels, guide_levels=params.wmf_guide_levels, iterations=params.wmf_iterations)
     end("weighted_median")
     return Park17Result(sigma=np.asarray(sigma, np.float32), stage_seconds=seconds, intermediates=kept)
+
+
+def _prepare_propagation(rgb, known, params):
+    """Rolling-guidance guide and the propagation system for it, with their seconds (run in a thread)."""
+    started = time.perf_counter()
+    guide = rolling_guidance_filter(rgb, params.rgf_sigma_spatial, params.rgf_sigma_range, params.rgf_iterations)
+    guided = time.perf_counter()
+    propagation = Propagation(guide, known, lam=params.matting_lambda, epsilon=params.matting_epsilon)
+    seconds = {"rolling_guidance": guided - started, "matting_setup": time.perf_counter() - guided}
+    return guide, propagation, seconds
