@@ -118,9 +118,10 @@ def blur_sparse_flat(rows, cols, values, taps, shape, strip=4):
     entry_run = run_of_cell[cell]
     target = (band_row % strip) * total + read_offset[entry_run] + (entry_col - read_start[entry_run])
     weights = taps[tap]
+    by_channel = np.ascontiguousarray(values.T)
     packed = np.empty((channels, strip * total))
     for channel in range(channels):
-        packed[channel] = np.bincount(target, weights * values[item, channel], minlength=strip * total)
+        packed[channel] = np.bincount(target, weights * by_channel[channel].take(item), minlength=strip * total)
     packed = packed.reshape(channels, strip, total)
     # Reads beyond the image border take the mirrored column (MATLAB 'symmetric'), which lies in the
     # same run's reads or is unreached (zero).
@@ -145,7 +146,7 @@ def blur_sparse_flat(rows, cols, values, taps, shape, strip=4):
     band_rows = np.arange(strip)[:, None]
     out_rows = row_start + run_band[out_run] * strip + band_rows
     out_flat = out_rows * width + (first[out_run] + out_offset)
-    result = blurred[:, :, keep]
+    result = np.take(blurred, keep, axis=2)
     inside = out_rows < height  # the last band may extend below the image
     if not inside.all():
         return out_flat[inside], result[:, inside]

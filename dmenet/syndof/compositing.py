@@ -108,10 +108,11 @@ def _draw_blurred_layer(accumulator, image, index_map, index, rows, cols, pixels
         alpha = layer[0]
         alpha[alpha < ALPHA_CUTOFF] = 0
         flat = accumulator.reshape(4, -1)
-        drawn = flat[:, reached]
+        drawn = np.take(flat, reached, axis=1)  # faster than flat[:, reached], as are the 1-D stores
         drawn *= 1 - alpha
         drawn += layer
-        flat[:, reached] = drawn
+        for channel in range(4):
+            flat[channel, reached] = drawn[channel]
         out_rows, out_cols = np.divmod(reached, width)
         return int(out_rows.min()), int(out_rows.max()) + 1, int(out_cols.min()), int(out_cols.max()) + 1
     reach = len(taps)
