@@ -40,8 +40,6 @@ SAMPLE_FORMAT = 1  # bump when the cached sample layout or extraction changes
 # The official solver.
 CAFFE_BASE_LR, CAFFE_LR_GAMMA, CAFFE_LR_POWER, CAFFE_MOMENTUM = 1e-4, 1e-4, 2.0, 0.9
 
-# Trains a usable classifier from ~20 photos in minutes on a CPU (see the README for measured numbers).
-DEMO_SETTINGS = {"steps": 3000, "max_patches_per_image": 200, "checkpoint_every": 500, "validation_fraction": 0.2}
 
 
 class Park17TrainingError(ValueError):
@@ -67,6 +65,21 @@ class CaffeInvDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"base_rate": self.base_rate, "gamma": self.gamma, "power": self.power}
+
+
+def within_one_class(y_true, y_pred):
+    """1 where the predicted class is at most one σ step (0.15 px) from the true one, else 0."""
+    predicted = keras.ops.argmax(y_pred, axis=-1)
+    truth = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), predicted.dtype)
+    return keras.ops.cast(keras.ops.abs(predicted - truth) <= 1, "float32")
+
+
+# A short run on a few photos: 10× the official base learning rate (same inv policy), because the
+# official 1e-4 needs far more than a few thousand steps. Measured on 20 sharp photos (16 train, 4
+# validation, 200 positions each, CPU): 3000 steps reach validation accuracy 0.28 (0.63 within one σ
+# class); with lr 1e-4, 2000 steps reach 0.18. The official model scores 0.44 (0.86) on the same samples.
+DEMO_SETTINGS = {"steps": 3000, "max_patches_per_image": 200, "checkpoint_every": 500, "validation_fraction": 0.2,
+                 "learning_rate": CaffeInvDecay(base_rate=1e-3)}
 
 
 # ---------------------------------------------------------------- samples
@@ -374,7 +387,8 @@ def train_park17(image_dir, run_dir, steps=20000, validation_fraction=0.1, seed=
 
     Returns:
         dict with "steps", "resumed_from", "weights" (path), "history" (one record per checkpoint with
-        loss, accuracy, val_loss, val_accuracy, learning_rate), photo and sample counts, "seconds".
+        loss, accuracy, within_one (share predicted within one σ class), their val_ versions and
+        learning_rate), photo and sample counts, "seconds".
 
     Raises:
         Park17TrainingError: no photos, no edges, an unreadable photo, or a run folder holding another run.
@@ -429,7 +443,8 @@ def train_park17(image_dir, run_dir, steps=20000, validation_fraction=0.1, seed=
     trainer = logits_model(classifier)
     optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=CAFFE_MOMENTUM)
     trainer.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                             keras.metrics.MeanMetricWrapper(within_one_class, name="within_one")])
     optimizer.build(trainer.trainable_variables)
 
     step, history = _load_state(state_path, trainer, optimizer) if state_path.is_file() else (0, [])
