@@ -41,10 +41,8 @@ SAMPLE_FORMAT = 1  # bump when the cached sample layout or extraction changes
 CAFFE_BASE_LR, CAFFE_LR_GAMMA, CAFFE_LR_POWER, CAFFE_MOMENTUM = 1e-4, 1e-4, 2.0, 0.9
 
 
-
 class Park17TrainingError(ValueError):
     """Unusable training input or a run folder that holds a different run; the message says what to do."""
-
 
 
 @keras.saving.register_keras_serializable(package="dmenet")
