@@ -44,6 +44,23 @@ def test_augmentation_moves_image_and_label_together_and_is_seeded():
     assert len(crops) > 4
 
 
+def test_noise_augmentation_follows_the_original_and_leaves_labels_alone():
+    """0.75·image + 0.25 + 0.0625·n with grey noise n ~ N(0, v), v ~ U(0, 0.1): seeded, the same in
+    R, G and B, off by default."""
+    image = tf.fill([64, 64, 3], 0.5)
+    label = tf.reshape(tf.range(64 * 64, dtype=tf.float32), [64, 64, 1]) / 4096
+    seed = tf.constant([3, 4], tf.int64)
+    plain, plain_label = augment_pair(image, label, seed, crop_size=32)
+    noisy, noisy_label = augment_pair(image, label, seed, crop_size=32, noise=True)
+    np.testing.assert_array_equal(plain.numpy(), 0.5)
+    np.testing.assert_array_equal(noisy_label.numpy(), plain_label.numpy())  # same crop, label untouched
+    residual = (noisy.numpy() - (0.75 * 0.5 + 0.25)) / 0.0625
+    np.testing.assert_allclose(residual[..., 0], residual[..., 2], atol=1e-5)  # grey noise
+    assert abs(residual.mean()) < 0.1 and 0 < residual.std() < np.sqrt(0.1) + 0.05
+    again, _ = augment_pair(image, label, seed, crop_size=32, noise=True)
+    np.testing.assert_array_equal(again.numpy(), noisy.numpy())
+
+
 def test_crop_is_rotation_and_flip_of_the_source():
     """Without resizing, every crop must be one of the 8 dihedral transforms of a source window."""
     image = tf.reshape(tf.range(40 * 40 * 3, dtype=tf.float32), [40, 40, 3]) / (40 * 40 * 3)

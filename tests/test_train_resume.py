@@ -91,6 +91,17 @@ def test_kill_9_then_resume_at_the_same_step_and_learning_rate(tiny_syndof, tmp_
     model, encoding, metadata = load_blur_net(run_dir / "blur_net.weights.h5")
     assert metadata["step"] == saved + 2 and metadata["mode"] == "BD" and encoding.sigma_max == 7.0
 
+    # Keras' TensorBoard callback wrote event files the tensorboard package reads, numbered by the
+    # run's step (every 5 steps by default) across the restart; events the killed run had not yet
+    # flushed are lost with it, so only the resumed run's are required
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard" / "main" / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    steps = sorted({event.step for event in events.Tensors("batch_loss_B")})
+    assert all(s % 5 == 0 and s <= saved + 2 for s in steps), steps
+    assert set(range(5, saved + 3, 5)) - set(range(saved + 1)) <= set(steps), steps
+
 
 NAN_SCRIPT = r"""
 import json, sys
