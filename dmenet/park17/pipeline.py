@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from dmenet.park17.classify import classify_patches
+from dmenet.park17.classify import classify_photo_patches
 from dmenet.park17.edges import multiscale_edge_map, value_channel
-from dmenet.park17.features import iter_feature_chunks, patch_centres
+from dmenet.park17.features import patch_centres
 from dmenet.park17.matting import Propagation
 from dmenet.park17.params import DEFAULT_PARAMS
 from dmenet.park17.prob_jbf import probability_joint_bilateral
@@ -108,8 +108,9 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         prepared = pool.submit(_prepare_propagation, rgb, edge_map != 0, params)
         begin("features+classification")
-        chunks = iter_feature_chunks(rgb, gray, positions, scales, chunk_size=FEATURE_CHUNK, params=params)
-        labels, confidence, _ = classify_patches(classifier, chunks, batch_size=params.batch_size)
+        # = classify_patches(classifier, iter_feature_chunks(...)), with conv1 shared between patches.
+        labels, confidence, _ = classify_photo_patches(classifier, rgb, gray, positions, scales, params=params,
+                                                       chunk_size=FEATURE_CHUNK)
         end("features+classification", label=labels, confidence=confidence)
         guide, propagation, guide_seconds = prepared.result()
     seconds.update(guide_seconds)
