@@ -210,6 +210,7 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
                 tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False,
                                 file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
             tile_bar.update(done - tile_bar.n)
+            tile_bar.refresh()  # tqdm skips redraws within 0.1 s; a tile takes seconds, show each
 
         try:
             image = read_image(path)

@@ -184,6 +184,8 @@ class DefocusPredictor:
         output = np.empty((height, width), np.float32)
         windows = list(plan.windows())
         done = 0
+        if progress is not None:
+            progress(0, len(windows))  # the count is known now: show it before the first, slowest window
         for first in range(0, len(windows), self.tile_batch):
             if stop is not None and stop():
                 raise InferenceInterrupted()

@@ -60,7 +60,8 @@ def test_tiled_prediction_agrees_with_whole_image(checkpoint):
         image, progress=lambda done, total: calls.append((done, total)))
     assert tiled.shape == whole.shape == (160, 272)
     count = plan_tiles(160, 272, 128, 32).count
-    assert count > 2 and calls[-1] == (count, count) and len(calls) == -(-count // 2)  # two windows per call
+    assert count > 2 and calls[0] == (0, count) and calls[-1] == (count, count)
+    assert len(calls) == 1 + -(-count // 2)  # announced, then two windows per call
     difference = np.abs(tiled - whole)
     assert difference.mean() < 0.1 * whole.std() and difference.max() < 0.1
 
@@ -69,8 +70,8 @@ def test_stop_callback_interrupts_between_tiles(checkpoint):
     predictor = DefocusPredictor(checkpoint[1], NORMALIZED, tile=64, margin=16)
     seen = []
     with pytest.raises(InferenceInterrupted):
-        predictor.predict_map(np.zeros((96, 96, 3), np.float32), progress=lambda d, t: seen.append(d), stop=lambda: len(seen) >= 2)
-    assert seen == [1, 2]
+        predictor.predict_map(np.zeros((96, 96, 3), np.float32), progress=lambda d, t: seen.append(d), stop=lambda: len(seen) >= 3)
+    assert seen == [0, 1, 2]
 
 
 def test_max_side_rescales_sigma_and_its_colour_scale_to_full_resolution(checkpoint):
