@@ -30,6 +30,13 @@ def setting(default, help, flag=None, group="optimisation", **argparse_options):
 
 @dataclasses.dataclass
 class TrainConfig:
+    """Every training setting; the defaults are the paper's (DESIGN §3).
+
+    Example:
+        >>> config = TrainConfig(syndof_dir="SYNDOF", real_images_dir="CUHK/image", real_masks_dir="CUHK/gt")
+        >>> config.save("runs/bdcs/config.json")
+    """
+
     run_dir: str = setting("runs/dmenet", "checkpoints, logs, config and the exported B", group="run")
     # data (DESIGN §3: SYNDOF, CUHK train split, Flickr)
     syndof_dir: str = setting("", "SYNDOF folder (image/, blur_map/)", "--syndof", "data")
