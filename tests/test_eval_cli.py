@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 from scipy import ndimage
 
-import evaluate
+from dmenet.cli import evaluate
 from dmenet import image_io
 
 STEMS = ["out_of_focus0003", "out_of_focus0042", "out_of_focus0117", "out_of_focus0250", "out_of_focus0404",

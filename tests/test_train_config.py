@@ -23,7 +23,7 @@ def test_original_layout(tmp_path):
 
 
 def test_cli_maps_to_config(tmp_path):
-    import train
+    from dmenet.cli import train
 
     config = train.config_from_args(train.parse_args(["--data-root", str(tmp_path), "--mode", "bd", "--batch-size", "4",
                                                       "--lambda-adversarial", "0.01", "--no-imagenet", "--xla"]))
@@ -38,7 +38,7 @@ def test_every_setting_has_one_option_named_after_it_and_one_default():
     option not given leaves the config's own default in place."""
     import dataclasses
 
-    import train
+    from dmenet.cli import train
 
     assert train.config_from_args(train.parse_args(["--syndof", "S"])) == TrainConfig(syndof_dir="S")
     for field in dataclasses.fields(TrainConfig):

@@ -27,7 +27,7 @@ def _data(args, workdir):
         folder = pathlib.Path(workdir) / "syndof"
         write_procedural_dataset(folder, args.scenes, seed=0, image_size=(args.crop_size + 16, args.crop_size + 80), progress=False)
         syndof = syndof_set(folder)
-    real_root = pathlib.Path(args.real) if args.real else find_real_images()
+    real_root = find_real_images([args.real])
     if real_root is not None:
         real = cuhk_set(real_root)
         unlabelled = real_unlabelled_set(real_root / "image")
@@ -88,7 +88,7 @@ def main(argv=None):
     parser.add_argument("--pipeline-batches", type=int, default=30)
     parser.add_argument("--syndof", help="SYNDOF folder (default: procedural scenes made in a temp dir)")
     parser.add_argument("--scenes", type=int, default=12, help="procedural scenes when --syndof is not given")
-    parser.add_argument("--real", help="CUHK-layout folder (default: ../shared/data/cuhk_train if present)")
+    parser.add_argument("--real", default="../shared/data/cuhk_train", help="CUHK-layout folder (default: %(default)s, if present)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf

@@ -6,15 +6,6 @@ import numpy as np
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
 from dmenet.park17.pipeline import estimate_park17
 
-METHOD_SUMMARY = (
-    "park17 (Park et al. CVPR 2017) classifies the blur of image patches at edges into 11 Gaussian σ "
-    "classes from 0.5 to 2 px with a small CNN plus hand-crafted DCT, gradient and SVD features, then "
-    "spreads the edge estimates over the image (bilateral filtering, matting Laplacian, weighted median); "
-    "it needs no GPU and its official weights are public. dmenet (Lee et al. CVPR 2019) is a fully "
-    "convolutional network that predicts σ at every pixel directly, 0 to 7 px, trained on synthetic "
-    "SYNDOF defocus with domain adaptation to real photos; it needs its own trained weights."
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class Park17Units:

@@ -1,8 +1,8 @@
 """`python train.py --demo`: the whole training loop on a fresh machine in a few minutes.
 
-Data: procedural SYNDOF scenes made here (dmenet.syndof.procedural); real photos with masks from
-../shared/data/cuhk_train when that folder exists, otherwise the procedural scenes stand in for the
-real streams as well (their binary blur maps as masks). Small crops, a short schedule, then B is
+Data: procedural SYNDOF scenes made here (dmenet.syndof.procedural); real photos with masks from a
+CUHK-layout folder the caller names (the CLI's --demo-real), otherwise the procedural scenes stand in
+for the real streams as well (their binary blur maps as masks). Small crops, a short schedule, then B is
 saved with dmenet.checkpoints.save_blur_net and run on two photos (σ maps and a figure).
 
 ImageNet weights: used when available (Keras' cache, $DMENET_VGG19_WEIGHTS or --vgg19-weights).
@@ -11,18 +11,15 @@ unless --content-random asks for C with random VGG weights (mode BDCS).
 """
 import pathlib
 
-
 from dmenet.training.config import TrainConfig
 
 DEMO_SCENES = 24
 DEMO_IMAGE_SIZE = (128, 160)
-SHARED_CUHK = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train"
 
 
-def find_real_images(candidates=None):
-    """A CUHK-layout folder (image/ + gt/) found locally, or None."""
-    candidates = candidates or [pathlib.Path("../shared/data/cuhk_train"), SHARED_CUHK]
-    for folder in candidates:
+def find_real_images(candidates):
+    """The first CUHK-layout folder (image/ + gt/) among the candidates, or None."""
+    for folder in map(pathlib.Path, candidates or ()):
         if (folder / "image").is_dir() and (folder / "gt").is_dir():
             return folder.resolve()
     return None
@@ -73,7 +70,7 @@ def demo_config(run_dir, vgg19_weights="", content_random=False, steps=40, real_
         mode = "BDS"
         notes.append("no ImageNet weights: B's encoder starts random and C is left out (mode BDS); "
                      "pass --vgg19-weights FILE for the full model or --content-random for C with random weights")
-    real = pathlib.Path(real_dir) if real_dir else find_real_images()
+    real = find_real_images([real_dir] if real_dir else [])
     if real is not None:
         real_images, real_masks, unlabelled = real / "image", real / "gt", real / "image"
         notes.append(f"real streams: {real} (its masks for S, its photos as the unlabelled set too)")
@@ -89,11 +86,16 @@ def demo_config(run_dir, vgg19_weights="", content_random=False, steps=40, real_
     return config, notes
 
 
-def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=40, progress=True):
-    """Generate data, train, save B, and write inference outputs; returns the training summary."""
+def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=40, progress=True, real_dir=None):
+    """Generate data, train, save B, and write inference outputs; returns the training summary.
+
+    Args:
+        real_dir: a CUHK-layout folder (image/ + gt/) for the real streams; None or a folder that is
+            not there: the procedural scenes stand in.
+    """
     from dmenet.training.runner import train
 
-    config, notes = demo_config(run_dir, vgg19_weights, content_random, steps)
+    config, notes = demo_config(run_dir, vgg19_weights, content_random, steps, real_dir)
     for note in notes:
         print("demo:", note)
     make_syndof(config.syndof_dir)
