@@ -1,11 +1,12 @@
 """Score defocus / blur maps on CUHK, DUT, RTF, SYNDOF or any folder of masks, with the paper's protocols.
 
-Run our network on the set (--weights), or score maps any method wrote (--predictions, several
-folders overlay in one PR plot). Writes OUT/summary.json (numbers + protocol), OUT/per_image_<run>.csv,
+Run DMENet (--weights) or Park'17 (--method park17) on the set, or score maps any method wrote
+(--predictions, several folders overlay in one PR plot). Writes OUT/summary.json (numbers + protocol), OUT/per_image_<run>.csv,
 OUT/pr_curve.png (binary sets) and OUT/sheet_<run>.png (best and worst images).
 
 Examples:
   python evaluate.py --dataset cuhk --data-root CUHK --weights blur_net.weights.h5
+  python evaluate.py --dataset cuhk --data-root CUHK --method park17 --weights DHDE_model.caffemodel
   python evaluate.py --dataset cuhk --data-root CUHK --split all --predictions out/ours out/btbnet --pred-unit score
   python evaluate.py --dataset rtf --data-root RTF --predictions rtf_maps --pred-unit official
 """
@@ -14,6 +15,7 @@ import pathlib
 import re
 import sys
 
+from dmenet.cli.methods import METHODS, METHODS_HELP
 
 
 def parse_args(argv):
@@ -21,7 +23,7 @@ def parse_args(argv):
     from dmenet.evaluation.datasets import BENCHMARKS, POLARITIES, SPLITS
     from dmenet.evaluation.predictions import UNITS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
     data.add_argument("--dataset", required=True, choices=BENCHMARKS,
                       help="cuhk: masks 255 = blurred; dut: 255 = sharp; folder: say --mask-polarity; "
@@ -42,8 +44,12 @@ def parse_args(argv):
                       help=f"syndof: max circle of confusion (sigma_max = (c-1)/4; default {DEFAULT_MAX_COC})")
 
     method = parser.add_argument_group("what to score (one or both)")
-    method.add_argument("--weights", help="run network B from this checkpoint (.weights.h5 or official .npz)")
-    method.add_argument("--max-side", type=int, default=None, help="--weights: downscale images whose longer side exceeds this")
+    method.add_argument("--method", choices=METHODS, default="dmenet",
+                        help="which method --weights runs: dmenet (network B) or park17 (Park et al. 2017; without "
+                             "--weights its official weights are used, from $DMENET_PARK17_WEIGHTS or a checked download)")
+    method.add_argument("--weights", help="dmenet: B's checkpoint (.weights.h5 or official .npz); "
+                                          "park17: DHDE_model.caffemodel or a .weights.h5 from train.py --method park17")
+    method.add_argument("--max-side", type=int, default=None, help="downscale images whose longer side exceeds this before running a method")
     method.add_argument("--predictions", type=pathlib.Path, nargs="+", default=[], metavar="DIR",
                         help="folders of maps named <stem>[suffix].png/.npy, one run per folder")
     method.add_argument("--labels", nargs="+", help="names of the prediction runs (default: folder names)")
@@ -79,8 +85,9 @@ def parse_args(argv):
     protocol.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up logs")
     args = parser.parse_args(argv)
 
-    if not args.weights and not args.predictions:
-        parser.error("give --weights and/or --predictions")
+    args.run_method = bool(args.weights) or args.method == "park17"
+    if not args.run_method and not args.predictions:
+        parser.error("give --weights (or --method park17) and/or --predictions")
     if args.data_root is None and args.gt is None:
         parser.error("give --data-root (or --gt and --images)")
     if args.dataset == "folder" and args.mask_polarity is None:
@@ -106,27 +113,26 @@ def parse_args(argv):
 def build_dataset(args):
     from dmenet.evaluation.datasets import open_benchmark
 
-    options = {"split_file": args.split_file, "require_images": bool(args.weights)}
+    options = {"split_file": args.split_file, "require_images": args.run_method}
     if args.split is not None:
         options["split"] = args.split
     return open_benchmark(args.dataset, args.data_root, args.images, args.gt, args.mask_polarity, args.max_coc, **options)
 
 
 def build_sources(args, dataset):
-    """Prediction folders to score; --weights first writes our σ maps to OUT/predictions_<name>/."""
+    """Prediction folders to score; a method run first writes its σ maps to OUT/predictions_<name>/."""
     from dmenet.evaluation.predictions import PredictionFolder, predict_to_folder
 
     sources = []
-    if args.weights:
-        from dmenet.inference import DefocusPredictor
-
-        weights = pathlib.Path(args.weights)
-        predictor = DefocusPredictor.from_weights(weights, max_side=args.max_side)
+    if args.run_method:
+        predictor, weights = build_predictor(args)
         stat = weights.stat()
-        description = f"{weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), max_side={args.max_side}"
-        folder = args.out / f"predictions_{_safe(weights.name)}"
+        description = (f"{args.method} {weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
+                       f"max_side={args.max_side}")
+        label = _safe(weights.name if args.method == "dmenet" else f"park17_{weights.name}")
+        folder = args.out / f"predictions_{label}"
         sigma_max = predict_to_folder(predictor, dataset.samples, folder, description, progress=not args.no_progress)
-        sources.append(PredictionFolder(folder, unit="sigma", sigma_max=sigma_max, label=_safe(weights.name)))
+        sources.append(PredictionFolder(folder, unit="sigma", sigma_max=sigma_max, label=label))
     labels = args.labels or [None] * len(args.predictions)
     for folder, label in zip(args.predictions, labels):
         sources.append(PredictionFolder(folder, unit=args.pred_unit, scale=args.pred_scale, suffix=args.pred_suffix,
@@ -136,6 +142,20 @@ def build_sources(args, dataset):
     if len(set(names)) != len(names):
         raise ValueError(f"two runs share a label ({', '.join(names)}); name them with --labels")
     return sources
+
+
+def build_predictor(args):
+    """(predictor, weights file) for --method and --weights."""
+    if args.method == "park17":
+        from dmenet.park17.predictor import Park17Predictor
+        from dmenet.park17.weights import resolve_park17_weights
+
+        weights = pathlib.Path(resolve_park17_weights(args.weights))
+        return Park17Predictor.from_weights(weights, max_side=args.max_side), weights
+    from dmenet.inference import DefocusPredictor
+
+    weights = pathlib.Path(args.weights)
+    return DefocusPredictor.from_weights(weights, max_side=args.max_side), weights
 
 
 def _safe(name):
@@ -169,7 +189,7 @@ def main(argv=None):
     from dmenet.runtime import device_description, quiet_start
 
     quiet_start(args.verbose)
-    if args.weights:
+    if args.run_method:
         print(device_description())
     from dmenet.evaluation.datasets import DatasetError
     from dmenet.image_io import ImageReadError
