@@ -4,6 +4,10 @@ The official code feeds the network in batches of 128: full batches as MATLAB `u
 (round half away from zero, saturating), the final partial batch as plain 255·x. Which rows are
 cast depends only on their index in the whole patch sequence, so the network itself can run on
 larger blocks (the forward pass has no interaction between rows).
+
+`classify_patches` takes any feature chunks (training, tests); `classify_photo_patches` takes the photo
+and patch centres and gives the same result several times faster by sharing conv1 between overlapping
+patches (`shared_convolution`); the pipeline uses it.
 """
 import weakref
 
