@@ -84,3 +84,17 @@ def test_official_photos_same_labels_as_per_patch_path(shared_data, sample):
     slow, fast = _both_paths(model, rgb, positions, scales)
     _assert_same(slow, fast)
     assert np.mean(fast[0] == reference["label"]) >= 0.999
+
+
+def test_shared_regions_cover_every_patch_within_the_memory_budget():
+    """24-megapixel layout: each patch in exactly one region, which contains its crop, within the budget."""
+    rng = np.random.default_rng(5)
+    origins = np.stack([rng.integers(0, 4000, 20000), rng.integers(0, 6000, 20000)], axis=1)
+    seen = []
+    for members, top, left, bottom, right in classify._shared_tiles(origins, 27):
+        crops = origins[members]
+        assert (crops[:, 0] >= top).all() and (crops[:, 0] + 27 <= bottom).all()
+        assert (crops[:, 1] >= left).all() and (crops[:, 1] + 27 <= right).all()
+        assert (bottom - top) * (right - left) <= max(classify.SHARED_TILE_PIXELS, 27 * (right - left))
+        seen.append(members)
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(len(origins)))
