@@ -17,6 +17,9 @@ from dmenet.park17.weighted_median import joint_weighted_median
 
 STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup", "sparse", "prob_jbf", "matting_solve",
           "weighted_median")
+# The stages run one after another and announced through ``on_stage``; the guide and the propagation
+# set-up run beside features+classification.
+SEQUENTIAL_STAGES = ("edges", "features+classification", "sparse", "prob_jbf", "matting_solve", "weighted_median")
 FEATURE_CHUNK = 8192
 
 

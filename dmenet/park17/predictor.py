@@ -1,10 +1,14 @@
 """Park'17 behind the same predictor interface as DMENet's, so every tool can run either method."""
 import dataclasses
+import math
 
 import numpy as np
 
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
 from dmenet.park17.pipeline import estimate_park17
+
+
+DEFAULT_MAX_PIXELS = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Park17Predictor:
     Args:
         classifier: the patch network (``dmenet.park17.weights.load_park17_classifier``).
         max_side: shrink photos whose long side exceeds this first; σ is rescaled to full-size pixels.
+        max_pixels: shrink larger photos to this many pixels first (default 2 megapixels). The
+            propagation holds ~1 KB per pixel (matting Laplacian and its multigrid), so this bounds
+            memory at a few GB whatever the photo; None processes every photo at full size.
         params: the method's parameters.
 
     Example:
@@ -58,32 +65,61 @@ class Park17Predictor:
     """
 
     method = "park17"
-    tile = None
+    tile = margin = None
+    precision, precision_reason = "fp32", "Park'17 runs in fp32 (the official network's precision)"
 
-    def __init__(self, classifier, max_side=None, params=DEFAULT_PARAMS):
-        self.classifier, self.max_side, self.params = classifier, max_side, params
+    def __init__(self, classifier, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, params=DEFAULT_PARAMS):
+        self.classifier, self.max_side, self.max_pixels, self.params = classifier, max_side, max_pixels, params
         self.encoding = Park17Units()
         self.last_stage_seconds = {}
 
     @classmethod
     def from_weights(cls, path=None, **options):
+        """Load the classifier (official .caffemodel, our .weights.h5, or None for the official file)."""
         from dmenet.park17.weights import load_park17_classifier
 
         return cls(load_park17_classifier(path), **options)
 
-    def predict_sigma(self, image, on_stage=None):
-        """σ in pixels of the input image (H×W×3 float in [0, 1] or uint8), H×W float32."""
+    def predict(self, image, progress=None, stop=None):
+        """σ in pixels of the input image, with its scale information (``dmenet.inference.Prediction``).
+
+        Args:
+            image: H×W×3 float in [0, 1] or uint8.
+            progress: called as progress(done, total) as the pipeline's stages finish.
+            stop: called between stages; returning True raises ``InferenceInterrupted``.
+        """
         from skimage.transform import resize
+
+        from dmenet.inference import InferenceInterrupted, Prediction
+        from dmenet.park17.pipeline import SEQUENTIAL_STAGES as STAGES
 
         height, width = image.shape[:2]
         scale = 1.0
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
+        if self.max_pixels and height * width * scale ** 2 > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (height * width))
+        if scale != 1.0:
             small = (max(1, round(height * scale)), max(1, round(width * scale)))
             image = resize(np.asarray(image, np.float64), small, anti_aliasing=True, preserve_range=True)
+        started = []
+
+        def on_stage(name):
+            if stop is not None and stop():
+                raise InferenceInterrupted()
+            if progress is not None:
+                progress(len(started), len(STAGES))
+            started.append(name)
+
         result = estimate_park17(to_official_input(image), self.classifier, self.params, on_stage=on_stage)
+        if progress is not None:
+            progress(len(STAGES), len(STAGES))
         self.last_stage_seconds = result.stage_seconds
         sigma = result.sigma
         if scale != 1.0:
             sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
-        return sigma
+        return Prediction(sigma, scale, self.encoding.sigma_max / scale, tiles=1)
+
+    def predict_sigma(self, image, progress=None, stop=None):
+        """σ in pixels of the input image, H×W float32."""
+        return self.predict(image, progress, stop).sigma
