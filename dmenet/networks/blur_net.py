@@ -15,6 +15,7 @@ SIZE_MULTIPLE = 16  # four 2× poolings
 REFINEMENT_BLOCKS = 7
 
 
+@keras.saving.register_keras_serializable(package="dmenet")
 class VGGPreprocess(layers.Layer):
     """RGB in [0, 1] → BGR in [0, 255] minus the ImageNet means, as Keras' VGG19 weights expect."""
 

@@ -12,6 +12,7 @@ from dmenet.networks.blur_net import build_vgg19_encoder
 CONTENT_LAST_BLOCK = 4  # conv4_4
 
 
+@keras.saving.register_keras_serializable(package="dmenet")
 class ReplicateToRGB(layers.Layer):
     """(N, H, W, 1) → (N, H, W, 3): a grey map seen as an image."""
 

@@ -18,6 +18,7 @@ def scaled(filters, width):
     return max(1, int(round(filters * width)))
 
 
+@keras.saving.register_keras_serializable(package="dmenet")
 class SymmetricPadding2D(layers.Layer):
     """Pad H and W by `pad` pixels in tf.pad's SYMMETRIC mode (one pixel = edge replication)."""
 
@@ -61,7 +62,3 @@ def conv_bn_lrelu(x, filters, conv_name, bn_name, kernel_size=3):
         x = layers.Conv2D(filters, kernel_size, padding="valid", kernel_initializer=RELU_INIT, name=conv_name)(x)
     x = batch_norm(bn_name)(x)
     return leaky_relu(x, f"{bn_name}_lrelu")
-
-
-custom_objects = {"SymmetricPadding2D": SymmetricPadding2D}
-keras.saving.get_custom_objects().update(custom_objects)
