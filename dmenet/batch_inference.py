@@ -135,7 +135,7 @@ def write_outputs(output_dir, stem, image, prediction, encoding, options):
     return written, notes, png_scale
 
 
-def _summary(predictor, options, results, failures, interrupted=False):
+def _summary(predictor, options, results, failures, interrupted=False, compare_with=None):
     scales = {r["sigma_png_scale"] for r in results if r.get("sigma_png_scale")}
     if options.png_scale is not None:
         unit = f"sigma_px = uint16 value / {options.png_scale:g}"
@@ -144,6 +144,10 @@ def _summary(predictor, options, results, failures, interrupted=False):
     else:
         unit = f"sigma_px = uint16 value / sigma_png_scale of each image ({DEFAULT_PNG_SCALE:g} unless σ exceeds 65.5 px)"
     return {
+        "method": predictor.method,
+        "compared_with": None if compare_with is None else {
+            "method": compare_with.method, "encoding": compare_with.encoding.to_dict(),
+            "files": f"NAME_{compare_with.method}_* and NAME_compare.png"},
         "encoding": predictor.encoding.to_dict(),
         "encoding_description": predictor.encoding.description,
         "precision": predictor.precision,
@@ -170,12 +174,14 @@ def _failure_message(path, error):
     return f"{path}: {error}"
 
 
-def run_inference(paths, predictor, output_dir, options, progress=True, stop=None, log=None):
+def run_inference(paths, predictor, output_dir, options, progress=True, stop=None, log=None, compare_with=None):
     """Predict and write every photo; returns the summary dict (also saved as summary.json).
 
     Args:
         paths: photo paths (see collect_inputs).
-        predictor: a DefocusPredictor.
+        predictor: a DefocusPredictor or Park17Predictor.
+        compare_with: a second predictor (the other method): its outputs are written too, named
+            ``NAME_<method>_*``, with ``NAME_compare.png`` showing both maps beside the photo.
         output_dir: folder for the outputs; created if needed.
         options: OutputOptions.
         progress: show progress bars (per photo, and per tile for large photos, with time left).
@@ -195,7 +201,7 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
     output_dir.mkdir(parents=True, exist_ok=True)
     results, failures, interrupted = [], [], False
     jobs = list(zip(paths, _output_stems(paths)))
-    _write_summary(output_dir, _summary(predictor, options, results, failures))  # true even if stopped at once
+    _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))  # true even if stopped at once
     bar = tqdm(jobs, desc="defocus maps", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
     for path, stem in bar:
         bar.set_postfix_str(path.name[-30:])
@@ -216,6 +222,9 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
             image = read_image(path)
             prediction = predictor.predict(image, progress=tile_progress, stop=stop)
             files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options)
+            if compare_with is not None:
+                files, notes = _write_comparison(output_dir, stem, image, prediction, predictor, compare_with, options,
+                                                 files, notes, stop)
         except InferenceInterrupted:
             interrupted = True
             break
@@ -241,11 +250,23 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
         finally:
             if tile_bar is not None:
                 tile_bar.close()
-        _write_summary(output_dir, _summary(predictor, options, results, failures))
+        _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))
     bar.close()
-    summary = _summary(predictor, options, results, failures, interrupted)
+    summary = _summary(predictor, options, results, failures, interrupted, compare_with)
     _write_summary(output_dir, summary)
     return summary
+
+
+def _write_comparison(output_dir, stem, image, prediction, predictor, other, options, files, notes, stop):
+    """The other method's outputs for the same photo, and a figure of both maps; (files, notes)."""
+    from dmenet.visualize import save_method_comparison
+
+    second = other.predict(image, stop=stop)
+    more, more_notes, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding, options)
+    save_method_comparison(
+        output_dir / f"{stem}_compare.png", image, {predictor.method: prediction.sigma, other.method: second.sigma},
+        limits={predictor.method: prediction.sigma_limit, other.method: second.sigma_limit}, title=stem)
+    return files + more + [f"{stem}_compare.png"], notes + more_notes
 
 
 def _write_summary(output_dir, summary):

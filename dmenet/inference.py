@@ -124,6 +124,8 @@ class DefocusPredictor:
         >>> sigma = predictor.predict_sigma(read_image("photo.jpg"))
     """
 
+    method = "dmenet"
+
     def __init__(self, model, encoding, max_side=None, tile=DEFAULT_TILE, margin=DEFAULT_MARGIN,
                  tile_batch=DEFAULT_TILE_BATCH, precision_reason=None):
         import tensorflow as tf

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import infer
+from dmenet.cli import infer
 from dmenet.checkpoints import save_blur_net
 from dmenet.encoding import NORMALIZED
 from dmenet.image_io import read_array
@@ -241,3 +241,29 @@ def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_pat
     assert stderr.count("interrupted:") == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["images"] == []
+
+
+def test_park17_and_the_comparison_figure_from_infer_cli(checkpoint, tmp_path, capsys):
+    from skimage.data import coffee
+
+    from dmenet.image_io import write_png
+    from dmenet.park17.network import build_patch_classifier
+    from dmenet.park17.weights import save_park17_classifier
+
+    park_weights = tmp_path / "park.weights.h5"
+    save_park17_classifier(build_patch_classifier(), park_weights)
+    write_png(tmp_path / "photo.png", coffee()[::3, ::3])
+    out = tmp_path / "park"
+    assert infer.main([str(tmp_path / "photo.png"), "--method", "park17", "--weights", str(park_weights), "-o", str(out),
+                       "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "park17" and summary["images"][0]["sigma_px"]["max"] > 0.4
+    both = tmp_path / "both"
+    assert infer.main([str(tmp_path / "photo.png"), "--weights", str(checkpoint[0]), "--compare-park17", str(park_weights),
+                       "-o", str(both), "--quiet"]) == 0
+    for name in ("photo_sigma.png", "photo_park17_sigma.png", "photo_park17_defocus.png", "photo_compare.png"):
+        assert (both / name).is_file(), name
+    summary = json.loads((both / "summary.json").read_text())
+    assert summary["method"] == "dmenet" and summary["compared_with"]["method"] == "park17"
+    assert infer.main([str(tmp_path / "photo.png"), "--method", "park17", "--compare-park17", "-o", str(both)]) == 2
+    assert "--compare-park17 goes with --method dmenet" in capsys.readouterr().err

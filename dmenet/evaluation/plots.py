@@ -1,26 +1,21 @@
 """Pictures of a result: overlaid precision–recall curves, and a sheet of the best and worst images."""
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
 
 from dmenet import image_io
+from dmenet.visualize import new_figure, save_figure
 
 SHEET_SIDE = 256  # longest side of each thumbnail, so a sheet stays small for any image size
 
 
 def _save(figure, path):
-    with image_io.atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    save_figure(figure, path, dpi=110, bbox_inches="tight")
 
 
 def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, positive = blurred)"):
     """One curve per run, labelled with its AP; the dot marks the max-F_β point."""
-    figure, axis = plt.subplots(figsize=(5.5, 5))
+    figure, axis = new_figure(figsize=(5.5, 5))
     for result in results:
         curve, metrics = result.curve, result.metrics
         recall, precision = curve["recall"], curve["precision"]
@@ -63,7 +58,7 @@ def plot_sheet(path, result, dataset, source, count=3):
     samples = {sample.stem: sample for sample in dataset.samples}
     columns = (["image", "ground truth (blurred = white)", "score map", "thresholded"] if result.task == "binary"
                else ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"])
-    figure, axes = plt.subplots(len(chosen), 4, figsize=(12, 2.4 * len(chosen) + 0.6), squeeze=False,
+    figure, axes = new_figure(len(chosen), 4, figsize=(12, 2.4 * len(chosen) + 0.6), squeeze=False,
                                 layout="constrained")
     for axes_row, (kind, row) in zip(axes, chosen):
         sample = samples[row["stem"]]

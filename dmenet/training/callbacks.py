@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dmenet.image_io import atomic_path
 from dmenet.training.run import StepLog
 
 
@@ -209,14 +208,11 @@ def sample_panels(model, batch):
 
 def save_sample_sheet(panels, path):
     """One PNG: a row per example, a column per panel (maps in a fixed 0–1 grey scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dmenet.visualize import new_figure, save_figure
 
     names = list(panels)
     rows = int(panels[names[0]].shape[0])
-    figure, axes = plt.subplots(rows, len(names), figsize=(2 * len(names), 2 * rows), squeeze=False)
+    figure, axes = new_figure(rows, len(names), figsize=(2 * len(names), 2 * rows), squeeze=False)
     for column, name in enumerate(names):
         images = np.asarray(panels[name])
         for row in range(rows):
@@ -228,6 +224,4 @@ def save_sample_sheet(panels, path):
                 axis.set_title(name.split("_", 1)[1].replace("_", " "), fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=80)
-    plt.close(figure)
+    save_figure(figure, path, dpi=80)

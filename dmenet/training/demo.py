@@ -120,19 +120,14 @@ def demo_inference(weights, config, out_dir, count=2):
 
 def plot_losses(log_path, png_path):
     """Every loss of the step log against the step, log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dmenet.image_io import atomic_path
     from dmenet.training.run import StepLog
+    from dmenet.visualize import new_figure, save_figure
 
     records = [r for r in StepLog(log_path).read() if r.get("phase") == "main"]
     if not records:
         return None
     keys = [k for k in records[0] if k.startswith("loss_")]
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, axis = new_figure(figsize=(7, 4))
     steps = [r["step"] for r in records]
     for key in keys:
         axis.plot(steps, [max(r[key], 1e-12) for r in records], label=key)
@@ -140,7 +135,5 @@ def plot_losses(log_path, png_path):
     axis.set_xlabel("step")
     axis.legend(fontsize=7)
     figure.tight_layout()
-    with atomic_path(png_path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, png_path, dpi=90)
     return png_path

@@ -1,0 +1,181 @@
+"""Estimate defocus maps for your photos.
+
+    python infer.py images/*.jpg --weights dmenet.weights.h5
+    python infer.py photos/ --weights DMENet_BDCS.npz --mask-threshold 1.0 --figure
+    python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5
+    python infer.py photos/ --method park17 [--weights DHDE_model.caffemodel]     # Park et al. 2017
+    python infer.py photos/ --weights dmenet.weights.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
+
+For each photo it writes, into --output:
+  NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (smaller scale when σ > 65.5 px;
+                    the file's dmenet:unit text and summary.json state it; fixed with --png-scale)
+  NAME_defocus.png  colour picture of the map with a σ scale bar
+  NAME_sigma.npy    float32 σ in pixels (--npy)
+  NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold)
+  NAME_figure.png   photo | map | mask side by side (--figure)
+and summary.json with the unit of every file, the precision used and the files that failed.
+Exit code: 0 all photos done, 1 some failed, 2 nothing could be done, 130 interrupted (Ctrl-C).
+TensorFlow's own log lines are hidden; --verbose (or DMENET_VERBOSE=1) shows them.
+"""
+import argparse
+import os
+import sys
+import threading
+
+from dmenet.cli.methods import METHODS, METHODS_HELP
+from dmenet.inference import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
+from dmenet.precision import PRECISIONS
+from dmenet.runtime import quiet_start
+
+INTERRUPTED_EXIT = 130
+STOP_GRACE_SECONDS = 1.5  # how long Ctrl-C waits for the current tile before leaving anyway
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Estimate per-pixel defocus blur (Gaussian σ in pixels) with DMENet or Park et al. 2017.",
+        epilog=__doc__.split("\n\n", 1)[1] + "\n" + METHODS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
+    parser.add_argument("--method", choices=METHODS, default="dmenet", help="dmenet (default) or park17; see below")
+    parser.add_argument("--weights", help="dmenet: our .weights.h5 checkpoint or the official DMENet_BDCS.npz (default: "
+                                          "$DMENET_WEIGHTS); park17: DHDE_model.caffemodel or a .weights.h5 from train.py "
+                                          "--method park17 (default: $DMENET_PARK17_WEIGHTS, else the official file, "
+                                          "downloaded once and checked)")
+    parser.add_argument("--compare-park17", nargs="?", const="", metavar="WEIGHTS",
+                        help="with --method dmenet: also run Park'17 (these weights, or the default ones) and write "
+                             "NAME_park17_* plus a NAME_compare.png figure of both maps")
+    parser.add_argument("--output", "-o", default="outputs/infer", help="output folder (default: %(default)s)")
+    parser.add_argument("--npy", action="store_true", help="also write float32 σ maps as .npy")
+    parser.add_argument("--mask-threshold", type=float, metavar="SIGMA", help="write a binary focus mask: blurred where σ > SIGMA px")
+    parser.add_argument("--figure", action="store_true", help="write a side-by-side figure per photo")
+    parser.add_argument("--no-colormap", action="store_true", help="skip the colour visualisation")
+    parser.add_argument("--vmax", type=float, help="top of the colour scale in σ px (default: the largest σ the model can express at the scale used)")
+    parser.add_argument("--png-scale", type=float, help="16-bit PNG stores σ × this (default: 1000, or the largest of 500, 200, 100, … at which σ fits)")
+    parser.add_argument("--max-side", type=int, help="shrink photos whose long side exceeds this before inference; σ is rescaled to full size")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="arithmetic of B: bf16 is about 2× faster where the CPU (AVX512-BF16/AMX) or GPU (compute "
+                             "capability ≥ 8.0) has it natively; auto picks it there, fp32 elsewhere (default: auto)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="largest window side B sees at once, bounds memory (default: %(default)s)")
+    parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context pixels computed around each tile and discarded (default: %(default)s)")
+    parser.add_argument("--tile-batch", type=int, default=DEFAULT_TILE_BATCH, help="tiles per call of B; more uses more memory (default: %(default)s)")
+    parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    return parser.parse_args(argv)
+
+
+def _error(message):
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run_interruptibly(work):
+    """Run `work(stop)` in a worker thread so that Ctrl-C is handled at once, not after a tile.
+
+    TensorFlow holds the main thread inside one call of B for up to a minute per tile; Python can
+    only raise KeyboardInterrupt between bytecodes, so the main thread waits here instead.
+    Returns work's result, or None when interrupted (after asking it to stop).
+    """
+    stop = threading.Event()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = work(stop.is_set)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="dmenet-inference", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join(STOP_GRACE_SECONDS)
+        return None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_start(args.verbose)
+    from dmenet.batch_inference import OutputOptions, collect_inputs, run_inference
+    from dmenet.checkpoints import convert_official
+    from dmenet.inference import DefocusPredictor
+    from dmenet.runtime import device_description
+    from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+
+    try:
+        if args.convert_official:
+            if not args.output.endswith(".weights.h5"):
+                return _error("with --convert-official, --output must name a file ending in .weights.h5")
+            print(f"wrote {convert_official(args.convert_official, args.output)}")
+            return 0
+        if args.compare_park17 is not None and args.method != "dmenet":
+            return _error("--compare-park17 goes with --method dmenet (it adds Park'17 beside DMENet)")
+        if not args.inputs:
+            return _error("no input images given (try: python infer.py photos/*.jpg --weights W)")
+        paths, problems, skipped = collect_inputs(args.inputs)
+        for line in problems + skipped:
+            print(f"warning: {line}", file=sys.stderr)
+        if not paths:
+            return _error("none of the inputs is an image file; pass photos (.jpg, .png, …) or folders holding them")
+        if args.method == "park17":
+            from dmenet.park17.predictor import Park17Predictor
+
+            predictor = Park17Predictor.from_weights(args.weights, max_side=args.max_side)
+        else:
+            predictor = DefocusPredictor.from_weights(
+                args.weights, precision=args.precision, max_side=args.max_side,
+                tile=args.tile, margin=args.margin, tile_batch=args.tile_batch,
+            )
+        companion = None
+        if args.compare_park17 is not None:
+            from dmenet.park17.predictor import Park17Predictor
+
+            companion = Park17Predictor.from_weights(args.compare_park17 or None, max_side=args.max_side)
+    except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
+        return _error(error)
+    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason})")
+
+    options = OutputOptions(
+        png_scale=args.png_scale,
+        write_npy=args.npy,
+        write_colormap=not args.no_colormap,
+        mask_threshold=args.mask_threshold,
+        write_figure=args.figure,
+        vmax=args.vmax,
+    )
+    summary = _run_interruptibly(
+        lambda stop: run_inference(paths, predictor, args.output, options, progress=not args.quiet, stop=stop,
+                                   compare_with=companion)
+    )
+    if summary is None or summary["interrupted"]:
+        print(f"\ninterrupted: photos finished so far are in {args.output} (summary.json lists them)", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # The worker may still be inside a call of B; leave without waiting for it.
+        os._exit(INTERRUPTED_EXIT)
+    done, failed = len(summary["images"]), len(summary["failures"])
+    print(f"{done} of {done + failed} images written to {args.output} ({predictor.encoding.description})")
+    if failed:
+        print(f"{failed} failed (see the lines above and summary.json)", file=sys.stderr)
+    return 0 if failed + len(problems) == 0 else (1 if done else 2)
+
+
+def run(argv=None):
+    """main() plus a clean exit when Ctrl-C comes while TensorFlow or the weights load."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted before any photo was processed", file=sys.stderr)
+        return INTERRUPTED_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(run())
