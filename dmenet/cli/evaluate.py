@@ -50,6 +50,8 @@ def parse_args(argv):
     method.add_argument("--weights", help="dmenet: B's checkpoint (.weights.h5 or official .npz); "
                                           "park17: DHDE_model.caffemodel or a .weights.h5 from train.py --method park17")
     method.add_argument("--max-side", type=int, default=None, help="downscale images whose longer side exceeds this before running a method")
+    method.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="dmenet: arithmetic of B (auto: bf16 where the CPU/GPU has it natively, else fp32)")
     method.add_argument("--predictions", type=pathlib.Path, nargs="+", default=[], metavar="DIR",
                         help="folders of maps named <stem>[suffix].png/.npy, one run per folder")
     method.add_argument("--labels", nargs="+", help="names of the prediction runs (default: folder names)")
@@ -128,7 +130,7 @@ def build_sources(args, dataset):
         predictor, weights = build_predictor(args)
         stat = weights.stat()
         description = (f"{args.method} {weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
-                       f"max_side={args.max_side}")
+                       f"max_side={args.max_side}, precision={predictor.precision}")
         label = _safe(weights.name if args.method == "dmenet" else f"park17_{weights.name}")
         folder = args.out / f"predictions_{label}"
         sigma_max = predict_to_folder(predictor, dataset.samples, folder, description, progress=not args.no_progress)
@@ -155,7 +157,7 @@ def build_predictor(args):
     from dmenet.inference import DefocusPredictor
 
     weights = pathlib.Path(args.weights)
-    return DefocusPredictor.from_weights(weights, max_side=args.max_side), weights
+    return DefocusPredictor.from_weights(weights, precision=args.precision, max_side=args.max_side), weights
 
 
 def _safe(name):
