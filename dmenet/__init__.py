@@ -13,7 +13,7 @@ _API = {
     "load_predictor": "dmenet.api",
     "synthesize_defocus": "dmenet.api",
     "evaluate": "dmenet.api",
-    "read_image": "dmenet.image_io",
+    "read_image": "dmenet.files.images",
 }
 __all__ = sorted(_API)
 

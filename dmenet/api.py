@@ -12,7 +12,7 @@ METHODS = ("dmenet", "park17")
 
 def _as_photo(image):
     """A path or an array → H×W×3 float32 in [0, 1] (uint8 and uint16 arrays are scaled)."""
-    from dmenet.image_io import read_image, to_unit_float
+    from dmenet.files.images import read_image, to_unit_float
 
     if isinstance(image, str | pathlib.Path):
         return read_image(image)
@@ -44,7 +44,7 @@ def load_predictor(method="dmenet", weights=None, *, precision="auto", max_side=
 
         return Park17Predictor.from_weights(weights, max_side=max_side, **options)
     if method == "dmenet":
-        from dmenet.inference import DefocusPredictor
+        from dmenet.inference.tiling import DefocusPredictor
 
         return DefocusPredictor.from_weights(weights, precision=precision, max_side=max_side, **options)
     raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -90,7 +90,7 @@ def synthesize_defocus(rgb, depth_mm, max_coc=29, *, seed=None, f_mm=None, z_foc
         >>> sample = dmenet.synthesize_defocus(rgb, depth_mm, seed=0)
         >>> sample.blurred_uint8.shape, float(sample.labels.sigma.max())
     """
-    from dmenet.image_io import to_unit_float
+    from dmenet.files.images import to_unit_float
     from dmenet.syndof.generator import synthesize
 
     image = to_unit_float(np.asarray(rgb)).astype(np.float64)

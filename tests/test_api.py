@@ -18,7 +18,7 @@ def test_import_is_cheap_and_changes_no_global_state():
 def test_estimate_defocus_with_park17_weights_from_a_file(tmp_path):
     import dmenet
     from dmenet.park17.network import build_patch_classifier
-    from dmenet.park17.weights import save_park17_classifier
+    from dmenet.weights.park17 import save_park17_classifier
 
     weights = tmp_path / "random_park17.weights.h5"
     save_park17_classifier(build_patch_classifier(), weights)
@@ -48,7 +48,7 @@ def test_synthesize_defocus_fixed_camera_is_deterministic():
 
 def test_evaluate_scores_a_folder_of_maps(tmp_path):
     import dmenet
-    from dmenet.image_io import write_png
+    from dmenet.files.images import write_png
 
     for stem, blurred_left in (("a", True), ("b", False)):
         mask = np.zeros((32, 40), np.uint8)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from dmenet.checkpoints import load_blur_net, save_blur_net
-from dmenet.encoding import NORMALIZED, OFFICIAL
 from dmenet.networks.blur_net import build_blur_net, encoder_of
-from dmenet.weights import WeightsMismatchError, load_official_npz
+from dmenet.units import NORMALIZED, OFFICIAL
+from dmenet.weights.checkpoints import load_blur_net, save_blur_net
+from dmenet.weights.pretrained import WeightsMismatchError, load_official_npz
 from tests import official_graph
 
 

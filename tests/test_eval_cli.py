@@ -9,7 +9,7 @@ import scipy.io
 from scipy import ndimage
 
 from dmenet.cli import evaluate
-from dmenet import image_io
+from dmenet.files import images as image_io
 
 STEMS = ["out_of_focus0003", "out_of_focus0042", "out_of_focus0117", "out_of_focus0250", "out_of_focus0404",
          "out_of_focus0500"]
@@ -203,13 +203,13 @@ def test_syndof_sample_against_its_own_maps(shared_data, tmp_path, capsys):
 
 
 def test_weights_run_network_b_and_resume(tmp_path, capsys):
-    pytest.importorskip("dmenet.inference")
+    pytest.importorskip("dmenet.inference.tiling")
     import keras
 
-    from dmenet.checkpoints import save_blur_net
-    from dmenet.encoding import NORMALIZED
-    from dmenet.inference import DefocusPredictor
+    from dmenet.inference.tiling import DefocusPredictor
     from dmenet.networks.blur_net import build_blur_net
+    from dmenet.units import NORMALIZED
+    from dmenet.weights.checkpoints import save_blur_net
 
     keras.utils.set_random_seed(0)
     weights = tmp_path / "random.weights.h5"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from dmenet import image_io
 from dmenet.evaluation import datasets
 from dmenet.evaluation.datasets import DatasetError
 from dmenet.evaluation.predictions import PredictionFolder
+from dmenet.files import images as image_io
 
 
 def make_mask_set(root, numbers, size=(12, 16), prefix="out_of_focus", blurred_white=True):

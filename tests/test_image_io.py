@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dmenet import image_io
-from dmenet.encoding import OFFICIAL, NORMALIZED, round_half_away, sigma_to_uint16
+from dmenet.files import images as image_io
+from dmenet.units import NORMALIZED, OFFICIAL, round_half_away, sigma_to_uint16
 
 
 def test_sixteen_bit_rgb_png_keeps_its_values(shared_data):

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from dmenet.cli import infer
-from dmenet.checkpoints import save_blur_net
-from dmenet.encoding import NORMALIZED
-from dmenet.image_io import read_array
-from dmenet.inference import DefocusPredictor, InferenceInterrupted, plan_tiles
+from dmenet.files.images import read_array
+from dmenet.inference.tiling import DefocusPredictor, InferenceInterrupted, plan_tiles
 from dmenet.networks.blur_net import build_blur_net
-from dmenet.weights import load_official_npz
+from dmenet.units import NORMALIZED
+from dmenet.weights.checkpoints import save_blur_net
+from dmenet.weights.pretrained import load_official_npz
 from tests import official_graph
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_tiny_images_are_mirrored_up_to_the_size_b_needs(checkpoint):
 
 
 def test_bf16_stays_close_to_fp32(checkpoint, tmp_path):
-    from dmenet.precision import resolve_precision
+    from dmenet.inference.precision import resolve_precision
 
     image = np.random.default_rng(2).random((64, 96, 3), dtype=np.float32)
     fp32 = DefocusPredictor.from_weights(checkpoint[0], precision="fp32")
@@ -156,8 +156,8 @@ def test_infer_cli_writes_every_output_and_reports_the_corrupt_file(checkpoint, 
 
 
 def test_sigma_beyond_16_bits_gets_a_smaller_png_scale_and_nothing_is_lost(checkpoint, tmp_path, capsys):
-    from dmenet.batch_inference import OutputOptions, write_outputs
-    from dmenet.inference import Prediction
+    from dmenet.inference.batch import OutputOptions, write_outputs
+    from dmenet.inference.tiling import Prediction
 
     sigma = np.linspace(0, 137.1, 64 * 48, dtype=np.float32).reshape(48, 64)  # --max-side 256 on a big photo
     prediction = Prediction(sigma, scale=1 / 24, sigma_limit=7.0 * 24, tiles=1)
@@ -167,7 +167,7 @@ def test_sigma_beyond_16_bits_gets_a_smaller_png_scale_and_nothing_is_lost(check
     assert Image.open(tmp_path / "auto_sigma.png").text["dmenet:unit"] == "sigma_px = value / 200"
     np.testing.assert_allclose(read_array(tmp_path / "auto_sigma.png") / 200.0, sigma, atol=0.003)
 
-    from dmenet.batch_inference import OutputError
+    from dmenet.inference.batch import OutputError
 
     with pytest.raises(OutputError, match=r"fixed_sigma.png not written.*--png-scale 200") as raised:
         write_outputs(tmp_path, "fixed", image, prediction, NORMALIZED, OutputOptions(png_scale=1000, write_npy=True))
@@ -246,9 +246,9 @@ def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_pat
 def test_park17_and_the_comparison_figure_from_infer_cli(checkpoint, tmp_path, capsys):
     from skimage.data import coffee
 
-    from dmenet.image_io import write_png
+    from dmenet.files.images import write_png
     from dmenet.park17.network import build_patch_classifier
-    from dmenet.park17.weights import save_park17_classifier
+    from dmenet.weights.park17 import save_park17_classifier
 
     park_weights = tmp_path / "park.weights.h5"
     save_park17_classifier(build_patch_classifier(), park_weights)

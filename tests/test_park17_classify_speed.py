@@ -73,7 +73,7 @@ def test_sparse_patches_and_empty_input():
 
 @pytest.mark.parametrize("sample", ["sample_0001", "sample_0002"])
 def test_official_photos_same_labels_as_per_patch_path(shared_data, sample):
-    from dmenet.park17.weights import load_park17_classifier
+    from dmenet.weights.park17 import load_park17_classifier
 
     reference = np.load(shared_data / "park17_reference" / f"{sample}.npz")
     model = load_park17_classifier(shared_data / "park17" / "DHDE_model.caffemodel")

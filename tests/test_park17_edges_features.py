@@ -11,10 +11,8 @@ import scipy.fft
 import scipy.ndimage
 
 from dmenet.park17 import edges, features
-from dmenet.park17.edges import (Park17InputError, balanced_training_edge_map, matlab_canny,
-                                 multiscale_edge_map, value_channel)
-from dmenet.park17.features import (PatchFeatures, compute_features, gradient_histogram_bins,
-                                    iter_feature_chunks, matlab_uint8, patch_centres)
+from dmenet.park17.edges import Park17InputError, balanced_training_edge_map, matlab_canny, multiscale_edge_map, value_channel
+from dmenet.park17.features import PatchFeatures, compute_features, gradient_histogram_bins, iter_feature_chunks, matlab_uint8, patch_centres
 from dmenet.park17.params import DEFAULT_PARAMS
 
 # ---------------------------------------------------------------- synthetic: edges

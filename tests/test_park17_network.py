@@ -5,19 +5,19 @@ import struct
 import numpy as np
 import pytest
 
-from dmenet.park17 import weights as park17_weights
-from dmenet.park17.caffemodel import (
+from dmenet.park17.classify import Park17ClassifyError, classify_patches, matlab_uint8
+from dmenet.park17.features import PatchFeatures
+from dmenet.park17.network import build_patch_classifier, logits_model, set_caffe_weights
+from dmenet.park17.params import NUM_CLASSES
+from dmenet.weights import park17 as park17_weights
+from dmenet.weights.caffemodel import (
     PARK17_BLOB_SHAPES,
     CaffeModelError,
     read_caffemodel,
     read_caffemodel_layers,
     read_park17_blobs,
 )
-from dmenet.park17.classify import Park17ClassifyError, classify_patches, matlab_uint8
-from dmenet.park17.features import PatchFeatures
-from dmenet.park17.network import build_patch_classifier, logits_model, set_caffe_weights
-from dmenet.park17.params import NUM_CLASSES
-from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
 # ---------------------------------------------------------------- a minimal protobuf writer for test files
 

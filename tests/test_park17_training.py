@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from dmenet.image_io import write_png
+from dmenet.files.images import write_png
 from dmenet.park17 import training
 from dmenet.park17.features import compute_features
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
@@ -20,7 +20,7 @@ from dmenet.park17.training import (
     train_park17,
     training_blur_kernel,
 )
-from dmenet.park17.weights import load_park17_classifier
+from dmenet.weights.park17 import load_park17_classifier
 
 
 def _photo(seed, size=96):

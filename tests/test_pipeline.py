@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dmenet.image_io import write_png
+from dmenet.files.images import write_png
 from dmenet.pipelines import DatasetError, cuhk_set, real_labelled_set, real_unlabelled_set, syndof_set, training_dataset
 from dmenet.pipelines.augment import augment_pair, resized_shape
 from dmenet.pipelines.streams import decode_syndof_map, read_mask_target

@@ -1,7 +1,7 @@
 """Choosing bf16 only where the hardware computes it natively."""
 import pytest
 
-from dmenet import precision
+from dmenet.inference import precision
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from dmenet import runtime
+from dmenet.cli import runtime
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dmenet.image_io import write_png
+from dmenet.files.images import write_png
 
 SCRIPT = "data/make_syndof.py"
 

@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 
-from dmenet.image_io import read_array, write_png
-from dmenet.syndof.writer import sample_files, write_dataset
+from dmenet.files.images import read_array, write_png
 from dmenet.syndof.procedural import write_procedural_dataset
+from dmenet.syndof.writer import sample_files, write_dataset
 
 SIZE = (48, 64)
 

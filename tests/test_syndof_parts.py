@@ -3,7 +3,7 @@ fspecial kernels, CoC rounding, depth readers and pairing."""
 import numpy as np
 import pytest
 
-from dmenet.image_io import write_png
+from dmenet.files.images import write_png
 from dmenet.syndof.blur import blur_sparse, blur_window
 from dmenet.syndof.depth_io import DepthConversion, DepthError, pair_files, read_depth_raw, read_pairs_file
 from dmenet.syndof.kernels import fspecial_gaussian, separable_gaussian

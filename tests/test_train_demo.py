@@ -10,8 +10,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_end_to_end_and_leaves_a_usable_blur_net(tmp_path):
-    from dmenet.checkpoints import load_blur_net
-    from dmenet.image_io import read_array
+    from dmenet.files.images import read_array
+    from dmenet.weights.checkpoints import load_blur_net
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
            "DMENET_VGG19_WEIGHTS": ""}

@@ -44,8 +44,8 @@ def _latest_step(checkpoints):
 
 
 def test_kill_9_then_resume_at_the_same_step_and_learning_rate(tiny_syndof, tmp_path):
-    from dmenet.checkpoints import load_blur_net
     from dmenet.training.run import StepLog
+    from dmenet.weights.checkpoints import load_blur_net
 
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints" / "main"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dmenet.networks.blur_net import build_vgg19_encoder
-from dmenet.weights import WeightsMismatchError, WeightsUnavailableError, load_imagenet_vgg19
+from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError, load_imagenet_vgg19
 
 
 def _write_legacy_vgg19_h5(path, encoder, rng, skip=None):
@@ -53,7 +53,7 @@ def test_offline_without_a_file_says_what_to_pass(tmp_path, monkeypatch):
 
 
 def test_random_bytes_npz_names_the_file_and_the_fix(tmp_path):
-    from dmenet.weights import read_npz
+    from dmenet.weights.pretrained import read_npz
 
     path = tmp_path / "DMENet_BDCS.npz"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())

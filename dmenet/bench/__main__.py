@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-from dmenet.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start
 
 BENCHMARKS = {
     "infer": "dmenet.bench.infer",

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from dmenet.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start
 
 SHARED_PHOTOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train" / "image"
 
@@ -38,9 +38,9 @@ def _time_once(function, argument):
 
 
 def _blur_net(precision, weights=None):
-    from dmenet.checkpoints import load_blur_net
+    from dmenet.inference.precision import dtype_policy_scope, keep_output_in_float32
     from dmenet.networks.blur_net import build_blur_net
-    from dmenet.precision import dtype_policy_scope, keep_output_in_float32
+    from dmenet.weights.checkpoints import load_blur_net
 
     if weights:
         return load_blur_net(weights, precision=precision)[0]
@@ -52,7 +52,7 @@ def _blur_net(precision, weights=None):
 def speed(args):
     import tensorflow as tf
 
-    from dmenet.runtime import device_description
+    from dmenet.cli.runtime import device_description
 
     image = tf.random.uniform((1, args.height, args.width, 3))
     features = tf.random.normal((1, args.height // 4, args.width // 4, 256))
@@ -61,7 +61,8 @@ def speed(args):
     for precision, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
         model = _blur_net(precision, args.weights)
         blur_net = tf.function(lambda x, model=model: tf.cast(model(x, training=False)["defocus"], tf.float32))
-        conv = tf.function(lambda x, k=tf.cast(kernel, dtype): tf.nn.conv2d(x, k, 1, "SAME"))
+        cast_kernel = tf.cast(kernel, dtype)
+        conv = tf.function(lambda x, k=cast_kernel: tf.nn.conv2d(x, k, 1, "SAME"))
         cast_features = tf.cast(features, dtype)
         cases[precision] = {
             "blur_net": (blur_net, image, graph_flops(blur_net.get_concrete_function(image))),
@@ -91,7 +92,7 @@ def speed(args):
 
 
 def _photos(folder, count):
-    from dmenet.image_io import list_images
+    from dmenet.files.images import list_images
 
     photos = list_images(folder)
     if not photos:
@@ -102,8 +103,8 @@ def _photos(folder, count):
 
 def precision_cost(args):
     """|Δσ| between bf16 and fp32 on real photos with the given weights."""
-    from dmenet.image_io import read_image
-    from dmenet.inference import DefocusPredictor
+    from dmenet.files.images import read_image
+    from dmenet.inference.tiling import DefocusPredictor
 
     predictors = {p: DefocusPredictor.from_weights(args.weights, precision=p) for p in ("fp32", "bf16")}
     means, maxima, relative = [], [], []
@@ -123,10 +124,9 @@ def precision_cost(args):
 
 def margins(args):
     """Seam error of tiled inference against the whole photo, for each context margin."""
-    from dmenet.image_io import read_image
-    from dmenet.inference import DefocusPredictor
-
-    from dmenet.checkpoints import load_blur_net
+    from dmenet.files.images import read_image
+    from dmenet.inference.tiling import DefocusPredictor
+    from dmenet.weights.checkpoints import load_blur_net
 
     model, encoding, _ = load_blur_net(args.weights)
     photos = _photos(args.photos, args.count)
@@ -151,7 +151,7 @@ def tiles(args):
     """Time a large photo by timing a few of its windows and multiplying by their count."""
     import tensorflow as tf
 
-    from dmenet.inference import DefocusPredictor
+    from dmenet.inference.tiling import DefocusPredictor
 
     width, height = (int(v) for v in args.tiles.lower().split("x"))
     model = _blur_net(args.precision, args.weights)
@@ -170,7 +170,7 @@ def tiles(args):
 
 
 def main(argv=None):
-    from dmenet.inference import DEFAULT_MARGIN, DEFAULT_TILE
+    from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE
 
     parser = argparse.ArgumentParser(prog="python -m dmenet.bench infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,14 +13,14 @@ import time
 
 import numpy as np
 
-from dmenet.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start
 
 DEFAULT_SIZE = (512, 640)
 
 
 def _photo(path):
     if path:
-        from dmenet.image_io import read_image
+        from dmenet.files.images import read_image
 
         return np.clip(np.round(read_image(path) * 255.0), 0, 255).astype(np.uint8), str(path)
     from skimage.data import coffee
@@ -34,7 +34,7 @@ def _classifier(weights):
     import os
 
     from dmenet.park17.network import build_patch_classifier
-    from dmenet.park17.weights import load_park17_classifier
+    from dmenet.weights.park17 import load_park17_classifier
 
     weights = weights or os.environ.get("DMENET_PARK17_WEIGHTS")
     if weights:
@@ -50,8 +50,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="runs; the fastest is reported (default: %(default)s)")
     args = parser.parse_args(argv)
     quiet_start()
+    from dmenet.cli.runtime import device_description
     from dmenet.park17.pipeline import estimate_park17
-    from dmenet.runtime import device_description
 
     photo, photo_name = _photo(args.image)
     classifier, weights_name = _classifier(args.weights)

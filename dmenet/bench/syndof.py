@@ -29,9 +29,9 @@ import tracemalloc
 import numpy as np
 
 from dmenet.syndof.compositing import composite, composite_reference
-from dmenet.syndof.writer import downscale, load_pair
 from dmenet.syndof.depth_io import DepthConversion
 from dmenet.syndof.generator import synthesize
+from dmenet.syndof.writer import downscale, load_pair
 
 SAMPLES = {
     "Middlebury Adirondack": ("middleburry/2014/Adirondack-perfect/im0.png", "middleburry/2014/Adirondack-perfect/disp0.png", 10.0),
@@ -108,7 +108,7 @@ def main(argv=None):
             else:
                 img, dep = full_image, full_depth
 
-            def run():
+            def run(img=img, dep=dep):
                 return synthesize(img, dep, args.max_coc, rng=np.random.default_rng(0))
 
             wall, cpu, result = timed(run, 1 if factor == 1 else args.repeats)

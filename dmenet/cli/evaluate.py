@@ -19,9 +19,9 @@ from dmenet.cli.methods import METHODS, METHODS_HELP
 
 
 def parse_args(argv):
-    from dmenet.encoding import DEFAULT_MAX_COC, sigma_max_for
     from dmenet.evaluation.datasets import BENCHMARKS, POLARITIES, SPLITS
     from dmenet.evaluation.predictions import UNITS
+    from dmenet.units import DEFAULT_MAX_COC, sigma_max_for
 
     parser = argparse.ArgumentParser(description=__doc__, epilog=METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
@@ -150,11 +150,11 @@ def build_predictor(args):
     """(predictor, weights file) for --method and --weights."""
     if args.method == "park17":
         from dmenet.park17.predictor import Park17Predictor
-        from dmenet.park17.weights import resolve_park17_weights
+        from dmenet.weights.park17 import resolve_park17_weights
 
         weights = pathlib.Path(resolve_park17_weights(args.weights))
         return Park17Predictor.from_weights(weights, max_side=args.max_side), weights
-    from dmenet.inference import DefocusPredictor
+    from dmenet.inference.tiling import DefocusPredictor
 
     weights = pathlib.Path(args.weights)
     return DefocusPredictor.from_weights(weights, precision=args.precision, max_side=args.max_side), weights
@@ -188,17 +188,17 @@ def run(args, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)  # imports no TensorFlow
-    from dmenet.runtime import device_description, quiet_start
+    from dmenet.cli.runtime import device_description, quiet_start
 
     quiet_start(args.verbose)
     if args.run_method:
         print(device_description())
     from dmenet.evaluation.datasets import DatasetError
-    from dmenet.image_io import ImageReadError
+    from dmenet.files.images import ImageReadError
 
     expected = (DatasetError, ImageReadError, ValueError, OSError)
     try:
-        from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+        from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
         expected += (WeightsMismatchError, WeightsUnavailableError)
     except ImportError:

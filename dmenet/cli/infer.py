@@ -1,10 +1,10 @@
 """Estimate defocus maps for your photos.
 
-    python infer.py images/*.jpg --weights dmenet.weights.h5
+    python infer.py images/*.jpg --weights dmenet.weights.pretrained.h5
     python infer.py photos/ --weights DMENet_BDCS.npz --mask-threshold 1.0 --figure
     python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5
     python infer.py photos/ --method park17 [--weights DHDE_model.caffemodel]     # Park et al. 2017
-    python infer.py photos/ --weights dmenet.weights.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
+    python infer.py photos/ --weights dmenet.weights.pretrained.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
 
 For each photo it writes, into --output:
   NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (smaller scale when σ > 65.5 px;
@@ -23,9 +23,9 @@ import sys
 import threading
 
 from dmenet.cli.methods import METHODS, METHODS_HELP
-from dmenet.inference import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
-from dmenet.precision import PRECISIONS
-from dmenet.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start
+from dmenet.inference.precision import PRECISIONS
+from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
 
 INTERRUPTED_EXIT = 130
 STOP_GRACE_SECONDS = 1.5  # how long Ctrl-C waits for the current tile before leaving anyway
@@ -104,11 +104,11 @@ def _run_interruptibly(work):
 def main(argv=None):
     args = parse_args(argv)
     quiet_start(args.verbose)
-    from dmenet.batch_inference import OutputOptions, collect_inputs, run_inference
-    from dmenet.checkpoints import convert_official
-    from dmenet.inference import DefocusPredictor
-    from dmenet.runtime import device_description
-    from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+    from dmenet.cli.runtime import device_description
+    from dmenet.inference.batch import OutputOptions, collect_inputs, run_inference
+    from dmenet.inference.tiling import DefocusPredictor
+    from dmenet.weights.checkpoints import convert_official
+    from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
     try:
         if args.convert_official:

@@ -20,11 +20,10 @@ samples. A pair that fails is skipped and reported (--strict stops at the first 
 Exit code: 0 all samples done (or the dataset verified), 1 some failed, 2 nothing done.
 """
 import argparse
-import pathlib
 import sys
 
-from dmenet.image_io import ImageReadError
-from dmenet.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start
+from dmenet.files.images import ImageReadError
 from dmenet.syndof.depth_io import INVALID_POLICIES, DepthConversion, DepthError, pair_files, read_pairs_file
 from dmenet.syndof.generator import DEFAULT_MAX_COC
 from dmenet.syndof.procedural import write_procedural_dataset

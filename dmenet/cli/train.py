@@ -47,12 +47,12 @@ def config_from_args(args):
 
 def main(argv=None):
     args = parse_args(argv)  # imports no TensorFlow
-    from dmenet.runtime import device_description, quiet_start
+    from dmenet.cli.runtime import device_description, quiet_start
 
     quiet_start(args.verbose)
     from dmenet.datasets import DatasetError
     from dmenet.training.runner import ConfigMismatchError, TrainingDivergedError, train
-    from dmenet.weights import WeightsUnavailableError
+    from dmenet.weights.pretrained import WeightsUnavailableError
 
     print(device_description())
     try:

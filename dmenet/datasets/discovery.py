@@ -1,6 +1,6 @@
 """Finding image/label files, pairing them by file stem, and checking their sizes from headers.
 
-Sizes are the ones `dmenet.image_io.read_array` returns, i.e. with the EXIF orientation applied:
+Sizes are the ones `dmenet.files.images.read_array` returns, i.e. with the EXIF orientation applied:
 a portrait photo stored as landscape pixels plus a rotation tag is portrait here too, so a mask
 drawn on the raw (unrotated) pixel grid is reported instead of being stretched onto the rotated
 photo during training.
@@ -9,7 +9,7 @@ import pathlib
 
 from PIL import Image, UnidentifiedImageError
 
-from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError
+from dmenet.files.images import IMAGE_SUFFIXES, ImageReadError
 
 # Label files may carry one of these after the image's stem (photo.jpg ↔ photo_mask.png).
 LABEL_STEM_SUFFIXES = ("_mask", "_gt", "_binary")

@@ -2,7 +2,7 @@
 import numpy as np
 
 from dmenet.datasets.discovery import DatasetError
-from dmenet.image_io import read_mask
+from dmenet.files.images import read_mask
 
 # Which class a mask's bright value marks. CUHK: blurred-white; DUT: sharp-white.
 POLARITIES = ("blurred-white", "sharp-white")

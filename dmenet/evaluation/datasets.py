@@ -15,21 +15,23 @@ import re
 
 import numpy as np
 
-from dmenet import image_io
 from dmenet.datasets import (  # noqa: F401  (displayed_size, problem_list: used by predictions.py)
     POLARITIES,
+    SIGMA_STORAGE_SCALE,
     DatasetError,
+    canonical_polarity,
     displayed_size,
     files_by_stem,
-    label_stem as label_stem_of,
     problem_list,
     read_binary_mask,
-    SIGMA_STORAGE_SCALE,
-    canonical_polarity,
     read_stored_sigma,
     size_problem,
 )
-from dmenet.encoding import DEFAULT_MAX_COC, sigma_max_for
+from dmenet.datasets import (
+    label_stem as label_stem_of,
+)
+from dmenet.files import images as image_io
+from dmenet.units import DEFAULT_MAX_COC, sigma_max_for
 
 # The DMENet split of CUHK's 704 defocused images (its released test maps are 0505–0704).
 DMENET_SPLITS = {"dmenet-train": (1, 504), "dmenet-test": (505, 704)}

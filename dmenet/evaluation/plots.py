@@ -3,8 +3,8 @@ import math
 
 import numpy as np
 
-from dmenet import image_io
-from dmenet.visualize import new_figure, save_figure
+from dmenet.files import images as image_io
+from dmenet.files.figures import new_figure, save_figure
 
 SHEET_SIDE = 256  # longest side of each thumbnail, so a sheet stays small for any image size
 
@@ -72,7 +72,7 @@ def plot_sheet(path, result, dataset, source, count=3):
         else:
             if dataset.name == "rtf":
                 sigma = source.sigma(sample.stem)
-                from dmenet.evaluation.regression_metrics import crop_to_common, rtf_radius_to_sigma, RTF_SIGMA_MAX
+                from dmenet.evaluation.regression_metrics import RTF_SIGMA_MAX, crop_to_common, rtf_radius_to_sigma
 
                 sigma, truth = crop_to_common(np.clip(sigma, 0, RTF_SIGMA_MAX), rtf_radius_to_sigma(truth))
                 limit = RTF_SIGMA_MAX

@@ -14,9 +14,9 @@ import re
 
 import numpy as np
 
-from dmenet import image_io
-from dmenet.encoding import DefocusEncoding, sigma_max_for, DEFAULT_MAX_COC
 from dmenet.evaluation.datasets import DatasetError, displayed_size, problem_list
+from dmenet.files import images as image_io
+from dmenet.units import DEFAULT_MAX_COC, DefocusEncoding, sigma_max_for
 
 UNITS = ("sigma", "normalized", "official", "score")
 PREDICTION_SUFFIXES = (".npy", *image_io.IMAGE_SUFFIXES)

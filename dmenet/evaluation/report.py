@@ -5,7 +5,7 @@ import io
 import json
 import math
 
-from dmenet import image_io
+from dmenet.files import images as image_io
 
 
 def _plain(value):
@@ -27,7 +27,7 @@ def _plain(value):
 
 def summary(results, command=None):
     return _plain({
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
         "paper_reference": {
             "cuhk": "DMENet_BDCS: accuracy 0.878, mAP 0.987",

@@ -25,7 +25,7 @@ class ReplicateToRGB(layers.Layer):
 
 def build_content_net(weights_path=None, imagenet=True, name="content_net", width=1.0):
     """Frozen C. With `imagenet=True` the ImageNet VGG19 weights are required (see
-    dmenet.weights.load_imagenet_vgg19: a local file, $DMENET_VGG19_WEIGHTS, Keras' cache or a
+    dmenet.weights.pretrained.load_imagenet_vgg19: a local file, $DMENET_VGG19_WEIGHTS, Keras' cache or a
     download); `imagenet=False` keeps random weights, which only makes sense for tests and demos
     (where `width` < 1 makes it tiny)."""
     defocus = keras.Input((None, None, 1), name="defocus")
@@ -33,7 +33,7 @@ def build_content_net(weights_path=None, imagenet=True, name="content_net", widt
     features = encoder(ReplicateToRGB(name="replicate_rgb")(defocus))
     model = keras.Model(defocus, features[-1], name=name)
     if imagenet:
-        from dmenet.weights import load_imagenet_vgg19
+        from dmenet.weights.pretrained import load_imagenet_vgg19
 
         load_imagenet_vgg19(model, weights_path)
     model.trainable = False

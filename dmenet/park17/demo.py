@@ -16,7 +16,7 @@ def write_demo_photos(folder):
     """The bundled photos as PNGs in ``folder`` (kept when already there); returns the folder."""
     import skimage.data
 
-    from dmenet.image_io import write_png
+    from dmenet.files.images import write_png
 
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def patch_centres(edge_map):
     return np.concatenate(positions), np.concatenate(scales)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dct_matrix(size):
     """dctmtx(size): the orthonormal DCT-II matrix, row k = c_k·cos(π(2j+1)k / 2N)."""
     k = np.arange(1, size)[:, None]
@@ -77,7 +77,7 @@ def _dct_matrix(size):
     return np.concatenate(rows, axis=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dct_ring_weights(size, n_bins, overlap):
     """(size², n_bins) matrix whose column b averages |DCT| over the b-th (overlapping) frequency ring."""
     u, v = np.meshgrid(np.arange(size), np.arange(size))
@@ -91,7 +91,7 @@ def _dct_ring_weights(size, n_bins, overlap):
     return weights
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gradient_split_points(n_bins):
     """Split points of Octave/MATLAB hist with centres (k + 0.5)/n_bins, computed as hist does."""
     bounds = np.linspace(0, 1, n_bins + 1)

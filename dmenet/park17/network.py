@@ -121,7 +121,7 @@ def set_caffe_weights(classifier, blobs):
 
     fc1's Caffe bias must be zero (it was frozen at 0 in training); our fc1 has no bias.
     """
-    from dmenet.park17.caffemodel import CaffeModelError
+    from dmenet.weights.caffemodel import CaffeModelError
 
     if np.any(blobs["fc1"][1] != 0):
         raise CaffeModelError("fc1 has a non-zero bias; this network (like the official one) keeps it at 0")

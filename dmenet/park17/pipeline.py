@@ -65,7 +65,7 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
 
     Args:
         image: H×W×3 RGB, uint8 or float in [0, 1].
-        classifier: the patch network, e.g. from ``dmenet.park17.weights.load_park17_classifier``.
+        classifier: the patch network, e.g. from ``dmenet.weights.park17.load_park17_classifier``.
         params: the method's parameters (default: the official ones).
         edge_map: optional H×W uint8 map {0, 1, 2} to use instead of the Canny stage.
         keep_intermediates: also return every stage's output.
@@ -79,7 +79,7 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
             nothing to estimate blur from.
 
     Example:
-        >>> from dmenet.park17.weights import load_park17_classifier
+        >>> from dmenet.weights.park17 import load_park17_classifier
         >>> result = estimate_park17(rgb_uint8, load_park17_classifier("DHDE_model.caffemodel"))
         >>> result.sigma.max()
     """

@@ -7,7 +7,6 @@ import numpy as np
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
 from dmenet.park17.pipeline import estimate_park17
 
-
 DEFAULT_MAX_PIXELS = 2_000_000
 
 
@@ -52,7 +51,7 @@ class Park17Predictor:
     """Photo → Park'17 σ map in pixels, with the same interface as ``DefocusPredictor``.
 
     Args:
-        classifier: the patch network (``dmenet.park17.weights.load_park17_classifier``).
+        classifier: the patch network (``dmenet.weights.park17.load_park17_classifier``).
         max_side: shrink photos whose long side exceeds this first; σ is rescaled to full-size pixels.
         max_pixels: shrink larger photos to this many pixels first (default 2 megapixels). The
             propagation holds ~1 KB per pixel (matting Laplacian and its multigrid), so this bounds
@@ -76,12 +75,12 @@ class Park17Predictor:
     @classmethod
     def from_weights(cls, path=None, **options):
         """Load the classifier (official .caffemodel, our .weights.h5, or None for the official file)."""
-        from dmenet.park17.weights import load_park17_classifier
+        from dmenet.weights.park17 import load_park17_classifier
 
         return cls(load_park17_classifier(path), **options)
 
     def predict(self, image, progress=None, stop=None):
-        """σ in pixels of the input image, with its scale information (``dmenet.inference.Prediction``).
+        """σ in pixels of the input image, with its scale information (``dmenet.inference.tiling.Prediction``).
 
         Args:
             image: H×W×3 float in [0, 1] or uint8.
@@ -90,7 +89,7 @@ class Park17Predictor:
         """
         from skimage.transform import resize
 
-        from dmenet.inference import InferenceInterrupted, Prediction
+        from dmenet.inference.tiling import InferenceInterrupted, Prediction
         from dmenet.park17.pipeline import SEQUENTIAL_STAGES as STAGES
 
         height, width = image.shape[:2]

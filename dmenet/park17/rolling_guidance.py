@@ -7,6 +7,7 @@ their σ, so the derived σ is 1 and the blur kernel is the unnormalised 3×3×3
 here is vectorised: scatter with bincount, separable zero-padded blur, gathered trilinear slicing.
 """
 import numpy as np
+
 from dmenet.park17.sparse_map import Park17InputError
 
 

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import scipy.ndimage
 
-from dmenet.image_io import ImageReadError, atomic_path, list_images, read_image
+from dmenet.files.images import ImageReadError, atomic_path, list_images, read_image
 from dmenet.park17.edges import balanced_training_edge_map, value_channel
 from dmenet.park17.features import compute_features, patch_centres
 from dmenet.park17.network import CAFFE_WEIGHT_DECAY, FEATURE_INPUTS, PATCH_INPUT, build_patch_classifier, logits_model
@@ -340,7 +340,7 @@ class Park17Checkpoint(keras.callbacks.Callback):
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        from dmenet.park17.weights import save_park17_classifier
+        from dmenet.weights.park17 import save_park17_classifier
 
         optimizer = self.model.optimizer
         step = int(optimizer.iterations.numpy())
@@ -460,7 +460,7 @@ def train_park17(image_dir, run_dir, steps=20000, validation_fraction=0.1, seed=
                     callbacks=[callback], shuffle=False, verbose=verbose)
         step = int(optimizer.iterations.numpy())
     if not (run_dir / WEIGHTS_NAME).is_file():  # e.g. resumed a finished run whose weights were deleted
-        from dmenet.park17.weights import save_park17_classifier
+        from dmenet.weights.park17 import save_park17_classifier
 
         save_park17_classifier(classifier, run_dir / WEIGHTS_NAME, {"source": "train_park17", "steps": step, "run": identity})
     return {

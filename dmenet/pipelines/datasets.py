@@ -8,7 +8,7 @@ import dataclasses
 import pathlib
 
 from dmenet.datasets import DatasetError, canonical_polarity, displayed_size, pair_by_stem
-from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError, _png_bit_depth, list_images
+from dmenet.files.images import IMAGE_SUFFIXES, ImageReadError, _png_bit_depth, list_images
 
 # SYNDOF label formats (DESIGN §5): the maps store σ·10 in 16 bit; the older dataset behind the
 # official checkpoint stored a CoC-like value·10 that the original code divided by 15.

@@ -1,6 +1,6 @@
 """tf.data streams for the three inputs of a training step, and their zip into one batch dict.
 
-Files are decoded by dmenet.image_io (EXIF orientation, grey/RGBA photos, 16-bit σ maps) in
+Files are decoded by dmenet.files.images (EXIF orientation, grey/RGBA photos, 16-bit σ maps) in
 parallel map calls; augmentation runs as TF ops (dmenet.pipelines.augment). Every stream repeats
 forever and is shuffled with a seed; an "epoch" is counted by the trainer in SYNDOF batches, as in
 the original. A file that fails to decode despite the start-up check (e.g. truncated mid-way) is
@@ -11,10 +11,10 @@ data never reaches the model.
 import numpy as np
 import tensorflow as tf
 
-from dmenet.encoding import NORMALIZED, OFFICIAL, DefocusEncoding
 from dmenet.datasets import SIGMA_STORAGE_SCALE, DatasetError, read_binary_mask
-from dmenet.image_io import read_image
+from dmenet.files.images import read_image
 from dmenet.pipelines.augment import MAX_SHORT_SIDE, augment_pair
+from dmenet.units import NORMALIZED, OFFICIAL, DefocusEncoding
 
 AUTOTUNE = tf.data.AUTOTUNE
 

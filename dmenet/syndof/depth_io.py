@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 from scipy import ndimage
 
-from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError, read_array
+from dmenet.files.images import IMAGE_SUFFIXES, ImageReadError, read_array
 
 DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".pgm", ".ppm", ".dpt", ".npy", ".pfm", ".exr")
 SINTEL_TAG = 202021.25

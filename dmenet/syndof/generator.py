@@ -8,7 +8,6 @@ import dataclasses
 
 import numpy as np
 
-from dmenet.encoding import DEFAULT_MAX_COC
 from dmenet.syndof.compositing import composite
 from dmenet.syndof.labels import DefocusLabels, depth_preview, labels_from_coc
 from dmenet.syndof.layers import LayerStack, decompose
@@ -19,6 +18,8 @@ from dmenet.syndof.lens import (
     lens_for_max_coc,
     shift_near_depth,
 )
+from dmenet.units import DEFAULT_MAX_COC
+
 
 class SyndofInputError(ValueError):
     """An image or depth map the generator cannot defocus; the message says why and what to do."""
@@ -110,7 +111,7 @@ def draw_camera(depth_mm, width, max_coc, rng, layer_range=LAYER_RANGE, draws=CA
     (at most `draws` draws, then the last is kept, flagged out of range). Returns (CameraChoice,
     shifted depth, LayerStack)."""
     depth_values = np.unique(depth_mm)  # sorted once; a shift maps values one to one
-    for attempt in range(1, draws + 1):
+    for attempt in range(1, draws + 1):  # noqa: B007 (the count of draws is reported after the loop)
         f_mm = draw_focal_length(rng)
         shifted_values, shift = shift_near_depth(depth_values, f_mm)
         unique = np.unique(shifted_values)[::-1]  # same arithmetic as shifting every pixel

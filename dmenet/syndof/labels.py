@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from dmenet.encoding import round_half_away, sigma_to_uint16
+from dmenet.units import round_half_away, sigma_to_uint16
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from dmenet.encoding import round_half_away
+from dmenet.units import round_half_away
 
 EPSILON = 1e-4
 SENSOR_WIDTH_MM = 36.0

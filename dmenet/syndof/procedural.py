@@ -15,8 +15,8 @@ from skimage import data as skdata
 from skimage import draw
 
 from dmenet.syndof import blas_threads
-from dmenet.syndof.writer import JobResult, is_complete, run_jobs, sample_stem, shard_jobs, write_manifest, write_sample
 from dmenet.syndof.generator import DEFAULT_MAX_COC, synthesize
+from dmenet.syndof.writer import JobResult, is_complete, run_jobs, sample_stem, shard_jobs, write_manifest, write_sample
 
 # Photos shipped inside scikit-image (no download needed).
 TEXTURE_IMAGES = (
@@ -26,7 +26,7 @@ TEXTURE_IMAGES = (
 DEPTH_LEVELS = 24  # quantisation steps of the ground plane
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _texture_image(name):
     image = np.asarray(getattr(skdata, name)(), np.float64)
     if image.dtype.kind != "f" or image.max() > 1:

@@ -14,9 +14,9 @@ import pathlib
 
 import numpy as np
 
-from dmenet.encoding import round_half_away
-from dmenet.image_io import ImageReadError, read_array
+from dmenet.files.images import ImageReadError, read_array
 from dmenet.syndof.writer import FOLDERS, MANIFEST, MANIFEST_FORMAT, SyndofJobError, sample_files
+from dmenet.units import round_half_away
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from dmenet.image_io import ImageReadError, atomic_path, read_image, write_png
+from dmenet.files.images import ImageReadError, atomic_path, read_image, write_png
 from dmenet.syndof.depth_io import DepthConversion, DepthError
 from dmenet.syndof.generator import CAMERA_DRAWS, DEFAULT_MAX_COC, LAYER_RANGE, synthesize
 from dmenet.syndof.labels import to_uint8

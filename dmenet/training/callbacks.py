@@ -208,7 +208,7 @@ def sample_panels(model, batch):
 
 def save_sample_sheet(panels, path):
     """One PNG: a row per example, a column per panel (maps in a fixed 0–1 grey scale)."""
-    from dmenet.visualize import new_figure, save_figure
+    from dmenet.files.figures import new_figure, save_figure
 
     names = list(panels)
     rows = int(panels[names[0]].shape[0])

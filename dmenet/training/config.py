@@ -11,8 +11,8 @@ import json
 import pathlib
 
 from dmenet.datasets import POLARITIES, canonical_polarity
-from dmenet.encoding import DEFAULT_MAX_COC
-from dmenet.image_io import atomic_path
+from dmenet.files.images import atomic_path
+from dmenet.units import DEFAULT_MAX_COC
 
 RESUME_MUST_MATCH = (
     "mode", "batch_size", "crop_size", "learning_rate", "beta1", "lr_decay", "decay_every_epochs",

@@ -3,7 +3,7 @@
 Data: procedural SYNDOF scenes made here (dmenet.syndof.procedural); real photos with masks from a
 CUHK-layout folder the caller names (the CLI's --demo-real), otherwise the procedural scenes stand in
 for the real streams as well (their binary blur maps as masks). Small crops, a short schedule, then B is
-saved with dmenet.checkpoints.save_blur_net and run on two photos (σ maps and a figure).
+saved with dmenet.weights.checkpoints.save_blur_net and run on two photos (σ maps and a figure).
 
 ImageNet weights: used when available (Keras' cache, $DMENET_VGG19_WEIGHTS or --vgg19-weights).
 Without them the demo says so, starts B's encoder from random weights, and drops C (mode BDS),
@@ -26,9 +26,9 @@ def find_real_images(candidates):
 
 
 def local_vgg19_weights(path=None):
-    """ImageNet VGG19 weights already on this machine (dmenet.weights.local_vgg19_file), as a
+    """ImageNet VGG19 weights already on this machine (dmenet.weights.pretrained.local_vgg19_file), as a
     string, or None; a given path that does not exist is an error."""
-    from dmenet.weights import WeightsUnavailableError, local_vgg19_file
+    from dmenet.weights.pretrained import WeightsUnavailableError, local_vgg19_file
 
     if path and not pathlib.Path(path).expanduser().is_file():
         raise WeightsUnavailableError(f"--vgg19-weights {path}: no such file")
@@ -108,9 +108,9 @@ def run_demo(run_dir="runs/demo", vgg19_weights="", content_random=False, steps=
 
 def demo_inference(weights, config, out_dir, count=2):
     """infer.py's outputs (16-bit σ map, colour map, side-by-side figure) for a couple of photos."""
-    from dmenet.batch_inference import OutputOptions, run_inference
-    from dmenet.image_io import list_images
-    from dmenet.inference import DefocusPredictor
+    from dmenet.files.images import list_images
+    from dmenet.inference.batch import OutputOptions, run_inference
+    from dmenet.inference.tiling import DefocusPredictor
 
     predictor = DefocusPredictor.from_weights(weights)
     photos = list_images(config.real_images_dir)[:count]
@@ -120,8 +120,8 @@ def demo_inference(weights, config, out_dir, count=2):
 
 def plot_losses(log_path, png_path):
     """Every loss of the step log against the step, log scale."""
+    from dmenet.files.figures import new_figure, save_figure
     from dmenet.training.run import StepLog
-    from dmenet.visualize import new_figure, save_figure
 
     records = [r for r in StepLog(log_path).read() if r.get("phase") == "main"]
     if not records:

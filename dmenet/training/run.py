@@ -5,7 +5,7 @@
     RUN_DIR/log.jsonl              one JSON line per step with every loss, D accuracy and lr
     RUN_DIR/tensorboard/<phase>/   Keras' TensorBoard callback (scalars) and sample images
     RUN_DIR/samples/               sample sheets (PNG)
-    RUN_DIR/blur_net.weights.h5    the trained B for infer.py (dmenet.checkpoints.save_blur_net)
+    RUN_DIR/blur_net.weights.h5    the trained B for infer.py (dmenet.weights.checkpoints.save_blur_net)
 
 TensorFlow writes a checkpoint's data files first and then replaces the `checkpoint` index file
 atomically, so a kill at any moment leaves the previous checkpoint as the latest one; leftovers of
@@ -18,7 +18,7 @@ import shutil
 
 import tensorflow as tf
 
-from dmenet.image_io import atomic_path
+from dmenet.files.images import atomic_path
 
 
 class RunDirectory:

@@ -11,7 +11,6 @@ import sys
 import keras
 import tensorflow as tf
 
-from dmenet.encoding import sigma_max_for
 from dmenet.pipelines import label_encoding, real_labelled_set, real_unlabelled_set, syndof_set, training_dataset
 from dmenet.pipelines.streams import check_label_range
 from dmenet.training.callbacks import (
@@ -27,6 +26,7 @@ from dmenet.training.config import TrainConfig
 from dmenet.training.losses import LossWeights
 from dmenet.training.run import PhaseCheckpoint, RunDirectory
 from dmenet.training.trainer import BlurPretrainer, DMENetTrainer, parse_mode, synchronize_batch_norm
+from dmenet.units import sigma_max_for
 
 # TF1's Adam default (the original's); Keras' 1e-7 shrinks D's tiny gradients by 1–3 %.
 ADAM_EPSILON = 1e-8
@@ -68,7 +68,7 @@ def build_networks(config):
     from dmenet.networks.content import build_content_net
     from dmenet.networks.discriminator import build_discriminator
     from dmenet.networks.sharpness import build_sharpness_net
-    from dmenet.weights import load_imagenet_vgg19
+    from dmenet.weights.pretrained import load_imagenet_vgg19
 
     parts = parse_mode(config.mode)
     blur_net = build_blur_net()
@@ -180,7 +180,7 @@ def train(config, progress=True):
     Example:
         >>> train(TrainConfig(syndof_dir="SYNDOF", real_images_dir="CUHK/image", real_masks_dir="CUHK/gt"))
     """
-    from dmenet.checkpoints import save_blur_net
+    from dmenet.weights.checkpoints import save_blur_net
 
     run = RunDirectory(config.run_dir)
     check_resumable(config, run)

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from dmenet.encoding import OFFICIAL
+from dmenet.units import OFFICIAL
 
 VGG19_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + VGG19_FILE

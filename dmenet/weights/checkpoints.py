@@ -7,9 +7,9 @@ checkpoint is one file that cannot lose its unit. Both the official .npz and our
 import json
 import pathlib
 
-from dmenet.encoding import DefocusEncoding
-from dmenet.image_io import atomic_path
-from dmenet.weights import WeightsMismatchError, WeightsUnavailableError, load_official_npz
+from dmenet.units import DefocusEncoding
+from dmenet.files.images import atomic_path
+from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError, load_official_npz
 
 METADATA_ATTRIBUTE = "dmenet_metadata"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -82,7 +82,7 @@ def load_blur_net(path=None, precision="fp32"):
     Args:
         path: a .weights.h5 written by save_blur_net or the official DMENet_BDCS.npz
             (None = $DMENET_WEIGHTS).
-        precision: "fp32" or "bf16" (float32 weights, bfloat16 computation; dmenet.precision).
+        precision: "fp32" or "bf16" (float32 weights, bfloat16 computation; dmenet.inference.precision).
 
     Returns:
         (model, encoding, metadata).
@@ -91,7 +91,7 @@ def load_blur_net(path=None, precision="fp32"):
         >>> model, encoding, metadata = load_blur_net("run/blur_net.weights.h5")
     """
     from dmenet.networks.blur_net import build_blur_net
-    from dmenet.precision import dtype_policy_scope, keep_output_in_float32
+    from dmenet.inference.precision import dtype_policy_scope, keep_output_in_float32
 
     path = resolve_weights_path(path)
     with dtype_policy_scope(precision):

@@ -2,7 +2,7 @@
 
 Our checkpoints are Keras weight files with a JSON metadata attribute on the HDF5 root (method,
 σ classes, input scale, patch orientation, provenance with the sha256 of the source), written
-atomically, like DMENet-B's (dmenet/checkpoints.py), so a file cannot lose what its outputs mean.
+atomically, like DMENet-B's (dmenet/weights/checkpoints.py), so a file cannot lose what its outputs mean.
 """
 import hashlib
 import json
@@ -11,12 +11,12 @@ import pathlib
 
 import numpy as np
 
-from dmenet.checkpoints import METADATA_ATTRIBUTE, WEIGHTS_SUFFIX
-from dmenet.image_io import atomic_path
-from dmenet.park17.caffemodel import read_park17_blobs
+from dmenet.weights.checkpoints import METADATA_ATTRIBUTE, WEIGHTS_SUFFIX
+from dmenet.files.images import atomic_path
+from dmenet.weights.caffemodel import read_park17_blobs
 from dmenet.park17.network import build_patch_classifier, set_caffe_weights
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
-from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
 OFFICIAL_FILE = "DHDE_model.caffemodel"
 OFFICIAL_URL = (

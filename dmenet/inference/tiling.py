@@ -112,7 +112,7 @@ class DefocusPredictor:
     """B plus its encoding: photo (H×W×3 float in [0, 1]) → σ map in pixels.
 
     Args:
-        model: B (built in fp32 or bf16, see dmenet.precision).
+        model: B (built in fp32 or bf16, see dmenet.inference.precision).
         encoding: the DefocusEncoding of its checkpoint.
         max_side: shrink photos whose long side exceeds this first (None = full resolution).
         tile: the largest window side B sees at once; bounds memory.
@@ -130,7 +130,7 @@ class DefocusPredictor:
                  tile_batch=DEFAULT_TILE_BATCH, precision_reason=None):
         import tensorflow as tf
 
-        from dmenet.precision import model_precision
+        from dmenet.inference.precision import model_precision
 
         if tile % SIZE_MULTIPLE or margin % SIZE_MULTIPLE or margin < 0 or tile < 2 * margin + SIZE_MULTIPLE:
             raise ValueError(
@@ -162,8 +162,8 @@ class DefocusPredictor:
         Returns:
             DefocusPredictor; its `precision` and `precision_reason` say what was chosen.
         """
-        from dmenet.checkpoints import load_blur_net
-        from dmenet.precision import resolve_precision
+        from dmenet.inference.precision import resolve_precision
+        from dmenet.weights.checkpoints import load_blur_net
 
         chosen, reason = resolve_precision(precision)
         model, encoding, _ = load_blur_net(path, precision=chosen)

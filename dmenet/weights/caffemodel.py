@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from dmenet.weights import WeightsMismatchError, WeightsUnavailableError
+from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
 # Protobuf wire types.
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5

@@ -6,7 +6,7 @@ notebooks and GUIs.
 """
 import numpy as np
 
-from dmenet.image_io import atomic_path
+from dmenet.files.images import atomic_path
 
 COLORMAP = "inferno"
 MAX_FIGURE_PIXELS = 1600  # long side of a panel; the lossless σ map keeps full resolution

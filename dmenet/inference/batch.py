@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from dmenet.image_io import IMAGE_SUFFIXES, ImageReadError, atomic_path, is_image_name, list_images, read_image, save_npy, write_png
-from dmenet.inference import InferenceInterrupted
-from dmenet.visualize import save_side_by_side, save_sigma_colormap
+from dmenet.files.figures import save_side_by_side, save_sigma_colormap
+from dmenet.files.images import IMAGE_SUFFIXES, ImageReadError, atomic_path, is_image_name, list_images, read_image, save_npy, write_png
+from dmenet.inference.tiling import InferenceInterrupted
 
 DEFAULT_PNG_SCALE = 1000.0  # σ · 1000 in uint16: 0.001 px steps up to 65.5 px
 # When σ does not fit at 1000 (photos shrunk with --max-side), the largest of these that fits.
@@ -259,7 +259,7 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
 
 def _write_comparison(output_dir, stem, image, prediction, predictor, other, options, files, notes, stop):
     """The other method's outputs for the same photo, and a figure of both maps; (files, notes)."""
-    from dmenet.visualize import save_method_comparison
+    from dmenet.files.figures import save_method_comparison
 
     second = other.predict(image, stop=stop)
     more, more_notes, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding, options)

@@ -26,7 +26,7 @@ def quiet_start(verbose=False):
         verbose: keep TensorFlow's logs (also enabled by ``DMENET_VERBOSE=1``).
 
     Example:
-        >>> from dmenet.runtime import quiet_start
+        >>> from dmenet.cli.runtime import quiet_start
         >>> quiet_start()          # then import tensorflow / keras
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
