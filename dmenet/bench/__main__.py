@@ -1,4 +1,4 @@
-"""`python -m dmenet.bench {infer,syndof,train} [options]`: run one benchmark."""
+"""`python -m dmenet.bench {infer,syndof,train,park17,park17_filters} [options]`: run one benchmark."""
 import importlib
 import sys
 
@@ -8,6 +8,8 @@ BENCHMARKS = {
     "infer": "dmenet.bench.infer",
     "syndof": "dmenet.bench.syndof",
     "train": "dmenet.bench.train",
+    "park17": "dmenet.bench.park17",
+    "park17_filters": "dmenet.bench.park17_filters",
 }
 
 
