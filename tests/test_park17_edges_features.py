@@ -11,7 +11,8 @@ import scipy.fft
 import scipy.ndimage
 
 from dmenet.park17 import edges, features
-from dmenet.park17.edges import Park17InputError, balanced_training_edge_map, matlab_canny, multiscale_edge_map, value_channel
+from dmenet.park17.edges import balanced_training_edge_map, matlab_canny, multiscale_edge_map, value_channel
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.features import PatchFeatures, compute_features, gradient_histogram_bins, iter_feature_chunks, matlab_uint8, patch_centres
 from dmenet.park17.params import DEFAULT_PARAMS
 
@@ -21,7 +22,7 @@ from dmenet.park17.params import DEFAULT_PARAMS
 def test_value_channel_is_max_of_rgb():
     rgb = np.random.default_rng(0).random((5, 6, 3))
     np.testing.assert_array_equal(value_channel(rgb), rgb.max(axis=2))
-    with pytest.raises(Park17InputError):
+    with pytest.raises(Park17Error):
         value_channel(rgb[..., :2])
 
 
@@ -130,9 +131,9 @@ def test_multiscale_map_is_max_of_scale_labels_and_constant_image_has_no_edges()
     np.testing.assert_array_equal(multiscale_edge_map(image), np.maximum(1 * e1, 2 * e2).astype(np.uint8))
     assert (multiscale_edge_map(image) == 2).any() and (multiscale_edge_map(image) == 1).any()
     assert not multiscale_edge_map(np.full((20, 20), 0.4)).any()
-    with pytest.raises(Park17InputError):
+    with pytest.raises(Park17Error):
         matlab_canny(image, 0.5, 0.2)
-    with pytest.raises(Park17InputError):
+    with pytest.raises(Park17Error):
         multiscale_edge_map(np.zeros((2, 10)))
 
 
@@ -256,13 +257,13 @@ def test_chunked_iterator_equals_one_shot():
 
 def test_bad_feature_inputs_raise_one_clear_error():
     rgb, gray, positions, scales = _random_scene(3)
-    with pytest.raises(Park17InputError, match="outside"):
+    with pytest.raises(Park17Error, match="outside"):
         compute_features(rgb, gray, np.array([[48, 0]]), np.array([1]))
-    with pytest.raises(Park17InputError, match="scales"):
+    with pytest.raises(Park17Error, match="scales"):
         compute_features(rgb, gray, positions, np.full(len(positions), 3))
-    with pytest.raises(Park17InputError, match="divide 8-bit"):
+    with pytest.raises(Park17Error, match="divide 8-bit"):
         compute_features((rgb * 255).astype(np.uint8), gray, positions, scales)
-    with pytest.raises(Park17InputError, match="differ"):
+    with pytest.raises(Park17Error, match="differ"):
         compute_features(rgb, gray[1:], positions, scales)
     empty = compute_features(rgb, gray, np.zeros((0, 2), int), np.zeros(0, int))
     assert empty.dct.shape == (0, 40) and empty.patches.shape == (0, 27, 27, 3)

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import scipy.sparse
 
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.matting import matting_laplacian, propagate
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_CLASSES
 from dmenet.park17.prob_jbf import probability_joint_bilateral
 from dmenet.park17.rolling_guidance import rolling_guidance_filter
-from dmenet.park17.sparse_map import Park17InputError, sparse_maps
+from dmenet.park17.sparse_map import sparse_maps
 
 REFERENCE_CASES = ["sample_0001", "sample_0002"]
 
@@ -82,9 +83,9 @@ def test_sparse_maps_places_sigma_and_confidence():
 
 
 def test_sparse_maps_rejects_bad_input():
-    with pytest.raises(Park17InputError, match="outside"):
+    with pytest.raises(Park17Error, match="outside"):
         sparse_maps((4, 4), np.array([[4, 0]]), np.array([0]), np.array([1.0]))
-    with pytest.raises(Park17InputError, match="labels"):
+    with pytest.raises(Park17Error, match="labels"):
         sparse_maps((4, 4), np.array([[1, 1]]), np.array([11]), np.array([1.0]))
 
 
@@ -198,9 +199,9 @@ def test_amg_handles_rank_deficient_colour_candidates(guide_kind):
 
 def test_propagate_rejects_empty_mask_and_shape_mismatch():
     guide = np.zeros((5, 6, 3))
-    with pytest.raises(Park17InputError, match="no known pixel"):
+    with pytest.raises(Park17Error, match="no known pixel"):
         propagate(guide, np.zeros((5, 6)), np.zeros((5, 6), bool))
-    with pytest.raises(Park17InputError, match="5×6"):
+    with pytest.raises(Park17Error, match="5×6"):
         propagate(guide, np.zeros((5, 7)), np.ones((5, 7), bool))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dmenet.park17 import weighted_median as wm
-from dmenet.park17.edges import Park17InputError
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
 
 
@@ -272,9 +272,9 @@ def test_uniform_weights_give_the_window_median_or_one_level_below():
 
 
 def test_bad_inputs_raise_one_clear_error():
-    with pytest.raises(Park17InputError, match="H×W×3"):
+    with pytest.raises(Park17Error, match="H×W×3"):
         wm.joint_weighted_median(np.zeros((4, 5)), np.zeros((4, 5)))
-    with pytest.raises(Park17InputError, match="finite"):
+    with pytest.raises(Park17Error, match="finite"):
         wm.joint_weighted_median(np.full((4, 5), np.nan), np.zeros((4, 5, 3)))
 
 
@@ -336,5 +336,5 @@ def test_image_smaller_than_the_window_and_zero_iterations():
 
 
 def test_uint8_entry_point_rejects_a_float_guide():
-    with pytest.raises(Park17InputError, match="uint8"):
+    with pytest.raises(Park17Error, match="uint8"):
         wm.joint_weighted_median_u8(np.zeros((4, 5)), np.zeros((4, 5, 3)), 10.0)

@@ -13,7 +13,9 @@ import weakref
 
 import numpy as np
 
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.features import iter_feature_chunks
+from dmenet.park17.features import matlab_uint8 as features_matlab_uint8
 from dmenet.park17.network import FEATURE_INPUTS, PATCH_INPUT
 from dmenet.park17.params import DEFAULT_PARAMS
 from dmenet.park17.shared_convolution import SharedFirstLayers, compressed_crop_index
@@ -25,20 +27,18 @@ FORWARD_BLOCK = 1024
 _forward_functions = weakref.WeakKeyDictionary()
 
 
-class Park17ClassifyError(ValueError):
+class Park17ClassifyError(Park17Error):
     """Features that do not fit the network (wrong shapes); the message says what was given."""
 
 
 def matlab_uint8(values):
-    """MATLAB's uint8(): round half away from zero, saturate to 0…255, NaN → 0 (as float32).
+    """MATLAB's uint8() as the network's float32 input (``features.matlab_uint8``).
 
     Example:
         >>> matlab_uint8(np.array([-3.0, 0.5, 1.5, 2.4999, 254.5, 300.0, np.nan])).tolist()
         [0.0, 1.0, 2.0, 2.0, 255.0, 255.0, 0.0]
     """
-    values = np.nan_to_num(np.asarray(values, np.float64), nan=0.0)
-    # For v ≥ 0 floor(v + 0.5) is rounding half away from zero; negative values saturate to 0 anyway.
-    return np.clip(np.floor(values + 0.5), 0.0, 255.0).astype(np.float32)
+    return features_matlab_uint8(values).astype(np.float32)
 
 
 def _forward_function(model):

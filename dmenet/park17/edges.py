@@ -8,6 +8,7 @@ so ``multiscale_edge_map`` computes those once.
 import numpy as np
 import scipy.ndimage
 
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
 
 CANNY_SIGMA = np.sqrt(2.0)
@@ -15,10 +16,6 @@ CANNY_SIGMA = np.sqrt(2.0)
 _ROUNDING_NOISE = 1e-12
 # ``bwselect(..., 8)``: hysteresis follows 8-connected chains of weak pixels.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-class Park17InputError(ValueError):
-    """An array handed to the Park'17 stages has the wrong shape, type or range; the message says which."""
 
 
 def value_channel(rgb):
@@ -36,14 +33,14 @@ def value_channel(rgb):
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise Park17InputError(f"value_channel: expected an H×W×3 RGB array, got shape {rgb.shape}")
+        raise Park17Error(f"value_channel: expected an H×W×3 RGB array, got shape {rgb.shape}")
     return rgb.max(axis=2).astype(np.float64, copy=False)
 
 
 def _check_gray(gray):
     gray = np.asarray(gray, dtype=np.float64)
     if gray.ndim != 2 or min(gray.shape) < 3:
-        raise Park17InputError(
+        raise Park17Error(
             f"Canny edges need a 2-D gray image of at least 3×3 pixels, got shape {gray.shape}")
     return gray
 
@@ -145,7 +142,7 @@ def _hysteresis(local_max, magnitude, low, high):
 
 def _check_thresholds(low, high):
     if not 0 <= low < high < 1:
-        raise Park17InputError(
+        raise Park17Error(
             f"Canny thresholds must satisfy 0 ≤ low < high < 1 (fractions of the peak gradient), "
             f"got low={low}, high={high}")
 
@@ -172,7 +169,7 @@ def matlab_canny(gray, low, high):
 
 def _scale_edges(gray, lows, highs):
     if len(lows) != len(highs):
-        raise Park17InputError(f"need one low and one high threshold per scale, got {lows} and {highs}")
+        raise Park17Error(f"need one low and one high threshold per scale, got {lows} and {highs}")
     for low, high in zip(lows, highs):
         _check_thresholds(low, high)
     gx, gy, magnitude = _canny_gradients(_check_gray(gray))

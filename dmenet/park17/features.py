@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dmenet.park17.edges import Park17InputError
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
 
 
@@ -59,7 +59,7 @@ def patch_centres(edge_map):
     """
     edge_map = np.asarray(edge_map)
     if edge_map.ndim != 2:
-        raise Park17InputError(f"patch_centres: expected an H×W edge map, got shape {edge_map.shape}")
+        raise Park17Error(f"patch_centres: expected an H×W edge map, got shape {edge_map.shape}")
     positions, scales = [], []
     for scale in (1, 2):
         cols, rows = np.nonzero(edge_map.T == scale)  # transposed nonzero = column-major order
@@ -157,13 +157,13 @@ _INNER_BATCH = 1024
 
 
 def matlab_uint8(values):
-    """MATLAB ``uint8(values)``: round half away from zero, saturate to 0…255.
+    """MATLAB ``uint8(values)``: round half away from zero, saturate to 0…255, NaN → 0.
 
     Example:
-        >>> matlab_uint8(np.array([-3.0, 0.5, 1.49, 254.5, 300.0])).tolist()
-        [0, 1, 1, 255, 255]
+        >>> matlab_uint8(np.array([-3.0, 0.5, 1.49, 254.5, 300.0, np.nan])).tolist()
+        [0, 1, 1, 255, 255, 0]
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
     rounded = np.floor(values)
     rounded += (values - rounded) >= 0.5  # exact, unlike floor(x + 0.5) just below a tie
     return np.clip(rounded, 0, 255).astype(np.uint8)
@@ -197,18 +197,18 @@ class _ImageFeatureExtractor:
         rgb = np.asarray(rgb)
         gray = np.asarray(gray, dtype=np.float64)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise Park17InputError(f"features: expected an H×W×3 RGB image, got shape {rgb.shape}")
+            raise Park17Error(f"features: expected an H×W×3 RGB image, got shape {rgb.shape}")
         if not np.issubdtype(rgb.dtype, np.floating):
-            raise Park17InputError(
+            raise Park17Error(
                 f"features: expected a float RGB image in [0, 1], got {rgb.dtype}; divide 8-bit images by 255")
         if gray.shape != rgb.shape[:2]:
-            raise Park17InputError(
+            raise Park17Error(
                 f"features: gray image {gray.shape} and RGB image {rgb.shape[:2]} differ in size")
         if not (len(params.patch_radii) == len(params.dct_bins) == len(params.gradient_bins)
                 == len(params.svd_bins) == len(params.dct_sizes)):
-            raise Park17InputError("features: params give different numbers of scales per feature")
+            raise Park17Error("features: params give different numbers of scales per feature")
         if max(params.gradient_bins) > 255:
-            raise Park17InputError("features: at most 255 gradient bins are supported")
+            raise Park17Error("features: at most 255 gradient bins are supported")
         self.shape = gray.shape
         self.n_features = params.feature_length
         self.slots = {name: _scale_slots(bins) for name, bins in
@@ -216,7 +216,7 @@ class _ImageFeatureExtractor:
         radius_max = params.cnn_patch_radius
         self.cnn_width = 2 * radius_max + 1
         if max(params.patch_radii) > radius_max:
-            raise Park17InputError(f"features: patch radii {params.patch_radii} exceed the CNN radius {radius_max}")
+            raise Park17Error(f"features: patch radii {params.patch_radii} exceed the CNN radius {radius_max}")
         # One replicate padding by the largest radius serves every scale: replicate-padding by r is the
         # same image inset by (radius_max − r).
         pad2 = ((radius_max, radius_max), (radius_max, radius_max))
@@ -249,16 +249,16 @@ class _ImageFeatureExtractor:
         positions = np.asarray(positions)
         scales = np.asarray(scales)
         if positions.ndim != 2 or positions.shape[1] != 2 or scales.shape != (len(positions),):
-            raise Park17InputError(
+            raise Park17Error(
                 f"features: positions must be N×2 (row, col) and scales length N, got "
                 f"{positions.shape} and {scales.shape}")
         positions = positions.astype(np.int64, copy=False)
         height, width = self.shape
         if len(positions) and ((positions < 0).any() or positions[:, 0].max() >= height
                                or positions[:, 1].max() >= width):
-            raise Park17InputError(f"features: patch centres lie outside the {height}×{width} image")
+            raise Park17Error(f"features: patch centres lie outside the {height}×{width} image")
         if len(scales) and not np.isin(scales, np.arange(1, len(self.scales) + 1)).all():
-            raise Park17InputError(
+            raise Park17Error(
                 f"features: scales must be in 1…{len(self.scales)}, got {np.unique(scales).tolist()}")
         return positions, scales
 
@@ -349,7 +349,7 @@ def iter_feature_chunks(rgb, gray, positions, scales, chunk_size=8192, params=DE
         [2, 1]
     """
     if chunk_size < 1:
-        raise Park17InputError(f"iter_feature_chunks: chunk_size must be ≥ 1, got {chunk_size}")
+        raise Park17Error(f"iter_feature_chunks: chunk_size must be ≥ 1, got {chunk_size}")
     extractor = _ImageFeatureExtractor(rgb, gray, params)
     positions, scales = extractor.check_positions(positions, scales)
     for start in range(0, len(positions), chunk_size):

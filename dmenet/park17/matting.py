@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from dmenet.park17.sparse_map import Park17InputError
+from dmenet.park17.errors import Park17Error
 
 _WINDOW = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 _OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
@@ -70,7 +70,7 @@ def matting_laplacian(guide_rgb, epsilon=1e-5):
     """
     guide = np.asarray(guide_rgb, dtype=np.float64)
     if guide.ndim != 3 or guide.shape[2] != 3:
-        raise Park17InputError(f"matting_laplacian: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
+        raise Park17Error(f"matting_laplacian: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
     return _laplacian_csr(guide, epsilon)
 
 
@@ -212,16 +212,16 @@ class Propagation:
         guide = np.asarray(guide_rgb, dtype=np.float64)
         known = np.asarray(known_mask, dtype=bool)
         if guide.ndim != 3 or guide.shape[2] != 3:
-            raise Park17InputError(f"propagate: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
+            raise Park17Error(f"propagate: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
         if known.shape != guide.shape[:2]:
-            raise Park17InputError(
+            raise Park17Error(
                 f"propagate: known_mask must be {guide.shape[0]}×{guide.shape[1]} like the guide, got {known.shape}")
         if not known.any():
-            raise Park17InputError("propagate: known_mask has no known pixel; there is nothing to propagate")
+            raise Park17Error("propagate: known_mask has no known pixel; there is nothing to propagate")
         if not lam > 0:
-            raise Park17InputError(f"propagate: lam must be > 0, got {lam}")
+            raise Park17Error(f"propagate: lam must be > 0, got {lam}")
         if method not in ("auto", "amg", "direct"):
-            raise Park17InputError(f"propagate: method must be auto, amg or direct, not {method!r}")
+            raise Park17Error(f"propagate: method must be auto, amg or direct, not {method!r}")
         if method == "auto":
             try:
                 import pyamg  # noqa: F401
@@ -239,7 +239,7 @@ class Propagation:
         """H×W float32 dense map x for the sparse estimates s (only known pixels are read)."""
         values = np.asarray(sparse_values, dtype=np.float64)
         if values.shape != self.shape:
-            raise Park17InputError(
+            raise Park17Error(
                 f"propagate: sparse_values must be {self.shape[0]}×{self.shape[1]} like the guide, got {values.shape}")
         rhs = self.data_weight * values.ravel()
         solution = None

@@ -7,6 +7,7 @@ import numpy as np
 
 from dmenet.park17.classify import classify_photo_patches
 from dmenet.park17.edges import multiscale_edge_map, value_channel
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.features import patch_centres
 from dmenet.park17.matting import Propagation
 from dmenet.park17.params import DEFAULT_PARAMS
@@ -21,10 +22,6 @@ STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup
 # set-up run beside features+classification.
 SEQUENTIAL_STAGES = ("edges", "features+classification", "sparse", "prob_jbf", "matting_solve", "weighted_median")
 FEATURE_CHUNK = 8192
-
-
-class Park17Error(ValueError):
-    """A photo the method cannot process, with the reason and what to do."""
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from dmenet.park17.sparse_map import Park17InputError
+from dmenet.park17.errors import Park17Error
 
 _SERIES_TOLERANCE = 1e-17
 _MAX_SERIES_TERMS = 12
@@ -117,11 +117,11 @@ def probability_joint_bilateral(sps, prb, guide_red, radius=13, sigma_spatial=10
     prb = np.asarray(prb)
     guide = np.asarray(guide_red, dtype=np.float64)
     if sps.ndim != 2 or prb.shape != sps.shape or guide.shape != sps.shape:
-        raise Park17InputError(
+        raise Park17Error(
             "probability_joint_bilateral: sps, prb and guide_red must be H×W maps of one size, got "
             f"{sps.shape}, {prb.shape}, {np.shape(guide_red)} (pass the red channel of the RGF output)")
     if method not in ("auto", "series", "direct"):
-        raise Park17InputError(f"probability_joint_bilateral: method must be auto, series or direct, not {method!r}")
+        raise Park17Error(f"probability_joint_bilateral: method must be auto, series or direct, not {method!r}")
     radius = int(radius)
     output = np.zeros(sps.shape)
     rows, cols = np.nonzero(sps)
@@ -133,7 +133,7 @@ def probability_joint_bilateral(sps, prb, guide_red, radius=13, sigma_spatial=10
     half_range = float(np.abs(centred).max()) / sigma_range
     terms = _series_terms(half_range ** 2)
     if method == "series" and terms is None:
-        raise Park17InputError(
+        raise Park17Error(
             "probability_joint_bilateral: sigma_range is too small for the series method; use method='direct'")
     if method == "direct" or (method == "auto" and terms is None):
         numerator, denominator = _direct_filter(

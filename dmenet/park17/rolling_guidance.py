@@ -8,7 +8,7 @@ here is vectorised: scatter with bincount, separable zero-padded blur, gathered 
 """
 import numpy as np
 
-from dmenet.park17.sparse_map import Park17InputError
+from dmenet.park17.errors import Park17Error
 
 
 def _round_half_away(x):
@@ -115,9 +115,9 @@ def rolling_guidance_filter(rgb, sigma_spatial=1.5, sigma_range=1.5, iterations=
     if squeeze:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise Park17InputError(f"rolling_guidance_filter: expected an H×W×C image, got shape {np.shape(rgb)}")
+        raise Park17Error(f"rolling_guidance_filter: expected an H×W×C image, got shape {np.shape(rgb)}")
     if not (sigma_spatial > 0 and sigma_range > 0):
-        raise Park17InputError("rolling_guidance_filter: sigma_spatial and sigma_range must be > 0")
+        raise Park17Error("rolling_guidance_filter: sigma_spatial and sigma_range must be > 0")
     spatial = _SpatialGrid(image.shape[0], image.shape[1], sigma_spatial)
     channels = [np.ascontiguousarray(image[:, :, c]) for c in range(image.shape[2])]
     results = [np.zeros(image.shape[:2]) for _ in channels]

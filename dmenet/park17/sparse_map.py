@@ -6,11 +6,8 @@ threshold makes that branch dead (no seed is ever added), so none are added here
 """
 import numpy as np
 
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import SIGMA_CLASSES
-
-
-class Park17InputError(ValueError):
-    """Input to a Park'17 stage has the wrong shape, type or range; the message says what to fix."""
 
 
 def sparse_maps(shape, positions, labels, confidence):
@@ -36,17 +33,17 @@ def sparse_maps(shape, positions, labels, confidence):
     labels = np.asarray(labels)
     confidence = np.asarray(confidence)
     if positions.ndim != 2 or positions.shape[1] != 2:
-        raise Park17InputError(f"sparse_maps: positions must be N×2 (row, col), got shape {positions.shape}")
+        raise Park17Error(f"sparse_maps: positions must be N×2 (row, col), got shape {positions.shape}")
     count = positions.shape[0]
     if labels.shape != (count,) or confidence.shape != (count,):
-        raise Park17InputError(
+        raise Park17Error(
             f"sparse_maps: need one label and one confidence per position ({count}), "
             f"got {labels.shape} and {confidence.shape}")
     rows, cols = positions[:, 0].astype(np.int64), positions[:, 1].astype(np.int64)
     if count and (rows.min() < 0 or cols.min() < 0 or rows.max() >= height or cols.max() >= width):
-        raise Park17InputError(f"sparse_maps: a position lies outside the {height}×{width} image")
+        raise Park17Error(f"sparse_maps: a position lies outside the {height}×{width} image")
     if count and (labels.min() < 0 or labels.max() >= len(SIGMA_CLASSES)):
-        raise Park17InputError(f"sparse_maps: labels must be 0…{len(SIGMA_CLASSES) - 1}")
+        raise Park17Error(f"sparse_maps: labels must be 0…{len(SIGMA_CLASSES) - 1}")
     sps = np.zeros((height, width), np.float64)
     prb = np.zeros((height, width), np.float32)
     sps[rows, cols] = SIGMA_CLASSES[labels.astype(np.int64)]

@@ -27,7 +27,8 @@ import scipy.ndimage
 
 from dmenet.files.images import ImageReadError, atomic_path, list_images, read_image
 from dmenet.park17.edges import balanced_training_edge_map, value_channel
-from dmenet.park17.features import compute_features, patch_centres
+from dmenet.park17.errors import Park17Error
+from dmenet.park17.features import compute_features, matlab_uint8, patch_centres
 from dmenet.park17.network import CAFFE_WEIGHT_DECAY, FEATURE_INPUTS, PATCH_INPUT, build_patch_classifier, logits_model
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
 
@@ -41,7 +42,7 @@ SAMPLE_FORMAT = 1  # bump when the cached sample layout or extraction changes
 CAFFE_BASE_LR, CAFFE_LR_GAMMA, CAFFE_LR_POWER, CAFFE_MOMENTUM = 1e-4, 1e-4, 2.0, 0.9
 
 
-class Park17TrainingError(ValueError):
+class Park17TrainingError(Park17Error):
     """Unusable training input or a run folder that holds a different run; the message says what to do."""
 
 
@@ -101,11 +102,6 @@ def blur_like_training(image, sigma, radius=DEFAULT_PARAMS.training_kernel_radiu
     return scipy.ndimage.correlate1d(blurred, kernel, axis=1, mode="nearest")
 
 
-def _matlab_uint8(values):
-    """uint8(x) as MATLAB: round half away from zero, saturate (the DB stores uint8(255·x))."""
-    return np.clip(np.floor(np.nan_to_num(np.asarray(values, np.float64), nan=0.0) + 0.5), 0, 255).astype(np.uint8)
-
-
 def _cap_positions(positions, scales, max_positions, rng):
     """At most `max_positions` edge positions, split evenly over the scales, in their original order."""
     if max_positions is None or len(positions) <= max_positions:
@@ -160,8 +156,8 @@ def extract_training_samples(rgb, rng, params=DEFAULT_PARAMS, max_positions=None
         blurred = blur_like_training(padded, sigma, params.training_kernel_radius)
         gray = np.maximum(np.maximum(blurred[..., 0], blurred[..., 1]), blurred[..., 2])  # = value_channel, faster
         features = compute_features(blurred, gray, shifted, scales, params)
-        part = {name: _matlab_uint8(params.input_scale * getattr(features, name)) for name in FEATURE_INPUTS}
-        part[PATCH_INPUT] = _matlab_uint8(params.input_scale * features.patches.astype(np.float64))
+        part = {name: matlab_uint8(params.input_scale * getattr(features, name)) for name in FEATURE_INPUTS}
+        part[PATCH_INPUT] = matlab_uint8(params.input_scale * features.patches.astype(np.float64))
         part["label"] = np.full(len(positions), k, np.uint8)
         parts.append(part)
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

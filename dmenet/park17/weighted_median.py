@@ -33,7 +33,7 @@ runs one image per MATLAB session); every call here starts from that state.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dmenet.park17.edges import Park17InputError
+from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
 
 # OpenCV's multiply-with-carry generator (cv::RNG): coefficient and the default state of theRNG().
@@ -194,7 +194,7 @@ def _kmeans_one_update(samples, clusters, rng):
     labels = np.argmin(squared, axis=1)  # first minimum, as OpenCV's strict '>' test
     counts = np.bincount(labels, minlength=clusters)
     if np.any(counts == 0):
-        raise Park17InputError(
+        raise Park17Error(
             "joint_weighted_median: k-means produced an empty cluster (duplicate guide colours?); "
             "pass a guide with at least as many distinct colours as guide_levels")
     sums = np.stack([np.bincount(labels, weights=coords[:, j], minlength=clusters) for j in range(3)], axis=1)
@@ -490,19 +490,19 @@ def _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_lev
     values = np.asarray(values)
     guide = np.asarray(guide_rgb)
     if values.ndim != 2:
-        raise Park17InputError(
+        raise Park17Error(
             f"joint_weighted_median: values must be an H×W map, got shape {values.shape}")
     if guide.shape != values.shape + (3,):
-        raise Park17InputError(
+        raise Park17Error(
             f"joint_weighted_median: guide must be H×W×3 matching values {values.shape}, got {guide.shape}")
     if not np.all(np.isfinite(values)) or not np.all(np.isfinite(guide)):
-        raise Park17InputError("joint_weighted_median: values and guide must be finite (no NaN/inf)")
+        raise Park17Error("joint_weighted_median: values and guide must be finite (no NaN/inf)")
     if values.size == 0:
-        raise Park17InputError("joint_weighted_median: values is empty; pass an H×W map with H, W ≥ 1")
+        raise Park17Error("joint_weighted_median: values is empty; pass an H×W map with H, W ≥ 1")
     if int(radius) < 0 or int(iterations) < 0:
-        raise Park17InputError("joint_weighted_median: radius and iterations must be ≥ 0")
+        raise Park17Error("joint_weighted_median: radius and iterations must be ≥ 0")
     if int(value_levels) < 1 or int(guide_levels) < 1:
-        raise Park17InputError("joint_weighted_median: value_levels and guide_levels must be ≥ 1")
+        raise Park17Error("joint_weighted_median: value_levels and guide_levels must be ≥ 1")
     return values, guide
 
 
@@ -524,7 +524,7 @@ def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=DEFAULT_PARA
     """
     values, guide_u8 = _check_inputs(values, guide_u8, radius, iterations, value_levels, guide_levels)
     if guide_u8.dtype != np.uint8:
-        raise Park17InputError(
+        raise Park17Error(
             f"joint_weighted_median_u8: guide must be uint8, got {guide_u8.dtype}; "
             "use joint_weighted_median for a float guide")
     values32 = values.astype(np.float32)
