@@ -31,6 +31,7 @@ from dmenet.park17.errors import Park17Error
 from dmenet.park17.features import compute_features, matlab_uint8, patch_centres
 from dmenet.park17.network import CAFFE_WEIGHT_DECAY, FEATURE_INPUTS, PATCH_INPUT, build_patch_classifier, logits_model
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
+from dmenet.weights.park17 import sha256_of
 
 WEIGHTS_NAME = "park17.weights.h5"
 STATE_NAME = "park17_training_state.npz"
@@ -163,14 +164,6 @@ def extract_training_samples(rgb, rng, params=DEFAULT_PARAMS, max_positions=None
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _image_rng(seed, path):
     """A generator per photo that does not depend on which other photos are in the folder."""
     return np.random.default_rng([seed, zlib.crc32(path.name.encode())])
@@ -183,7 +176,7 @@ def cached_image_samples(path, cache_dir, seed, max_positions, params=DEFAULT_PA
     a changed photo or setting is extracted again.
     """
     path = pathlib.Path(path)
-    key = json.dumps({"format": SAMPLE_FORMAT, "sha256": _file_sha256(path), "seed": seed,
+    key = json.dumps({"format": SAMPLE_FORMAT, "sha256": sha256_of(path), "seed": seed,
                       "max_positions": max_positions, "params": dataclasses.asdict(params)}, sort_keys=True)
     cache = pathlib.Path(cache_dir) / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cache.is_file():

@@ -24,15 +24,15 @@ HOW_TO_GET_WEIGHTS = (
 )
 
 
-def save_blur_net(model, path, encoding, metadata=None):
-    """Write B's weights and metadata atomically; `path` must end in .weights.h5 (Keras' rule)."""
+def write_weights_with_metadata(model, path, record, what="checkpoint"):
+    """Keras weights plus a JSON record on the HDF5 root, written atomically; `path` must end in .weights.h5."""
     import h5py
 
     path = pathlib.Path(path)
     if not path.name.endswith(WEIGHTS_SUFFIX):
-        raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}: {path}")
-    record = {"network": "DMENet-B", "encoding": encoding.to_dict(), **(metadata or {})}
+        raise ValueError(f"{what} path must end in {WEIGHTS_SUFFIX}: {path}")
     with atomic_path(path) as temporary:
+        # Keras insists on the .weights.h5 ending, which the temporary name lacks.
         staged = temporary.with_name(temporary.name.removesuffix(WEIGHTS_SUFFIX).removesuffix(".h5") + WEIGHTS_SUFFIX)
         try:
             model.save_weights(staged)
@@ -44,7 +44,8 @@ def save_blur_net(model, path, encoding, metadata=None):
     return path
 
 
-def read_metadata(path):
+def read_metadata_record(path, missing_hint):
+    """The JSON record of a weight file; a damaged file or one without a record is refused with the hint."""
     import h5py
 
     try:
@@ -56,11 +57,19 @@ def read_metadata(path):
             "copy it again, or pass another checkpoint with --weights"
         ) from None
     if raw is None:
-        raise WeightsMismatchError(
-            f"{path}: a Keras weight file without DMENet metadata; pass a checkpoint written by train.py "
-            "(RUN_DIR/blur_net.weights.h5) or by infer.py --convert-official"
-        )
+        raise WeightsMismatchError(f"{path}: a Keras weight file without metadata; {missing_hint}")
     return json.loads(raw)
+
+
+def save_blur_net(model, path, encoding, metadata=None):
+    """Write B's weights and metadata atomically; `path` must end in .weights.h5 (Keras' rule)."""
+    record = {"network": "DMENet-B", "encoding": encoding.to_dict(), **(metadata or {})}
+    return write_weights_with_metadata(model, path, record)
+
+
+def read_metadata(path):
+    return read_metadata_record(
+        path, "pass a checkpoint written by train.py (RUN_DIR/blur_net.weights.h5) or by infer.py --convert-official")
 
 
 def resolve_weights_path(path=None):

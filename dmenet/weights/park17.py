@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from dmenet.weights.checkpoints import METADATA_ATTRIBUTE, WEIGHTS_SUFFIX
+from dmenet.weights.checkpoints import read_metadata_record, write_weights_with_metadata
 from dmenet.files.images import atomic_path
 from dmenet.weights.caffemodel import read_park17_blobs
 from dmenet.park17.network import build_patch_classifier, set_caffe_weights
@@ -142,38 +142,13 @@ def save_park17_classifier(model, path, metadata=None, params=DEFAULT_PARAMS):
     Example:
         >>> save_park17_classifier(model, "run/park17.weights.h5", {"source": "trained", "steps": 5000})
     """
-    import h5py
-
-    path = pathlib.Path(path)
-    if not path.name.endswith(WEIGHTS_SUFFIX):
-        raise ValueError(f"Park'17 weight path must end in {WEIGHTS_SUFFIX}: {path}")
     record = {**_base_metadata(params), **(metadata or {})}
-    with atomic_path(path) as temporary:
-        # Keras insists on the .weights.h5 ending, which the temporary name lacks.
-        staged = temporary.with_name(temporary.name.removesuffix(".h5").removesuffix(".weights") + WEIGHTS_SUFFIX)
-        try:
-            model.save_weights(staged)
-            with h5py.File(staged, "a") as f:
-                f.attrs[METADATA_ATTRIBUTE] = json.dumps(record)
-            staged.replace(temporary)
-        finally:
-            staged.unlink(missing_ok=True)
-    return path
+    return write_weights_with_metadata(model, path, record, what="Park'17 weight")
 
 
 def read_park17_metadata(path):
     """The metadata of one of our Park'17 .weights.h5 files; refuses other files with a clear message."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get(METADATA_ATTRIBUTE)
-    except OSError as error:
-        raise WeightsMismatchError(f"{path}: not a readable weight file ({error})") from None
-    if raw is None:
-        raise WeightsMismatchError(f"{path}: a Keras weight file without metadata; Park'17 weights come from "
-                                   "train_park17 or convert_caffemodel")
-    metadata = json.loads(raw)
+    metadata = read_metadata_record(path, "Park'17 weights come from train_park17 or convert_caffemodel")
     if metadata.get("method") != METHOD:
         raise WeightsMismatchError(
             f"{path}: weights of {metadata.get('network', 'another network')!r}, not of Park et al.'s classifier"
