@@ -65,7 +65,7 @@ def test_damaged_official_checkpoint_is_rejected_with_a_list(blur_net, tmp_path)
 
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes((tmp_path / "broken.npz").read_bytes()[:5000])
-    with pytest.raises(WeightsMismatchError, match="not a readable .npz"):
+    with pytest.raises(WeightsMismatchError, match="not an .npz archive"):
         load_official_npz(blur_net, truncated)
 
 
