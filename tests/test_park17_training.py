@@ -8,7 +8,7 @@ import scipy.ndimage
 
 from dmenet.files.images import write_png
 from dmenet.park17 import training
-from dmenet.park17.features import compute_features
+from dmenet.park17.features import compute_features, matlab_uint8
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
 from dmenet.park17.training import (
     CaffeInvDecay,
@@ -86,8 +86,8 @@ def test_samples_equal_the_official_per_scale_padding():
         official = compute_features(blurred, value_channel(blurred), positions[chosen] + radius, scales[chosen])
         ours = np.flatnonzero(samples["label"] == k)[chosen]
         for name in ("dct", "grd", "svd"):
-            np.testing.assert_array_equal(samples[name][ours], training._matlab_uint8(255 * getattr(official, name)))
-        np.testing.assert_array_equal(samples["patch"][ours], training._matlab_uint8(255 * official.patches.astype(np.float64)))
+            np.testing.assert_array_equal(samples[name][ours], matlab_uint8(255 * getattr(official, name)))
+        np.testing.assert_array_equal(samples["patch"][ours], matlab_uint8(255 * official.patches.astype(np.float64)))
 
 
 def test_more_blur_means_fewer_gradients():

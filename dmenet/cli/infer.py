@@ -141,7 +141,7 @@ def main(argv=None):
             companion = Park17Predictor.from_weights(args.compare_park17 or None, max_side=args.max_side)
     except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
         return _error(error)
-    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason})")
+    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason})", flush=True)
 
     options = OutputOptions(
         png_scale=args.png_scale,
