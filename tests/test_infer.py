@@ -226,16 +226,35 @@ def test_cli_starts_quietly_and_names_the_device_once(checkpoint, tmp_path):
 
 
 def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_path):
+    import re
+    import threading
+
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     process = subprocess.Popen([sys.executable, str(REPOSITORY / "infer.py"), str(tmp_path / "big.png"), "--weights",
                                 str(checkpoint[0]), "-o", str(tmp_path / "out"), "--tile", "256", "--margin", "32"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_environment())
-    assert process.stdout.readline().startswith("Device:")  # B is loaded; tiles are running
-    time.sleep(1.0)
+    streams = {"stdout": [], "stderr": []}
+
+    def drain(name):
+        for chunk in iter(lambda: getattr(process, name).read(1), ""):
+            streams[name].append(chunk)
+
+    readers = [threading.Thread(target=drain, args=(name,), daemon=True) for name in streams]
+    for reader in readers:
+        reader.start()
+    # Interrupt in the middle of the run: after the first tile is done (B loaded and compiled).
+    deadline = time.monotonic() + 300
+    while not re.search(r"\b[1-9]\d*/\d+ tiles", "".join(streams["stderr"])):
+        assert process.poll() is None and time.monotonic() < deadline, "".join(streams["stderr"])[-2000:]
+        time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     sent = time.perf_counter()
-    stdout, stderr = process.communicate(timeout=60)
+    process.wait(timeout=60)
     assert time.perf_counter() - sent < 5.0
+    for reader in readers:
+        reader.join(10)
+    stdout, stderr = "".join(streams["stdout"]), "".join(streams["stderr"])
+    assert stdout.startswith("Device:")
     assert process.returncode == 130
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert stderr.count("interrupted:") == 1
