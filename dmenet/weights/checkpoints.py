@@ -7,8 +7,8 @@ checkpoint is one file that cannot lose its unit. Both the official .npz and our
 import json
 import pathlib
 
-from dmenet.units import DefocusEncoding
 from dmenet.files.images import atomic_path
+from dmenet.units import DefocusEncoding
 from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError, load_official_npz
 
 METADATA_ATTRIBUTE = "dmenet_metadata"
@@ -99,8 +99,8 @@ def load_blur_net(path=None, precision="fp32"):
     Example:
         >>> model, encoding, metadata = load_blur_net("run/blur_net.weights.h5")
     """
-    from dmenet.networks.blur_net import build_blur_net
     from dmenet.inference.precision import dtype_policy_scope, keep_output_in_float32
+    from dmenet.networks.blur_net import build_blur_net
 
     path = resolve_weights_path(path)
     with dtype_policy_scope(precision):

@@ -5,17 +5,15 @@ Our checkpoints are Keras weight files with a JSON metadata attribute on the HDF
 atomically, like DMENet-B's (dmenet/weights/checkpoints.py), so a file cannot lose what its outputs mean.
 """
 import hashlib
-import json
 import os
 import pathlib
 
 import numpy as np
 
-from dmenet.weights.checkpoints import read_metadata_record, write_weights_with_metadata
-from dmenet.files.images import atomic_path
-from dmenet.weights.caffemodel import read_park17_blobs
 from dmenet.park17.network import build_patch_classifier, set_caffe_weights
 from dmenet.park17.params import DEFAULT_PARAMS, NUM_CLASSES, SIGMA_CLASSES
+from dmenet.weights.caffemodel import read_park17_blobs
+from dmenet.weights.checkpoints import read_metadata_record, write_weights_with_metadata
 from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
 OFFICIAL_FILE = "DHDE_model.caffemodel"
