@@ -232,7 +232,10 @@ def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_pat
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     process = subprocess.Popen([sys.executable, str(REPOSITORY / "infer.py"), str(tmp_path / "big.png"), "--weights",
                                 str(checkpoint[0]), "-o", str(tmp_path / "out"), "--tile", "256", "--margin", "32"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_environment())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_environment(),
+                               # as in a terminal: a test run started in the background inherits SIGINT ignored
+                               # (POSIX shells do that to background jobs), and Python then keeps ignoring it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     streams = {"stdout": [], "stderr": []}
 
     def drain(name):
@@ -248,10 +251,9 @@ def test_ctrl_c_on_a_tiled_photo_stops_at_once_with_one_line(checkpoint, tmp_pat
         assert process.poll() is None and time.monotonic() < deadline, "".join(streams["stderr"])[-2000:]
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
-    # Alone this exits within 1–2 s (0.2 s measured on a 24-megapixel photo); after the other tests of this
-    # file it has taken 45 s on the 2-core CI machine, cause not yet found, so the bound here is loose and
-    # the exit code, the single line and the kept summary are what this test holds.
+    sent = time.perf_counter()
     process.wait(timeout=120)
+    assert time.perf_counter() - sent < 5.0
     for reader in readers:
         reader.join(10)
     stdout, stderr = "".join(streams["stdout"]), "".join(streams["stderr"])
