@@ -1,9 +1,11 @@
 """Separable Gaussian blur with MATLAB imfilter semantics ('same', 'conv', 'symmetric' border),
 evaluated only over a requested output window, so a small layer costs little."""
+import functools
+
 import numpy as np
 from scipy import ndimage
 
-from dmenet.syndof.kernels import symmetric_index, tap_offsets
+from dmenet.syndof.kernels import symmetric_index, tap_offsets, tap_reach
 
 
 def source_indices(start, stop, taps_length, size):
@@ -57,12 +59,15 @@ def _reached_positions(positions, taps, size):
     return tuple(np.concatenate([direct_part, extra]) for direct_part, extra in zip((item, tap, direct[item, tap]), mirrored))
 
 
-def _mirrored_links(positions, offsets, size):
+def _mirrored_links(positions, offsets, size, bounds=None):
     """The links through the borders (item, tap, output position) of `_reached_positions`, for an
-    axis longer than twice the kernel's reach: low border first, each item by item, taps in order."""
-    reach = int(np.abs(offsets).max()) + 1
+    axis longer than twice the kernel's reach: low border first, each item by item, taps in order.
+    `bounds`: (lowest, highest) of `positions`, where the caller knows them."""
+    reach_low, reach_high = tap_reach(len(offsets))
+    reach = max(reach_high, -reach_low) + 1
     empty = np.zeros(0, np.int64)
-    if positions.min() >= reach and positions.max() < size - reach:
+    lowest, highest = bounds if bounds is not None else (positions.min(), positions.max())
+    if lowest >= reach and highest < size - reach:
         return empty, empty, empty
     # Only items within reach of a border link through it.
     links = [(empty, empty, empty)]
@@ -103,16 +108,17 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
     channels = by_channel.shape[0]
     length = len(taps)
     offsets = tap_offsets(length)
-    reach_low, reach_high = int(offsets.min()), int(offsets.max())
+    reach_low, reach_high = tap_reach(length)
+    row_min, row_max = int(rows.min()), int(rows.max())
     # The links of the vertical pass: a pixel at row v reaches rows v − o_t (tap t), a run of rows
     # from v − reach_high, kept as an n × len(taps) grid ("direct"); the few links through the image
     # border (and all links on a tiny axis) are listed apart ("extra") and added after the grid's.
-    direct = height > 2 * (int(np.abs(offsets).max()) + 1)
+    direct = height > 2 * (max(reach_high, -reach_low) + 1)
     if direct:
-        extra_item, extra_tap, extra_row = _mirrored_links(rows, offsets, height)
+        extra_item, extra_tap, extra_row = _mirrored_links(rows, offsets, height, (row_min, row_max))
         first_row = np.maximum(rows - reach_high, 0)
         last_row = np.minimum(rows - reach_low, height - 1)
-        row_start, row_stop = int(first_row.min()), int(last_row.max()) + 1
+        row_start, row_stop = max(row_min - reach_high, 0), min(row_max - reach_low, height - 1) + 1
         if len(extra_row):
             row_start, row_stop = min(row_start, int(extra_row.min())), max(row_stop, int(extra_row.max()) + 1)
     else:
@@ -144,10 +150,13 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
     new_run[1:] = (band[1:] != band[:-1]) | (used[1:] - used[:-1] >= length + 2)
     run_of_used = np.cumsum(new_run) - 1
     starts = np.flatnonzero(new_run)
-    ends = np.append(starts[1:], len(used)) - 1
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = len(used) - 1
     run_band = band[starts]
     first = np.maximum(0, used[starts] - reach_high)
     last = np.minimum(width, used[ends] - reach_low + 1)
+    first_min, last_max = int(first.min()), int(last.max())
     out_length = last - first
     read_start = first + reach_low
     read_length = out_length + length - 1
@@ -159,7 +168,10 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
     border_right = (used[ends] - reach_low + 1 > width) | (read_start + read_length > width)
     shared = np.zeros(len(read_length), np.int64)
     shared[1:] = np.where(border_right[:-1] | border_left[1:], 0, length - 1)
-    read_offset = np.cumsum(read_length - shared) - read_length
+    # Position of each run's reads in the packed layout; run r + 1 starts `segment[r]` after run r.
+    segment = read_length.copy()
+    segment[:-1] -= shared[1:]
+    read_offset = np.cumsum(segment) - segment
     total = int(read_offset[-1] + read_length[-1])
     # Vertical pass: one weighted bincount per channel straight into the packed layout (band row ×
     # packed column, plus one unused bin that takes the grid's links falling outside the image);
@@ -180,20 +192,21 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
         start_band_row = rows - reach_high - row_start
         start_band = start_band_row // strip
         phase = start_band_row - start_band * strip
-        shifted = np.arange(strip)[:, None] + np.arange(length)[None, :]
-        slot_of_tap, row_offset_of_tap = shifted // strip, (shifted % strip) * total
+        slot_of_tap, row_of_tap = _tap_slots(strip, length)
+        row_offset_of_tap = row_of_tap * total
         slot_cell = ((start_band + pad) * n_cols + col_cell)[:, None] + n_cols * np.arange(pad)
         slot_base = column_base[run_of_cell[slot_cell]] + cols[:, None]
         target = slot_base[np.arange(len(rows))[:, None], slot_of_tap[phase]]
         target += row_offset_of_tap[phase]
-        edge = np.flatnonzero((rows < reach_high) | (rows - reach_low >= height))
+        edge = np.flatnonzero((rows < reach_high) | (rows - reach_low >= height)) if row_min < reach_high or row_max - reach_low >= height else ()
         if len(edge):
             out_row = rows[edge, None] - offsets[None, :]
             target[edge] = np.where((out_row < 0) | (out_row >= height), packed_size, target[edge])
         target = target.ravel()
         extra_weights = taps[extra_tap]
+        weighted = by_channel[:, :, None] * taps  # channel × pixel × tap
         for channel in range(channels):
-            packed[channel] = np.bincount(target, (by_channel[channel][:, None] * taps[None, :]).ravel(), minlength=packed_size + 1)
+            packed[channel] = np.bincount(target, weighted[channel].ravel(), minlength=packed_size + 1)
             if len(extra_target):
                 np.add.at(packed[channel], extra_target, extra_weights * by_channel[channel].take(extra_item))
     else:
@@ -203,9 +216,10 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
     packed = packed[:, :packed_size].reshape(channels, strip, total)
     # Reads beyond the image border take the mirrored column (MATLAB 'symmetric'), which lies in the
     # same run's reads or is unreached (zero).
-    left_out = np.maximum(0, -read_start)
-    right_out = np.maximum(0, read_start + read_length - width)
-    if left_out.any() or right_out.any():
+    # (A run's reads end at its `last` + reach_high.)
+    if first_min + reach_low < 0 or last_max + reach_high > width:
+        left_out = np.maximum(0, -read_start)
+        right_out = np.maximum(0, read_start + read_length - width)
         crossing = np.flatnonzero((left_out > 0) | (right_out > 0))
         count = left_out[crossing] + right_out[crossing]
         which, position = _concatenated_ranges(count)
@@ -220,14 +234,24 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
     blurred = ndimage.correlate1d(packed, np.ascontiguousarray(taps[::-1]), axis=2, output=np.empty(packed.shape), mode="constant", origin=-(length // 2))
     # The pixel each packed position stands for: the first out_length positions of each run's reads
     # are its outputs; the rest (unshared padding, rows below the image) stand for no pixel.
-    segment = np.diff(np.append(read_offset, total))
     run = np.repeat(np.arange(len(read_offset)), segment)
     position = np.arange(total) - read_offset[run]
     pixel = (row_start + run_band[run] * strip + np.arange(strip)[:, None]) * width + (first[run] + position)
     outside = (position >= out_length[run]) | (pixel >= height * width)
     pixel[outside] = height * width
-    box = (row_start, min(height, row_start + n_bands * strip), int(first.min()), int(last.max()))
+    box = (row_start, min(height, row_start + n_bands * strip), first_min, last_max)
     return pixel.ravel(), blurred.reshape(channels, -1), box
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_slots(strip, length):
+    """For a pixel whose tap 0 lands on row `phase` of a band (phase < strip): the band slot and the
+    row in it that tap t lands on, as [phase, t] tables (read-only)."""
+    shifted = np.arange(strip)[:, None] + np.arange(length)[None, :]
+    slots, rows = shifted // strip, shifted % strip
+    slots.setflags(write=False)
+    rows.setflags(write=False)
+    return slots, rows
 
 
 def _concatenated_ranges(lengths):

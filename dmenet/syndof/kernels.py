@@ -44,10 +44,20 @@ def separable_gaussian(coc, max_coc):
     return taps
 
 
+@functools.lru_cache(maxsize=64)
 def tap_offsets(length):
     """Input offset of each tap in imfilter(…, 'same', 'conv'): the flipped kernel is anchored at its
-    element floor((L+1)/2) (1-based), so tap m (0-based) reads the input at i + L − floor((L+1)/2) − m."""
-    return length - (length + 1) // 2 - np.arange(length)
+    element floor((L+1)/2) (1-based), so tap m (0-based) reads the input at i + L − floor((L+1)/2) − m.
+    (Read-only and cached: it is asked for once per layer.)"""
+    offsets = length - (length + 1) // 2 - np.arange(length)
+    offsets.setflags(write=False)
+    return offsets
+
+
+def tap_reach(length):
+    """(lowest, highest) input offset of `tap_offsets(length)`, as ints."""
+    high = length - (length + 1) // 2
+    return high - length + 1, high
 
 
 def symmetric_index(index, size):
