@@ -9,9 +9,22 @@ from dmenet.syndof.kernels import symmetric_index, tap_offsets, tap_reach
 
 
 def source_indices(start, stop, taps_length, size):
-    """Input positions (after the symmetric fold) that outputs start:stop read, in tap order."""
-    offsets = tap_offsets(taps_length)
-    return symmetric_index(np.arange(start + int(offsets.min()), stop + int(offsets.max())), size)
+    """Input positions (after the symmetric fold) that outputs start:stop read, in tap order: a
+    slice where none of them folds past the border (the common case; a view reads it), else an
+    index array."""
+    low, high = tap_reach(taps_length)
+    first, end = start + low, stop + high
+    if first >= 0 and end <= size:
+        return slice(first, end)
+    return symmetric_index(np.arange(first, end), size)
+
+
+def gather_block(array, rows, cols):
+    """The block of `array` at the row and column positions given by `source_indices` (an
+    H×W(×C) array gives a block h×w(×C)); a view where both are slices."""
+    if isinstance(rows, slice) or isinstance(cols, slice):
+        return array[rows, cols]
+    return array[np.ix_(rows, cols)]
 
 
 def blur_padded(block, taps, axes=(0, 1)):
@@ -35,7 +48,7 @@ def blur_window(image, taps, rows, cols):
     height, width = image.shape[:2]
     row_source = source_indices(rows[0], rows[1], len(taps), height)
     col_source = source_indices(cols[0], cols[1], len(taps), width)
-    return blur_padded(image[np.ix_(row_source, col_source)], taps)
+    return blur_padded(gather_block(image, row_source, col_source), taps)
 
 
 

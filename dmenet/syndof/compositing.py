@@ -8,7 +8,7 @@ the layer's kernel reaches past everything drawn so far is filled by Laplace int
 import numpy as np
 
 from dmenet.syndof import blas_threads
-from dmenet.syndof.blur import blur_padded, blur_sparse_packed, blur_window, source_indices
+from dmenet.syndof.blur import blur_padded, blur_sparse_packed, blur_window, gather_block, source_indices
 from dmenet.syndof.kernels import separable_gaussian, tap_offsets
 from dmenet.syndof.regionfill import regionfill, solve_laplace
 
@@ -130,10 +130,10 @@ def _draw_blurred_layer(flat_accumulator, accumulator, image, image_by_channel, 
     out_cols = (max(0, c0 - reach_high), min(width, c1 - reach_low))
     row_source = source_indices(*out_rows, len(taps), height)
     col_source = source_indices(*out_cols, len(taps), width)
-    mask = index_map[np.ix_(row_source, col_source)] == index
+    mask = gather_block(index_map, row_source, col_source) == index
     block = np.empty((4,) + mask.shape)
     block[0] = mask
-    block[1:] = np.moveaxis(image[np.ix_(row_source, col_source)], -1, 0) * mask
+    block[1:] = np.moveaxis(gather_block(image, row_source, col_source), -1, 0) * mask
     layer = blur_padded(block, taps, axes=(1, 2))
     alpha = layer[0]
     alpha[alpha < ALPHA_CUTOFF] = 0
@@ -205,8 +205,8 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
         return _Box.empty()
     # blur_window of farther as 0/1 floats, converting only the block the window reads.
     height, width = farther.shape
-    source = np.ix_(source_indices(row_start, row_stop, len(taps), height), source_indices(col_start, col_stop, len(taps), width))
-    reach = blur_padded(farther[source].astype(np.float64), taps)
+    source = gather_block(farther, source_indices(row_start, row_stop, len(taps), height), source_indices(col_start, col_stop, len(taps), width))
+    reach = blur_padded(source.astype(np.float64), taps)
     view = (slice(row_start, row_stop), slice(col_start, col_stop))
     band_rows, band_cols = np.nonzero((reach >= BAND_CUTOFF) & ~farther[view])
     if len(band_rows) == 0:

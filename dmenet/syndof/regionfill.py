@@ -26,6 +26,11 @@ def regionfill(values, mask):
     return filled
 
 
+_STEP_ROW = np.array([[-1], [1], [0], [0]])
+_STEP_COL = np.array([[0], [0], [-1], [1]])
+_CSR_SLOT = [0, 4, 1, 3]
+
+
 def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
     """The Laplace solution at the masked pixels (rows, cols) of `values` (H×W or H×W×C); every
     other pixel is a known value. Returns an n×C array (C = 1 for a 2-D input). Works in the mask's
@@ -54,24 +59,24 @@ def solve_laplace(values, rows, cols, origin=(0, 0), image_shape=None):
     # The system in CSR form, built directly: each row holds its pixel and its unknown 4-neighbours.
     # Listed up, left, self, right, down, the column numbers ascend when the pixels are numbered in
     # row-major order (as np.nonzero gives them), which is the canonical CSR a COO build would make.
-    degree = np.zeros(count)
-    rhs = None
+    # Neighbours up, down, left, right (4 × count); they are CSR slots 0, 4, 1, 3 of each row.
+    n_rows, n_cols = rows + _STEP_ROW, cols + _STEP_COL
+    global_rows, global_cols = n_rows + row_offset, n_cols + col_offset
+    inside = (global_rows >= 0) & (global_rows < height) & (global_cols >= 0) & (global_cols < width)
+    degree = inside.sum(axis=0, dtype=np.float64)  # pixels on the image border average over fewer neighbours
+    neighbour = np.full((4, count), -1, np.int64)
+    neighbour[inside] = number[n_rows[inside] - top, n_cols[inside] - left]
     slots = np.empty((count, 5), np.int64)
     slots[:, 2] = np.arange(count)
-    for slot, (d_row, d_col) in zip((0, 4, 1, 3), ((-1, 0), (1, 0), (0, -1), (0, 1))):
-        n_rows, n_cols = rows + d_row, cols + d_col
-        global_rows, global_cols = n_rows + row_offset, n_cols + col_offset
-        inside = (global_rows >= 0) & (global_rows < height) & (global_cols >= 0) & (global_cols < width)
-        degree += inside  # pixels on the image border average over fewer neighbours
-        idx = np.flatnonzero(inside)
-        neighbour = np.full(count, -1, np.int64)
-        neighbour[idx] = number[n_rows[idx] - top, n_cols[idx] - left]
-        slots[:, slot] = neighbour
-        known = idx[neighbour[idx] < 0]
-        found = known_values(n_rows[known], n_cols[known])
-        if rhs is None:
-            rhs = np.zeros((count, found.shape[1]))
-        rhs[known] += found
+    slots[:, _CSR_SLOT] = neighbour.T
+    known = inside & (neighbour < 0)
+    found = known_values(n_rows[known], n_cols[known])
+    given = np.zeros((4, count, found.shape[1]))
+    given[known] = found
+    # Summed up, down, left, right into zeros, as one known neighbour at a time would be (x + 0 = x).
+    rhs = np.zeros((count, found.shape[1]))
+    for direction in given:
+        rhs += direction
     data = np.full((count, 5), -1.0)
     data[:, 2] = degree
     present = slots >= 0
