@@ -209,7 +209,7 @@ def blur_sparse_packed(rows, cols, by_channel, taps, shape, strip=4):
         row_offset_of_tap = row_of_tap * total
         slot_cell = ((start_band + pad) * n_cols + col_cell)[:, None] + n_cols * np.arange(pad)
         slot_base = column_base[run_of_cell[slot_cell]] + cols[:, None]
-        target = slot_base[np.arange(len(rows))[:, None], slot_of_tap[phase]]
+        target = np.take(slot_base, slot_of_tap[phase] + (np.arange(len(rows)) * pad)[:, None])  # slot_base[i, slot_of_tap[phase[i]]]
         target += row_offset_of_tap[phase]
         edge = np.flatnonzero((rows < reach_high) | (rows - reach_low >= height)) if row_min < reach_high or row_max - reach_low >= height else ()
         if len(edge):
