@@ -38,15 +38,20 @@ def _time_once(function, argument):
 
 
 def _blur_net(precision, weights=None):
+    """B as inference runs it: in bf16 with its batch normalisations folded (DefocusPredictor)."""
+    from dmenet.inference.folding import fold_batch_norms
     from dmenet.inference.precision import dtype_policy_scope, keep_output_in_float32
     from dmenet.networks.blur_net import build_blur_net
     from dmenet.weights.checkpoints import load_blur_net
 
     if weights:
-        return load_blur_net(weights, precision=precision)[0]
-    with dtype_policy_scope(precision):
-        model = build_blur_net()
-    return keep_output_in_float32(model) if precision != "fp32" else model
+        model = load_blur_net(weights, precision=precision)[0]
+    else:
+        with dtype_policy_scope(precision):
+            model = build_blur_net()
+        if precision != "fp32":
+            keep_output_in_float32(model)
+    return fold_batch_norms(model) if precision != "fp32" else model
 
 
 def speed(args):

@@ -112,7 +112,9 @@ class DefocusPredictor:
     """B plus its encoding: photo (H×W×3 float in [0, 1]) → σ map in pixels.
 
     Args:
-        model: B (built in fp32 or bf16, see dmenet.inference.precision).
+        model: B (built in fp32 or bf16, see dmenet.inference.precision). In bf16 the predictor
+            runs a copy with the batch normalisations folded into the convolutions
+            (dmenet.inference.folding), taken from the model's weights now.
         encoding: the DefocusEncoding of its checkpoint.
         max_side: shrink photos whose long side exceeds this first (None = full resolution).
         tile: the largest window side B sees at once; bounds memory.
@@ -130,6 +132,7 @@ class DefocusPredictor:
                  tile_batch=DEFAULT_TILE_BATCH, precision_reason=None):
         import tensorflow as tf
 
+        from dmenet.inference.folding import fold_batch_norms
         from dmenet.inference.precision import model_precision
 
         if tile % SIZE_MULTIPLE or margin % SIZE_MULTIPLE or margin < 0 or tile < 2 * margin + SIZE_MULTIPLE:
@@ -141,9 +144,11 @@ class DefocusPredictor:
             raise ValueError(f"--max-side must be at least {MIN_SIDE}, not {max_side}")
         if tile_batch < 1:
             raise ValueError(f"--tile-batch must be at least 1, not {tile_batch}")
+        self.precision = model_precision(model)
+        if self.precision == "bf16":
+            model = fold_batch_norms(model)
         self.model, self.encoding = model, encoding
         self.max_side, self.tile, self.margin, self.tile_batch = max_side, tile, margin, tile_batch
-        self.precision = model_precision(model)
         self.precision_reason = precision_reason or "as built"
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False)["defocus"], tf.float32),
