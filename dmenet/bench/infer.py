@@ -5,9 +5,9 @@
     python -m dmenet.bench infer --weights W --precision-cost     # |Δσ| bf16 vs fp32 on real photos
     python -m dmenet.bench infer --tiles 6000x4000 [--precision bf16]  # time a large photo from its tiles
 
-Default: ms per image for B in fp32 and bf16, B's achieved GFLOP/s (FLOPs counted by TensorFlow's
+Default: ms per image for B in fp32 (TensorFlow graph and XLA-compiled) and bf16, B's achieved GFLOP/s (FLOPs counted by TensorFlow's
 profiler on B's graph) against the GFLOP/s of one large plain 3×3 convolution in the same precision
-(the practical peak), and the bf16/fp32 speed-up. All four are timed in turn, round after round, so
+(the practical peak), and the bf16/fp32 speed-up. All five are timed in turn, round after round, so
 that load from other processes affects each alike; the best round of each is reported.
 """
 import argparse
@@ -73,6 +73,9 @@ def speed(args):
             "blur_net": (blur_net, image, graph_flops(blur_net.get_concrete_function(image))),
             "conv": (conv, cast_features, graph_flops(conv.get_concrete_function(cast_features))),
         }
+        if precision == "fp32":  # what infer.py runs on CPUs (dmenet.inference.xla): the same graph, XLA-compiled
+            compiled = tf.function(lambda x, model=model: tf.cast(model(x, training=False)["defocus"], tf.float32), jit_compile=True)
+            cases[precision]["blur_net_xla"] = (compiled, image, cases[precision]["blur_net"][2])
         for function, argument, _ in cases[precision].values():
             function(argument)  # tracing, allocation, oneDNN primitive creation
     times = {(p, k): [] for p in cases for k in cases[p]}
@@ -91,8 +94,12 @@ def speed(args):
               f"median {statistics.median(times[precision, 'blur_net']) * 1e3:.0f} ms = {rates[precision][0]:.1f} GFLOP/s; "
               f"plain 3×3 conv 256→256 peak {rates[precision][1]:.1f} GFLOP/s; "
               f"B / peak = {rates[precision][0] / rates[precision][1]:.2f}")
-    print(f"bf16 / fp32 speed-up: B {rates['fp32'][2] / rates['bf16'][2]:.2f}×, "
-          f"plain conv peak {rates['bf16'][1] / rates['fp32'][1]:.2f}×  (target for B ≥ 1.6× where bf16 is native)")
+    xla_best = min(times["fp32", "blur_net_xla"])
+    xla_rate = cases["fp32"]["blur_net"][2] / xla_best / 1e9
+    print(f"fp32 with XLA: B best {xla_best * 1e3:.0f} ms = {xla_rate:.1f} GFLOP/s; B / peak = {xla_rate / rates['fp32'][1]:.2f}; "
+          f"XLA / graph speed-up {rates['fp32'][2] / xla_best:.2f}×")
+    print(f"bf16 / fp32 speed-up: B {rates['fp32'][2] / rates['bf16'][2]:.2f}× (graph), {xla_best / rates['bf16'][2]:.2f}× (against fp32 "
+          f"with XLA), plain conv peak {rates['bf16'][1] / rates['fp32'][1]:.2f}×  (target for B ≥ 1.6× where bf16 is native)")
     return 0
 
 
@@ -160,14 +167,14 @@ def tiles(args):
 
     width, height = (int(v) for v in args.tiles.lower().split("x"))
     model = _blur_net(args.precision, args.weights)
-    predictor = DefocusPredictor(model, None, tile=args.tile, margin=args.margin)
+    predictor = DefocusPredictor(model, None, tile=args.tile, margin=args.margin, xla=args.xla)
     plan = predictor.tile_plan(height, width)
     window = tf.random.uniform((1, *plan.window_shape, 3))
     predictor._forward(window)  # warm-up
     times = [_time_once(predictor._forward, window) for _ in range(args.repeats)]
     best = min(times)
     overhead = plan.computed_pixels / (height * width)
-    print(f"{width}×{height} in {args.precision}: {plan.count} windows of {plan.window_shape[1]}×{plan.window_shape[0]} "
+    print(f"{width}×{height} in {args.precision}{' with XLA' if predictor.xla else ''}: {plan.count} windows of {plan.window_shape[1]}×{plan.window_shape[0]} "
           f"(margin {args.margin}; {overhead:.2f}× the photo's pixels computed)")
     print(f"  per window: best {best:.1f} s, median {statistics.median(times):.1f} s over {len(times)}; "
           f"whole photo ≈ {plan.count * best / 60:.1f} min (best) / {plan.count * statistics.median(times) / 60:.1f} min (median)")
@@ -191,6 +198,7 @@ def main(argv=None):
     parser.add_argument("--precision-cost", action="store_true", help="measure |Δσ| of bf16 against fp32")
     parser.add_argument("--tiles", metavar="WxH", help="time the windows of a WxH photo and extrapolate")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for --tiles")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto", help="for --tiles (default: auto, as infer.py)")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
     parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")

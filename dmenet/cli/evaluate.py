@@ -53,6 +53,8 @@ def parse_args(argv):
     method.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="arithmetic of B or of Park'17's classifier (auto: see dmenet.inference.precision; fp32 where the "
                              "CPU/GPU has no native bf16)")
+    method.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="dmenet: compile B with XLA (auto: on for fp32 on CPUs; see dmenet.inference.xla)")
     method.add_argument("--predictions", type=pathlib.Path, nargs="+", default=[], metavar="DIR",
                         help="folders of maps named <stem>[suffix].png/.npy, one run per folder")
     method.add_argument("--labels", nargs="+", help="names of the prediction runs (default: folder names)")
@@ -158,7 +160,7 @@ def build_predictor(args):
     from dmenet.inference.tiling import DefocusPredictor
 
     weights = pathlib.Path(args.weights)
-    return DefocusPredictor.from_weights(weights, precision=args.precision, max_side=args.max_side), weights
+    return DefocusPredictor.from_weights(weights, precision=args.precision, max_side=args.max_side, xla=args.xla), weights
 
 
 def _safe(name):

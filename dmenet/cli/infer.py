@@ -26,6 +26,7 @@ from dmenet.cli.methods import METHODS, METHODS_HELP
 from dmenet.cli.runtime import quiet_start
 from dmenet.inference.precision import PRECISIONS
 from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
+from dmenet.inference.xla import XLA_CHOICES
 
 INTERRUPTED_EXIT = 130
 STOP_GRACE_SECONDS = 1.5  # how long Ctrl-C waits for the current tile before leaving anyway
@@ -60,6 +61,9 @@ def parse_args(argv):
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="largest window side B sees at once, bounds memory (default: %(default)s)")
     parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context pixels computed around each tile and discarded (default: %(default)s)")
     parser.add_argument("--tile-batch", type=int, default=DEFAULT_TILE_BATCH, help="tiles per call of B; more uses more memory (default: %(default)s)")
+    parser.add_argument("--xla", choices=XLA_CHOICES, default="auto",
+                        help="compile B with XLA: about 1.35× faster for fp32 on a CPU, compiling once per photo size (auto: "
+                             "on for fp32 on CPUs, off for bf16 and on GPUs; default: auto)")
     parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -132,7 +136,7 @@ def main(argv=None):
         else:
             predictor = DefocusPredictor.from_weights(
                 args.weights, precision=args.precision, max_side=args.max_side,
-                tile=args.tile, margin=args.margin, tile_batch=args.tile_batch,
+                tile=args.tile, margin=args.margin, tile_batch=args.tile_batch, xla=args.xla,
             )
         companion = None
         if args.compare_park17 is not None:
@@ -141,7 +145,8 @@ def main(argv=None):
             companion = Park17Predictor.from_weights(args.compare_park17 or None, precision=args.precision, max_side=args.max_side)
     except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
         return _error(error)
-    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason})", flush=True)
+    compiled = f"; XLA ({predictor.xla_reason})" if getattr(predictor, "xla", False) else ""
+    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason}){compiled}", flush=True)
 
     options = OutputOptions(
         png_scale=args.png_scale,

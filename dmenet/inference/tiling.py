@@ -120,6 +120,7 @@ class DefocusPredictor:
         tile: the largest window side B sees at once; bounds memory.
         margin: context pixels around each window's core (multiple of 16).
         tile_batch: windows per call of B (memory grows with it; helps on GPUs).
+        xla: "auto", "on" or "off": compile B's call with XLA (dmenet.inference.xla; auto: fp32 on CPUs).
 
     Example:
         >>> predictor = DefocusPredictor.from_weights("run/blur_net.weights.h5", precision="auto")
@@ -129,11 +130,12 @@ class DefocusPredictor:
     method = "dmenet"
 
     def __init__(self, model, encoding, max_side=None, tile=DEFAULT_TILE, margin=DEFAULT_MARGIN,
-                 tile_batch=DEFAULT_TILE_BATCH, precision_reason=None):
+                 tile_batch=DEFAULT_TILE_BATCH, precision_reason=None, xla="auto"):
         import tensorflow as tf
 
         from dmenet.inference.folding import fold_batch_norms
         from dmenet.inference.precision import model_precision
+        from dmenet.inference.xla import resolve_xla
 
         if tile % SIZE_MULTIPLE or margin % SIZE_MULTIPLE or margin < 0 or tile < 2 * margin + SIZE_MULTIPLE:
             raise ValueError(
@@ -150,9 +152,11 @@ class DefocusPredictor:
         self.model, self.encoding = model, encoding
         self.max_side, self.tile, self.margin, self.tile_batch = max_side, tile, margin, tile_batch
         self.precision_reason = precision_reason or "as built"
+        self.xla, self.xla_reason = resolve_xla(xla, self.precision)
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False)["defocus"], tf.float32),
             input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+            jit_compile=self.xla,
         )
 
     @classmethod
@@ -162,7 +166,7 @@ class DefocusPredictor:
         Args:
             path: checkpoint path (None = $DMENET_WEIGHTS).
             precision: "auto" (bf16 where native, else fp32), "fp32" or "bf16".
-            **options: max_side, tile, margin, tile_batch.
+            **options: max_side, tile, margin, tile_batch, xla.
 
         Returns:
             DefocusPredictor; its `precision` and `precision_reason` say what was chosen.
