@@ -43,12 +43,13 @@ def blur_padded(block, taps, axes=(0, 1)):
 
 
 def blur_window(image, taps, rows, cols):
-    """imfilter(image, taps ⊗ taps, 'same', 'conv', 'symmetric')[rows, cols] of an H×W(×C) array;
-    `rows`, `cols` are (start, stop) pairs."""
+    """imfilter(image, taps ⊗ taps, 'same', 'conv', 'symmetric')[rows, cols] of an H×W(×C) array
+    (a bool mask blurs as 0/1 floats; only the block the window reads is converted); `rows`, `cols`
+    are (start, stop) pairs."""
     height, width = image.shape[:2]
     row_source = source_indices(rows[0], rows[1], len(taps), height)
     col_source = source_indices(cols[0], cols[1], len(taps), width)
-    return blur_padded(gather_block(image, row_source, col_source), taps)
+    return blur_padded(np.asarray(gather_block(image, row_source, col_source), np.float64), taps)
 
 
 
@@ -85,7 +86,7 @@ def _mirrored_links(positions, offsets, size, bounds=None):
     # Only items within reach of a border link through it.
     links = [(empty, empty, empty)]
     # (−1 − v − o ≥ 0 needs v < −min o; 2·size − 1 − v − o < size needs v ≥ size − max o.)
-    low, high = -int(offsets.min()), size - int(offsets.max())
+    low, high = -reach_low, size - reach_high
     for near_border, mirror, outside in ((positions < low, lambda near: -1 - near - offsets, lambda read: read < 0),
                                          (positions >= high, lambda near: 2 * size - 1 - near - offsets, lambda read: read >= size)):
         items = np.flatnonzero(near_border)

@@ -9,7 +9,7 @@ import numpy as np
 
 from dmenet.syndof import blas_threads
 from dmenet.syndof.blur import blur_padded, blur_sparse_packed, blur_window, gather_block, source_indices
-from dmenet.syndof.kernels import separable_gaussian, tap_offsets
+from dmenet.syndof.kernels import separable_gaussian, tap_reach
 from dmenet.syndof.regionfill import regionfill, solve_laplace
 
 ALPHA_CUTOFF = 1e-4  # blurred coverage below this is dropped
@@ -124,8 +124,7 @@ def _draw_blurred_layer(flat_accumulator, accumulator, image, image_by_channel, 
         return box
     # Outputs the layer's pixels reach (input offsets run from reach_low to reach_high); beyond them
     # the blur is zero, also through the mirrored border, and drawing it would change nothing.
-    offsets = tap_offsets(len(taps))
-    reach_low, reach_high = int(offsets.min()), int(offsets.max())
+    reach_low, reach_high = tap_reach(len(taps))
     out_rows = (max(0, r0 - reach_high), min(height, r1 - reach_low))
     out_cols = (max(0, c0 - reach_high), min(width, c1 - reach_low))
     row_source = source_indices(*out_rows, len(taps), height)
@@ -203,10 +202,7 @@ def _fill_occlusion_window(merged, coverage, farther, taps, window, dirty):
     (row_start, row_stop), (col_start, col_stop) = window
     if taps is None or row_stop <= row_start:
         return _Box.empty()
-    # blur_window of farther as 0/1 floats, converting only the block the window reads.
-    height, width = farther.shape
-    source = gather_block(farther, source_indices(row_start, row_stop, len(taps), height), source_indices(col_start, col_stop, len(taps), width))
-    reach = blur_padded(source.astype(np.float64), taps)
+    reach = blur_window(farther, taps, (row_start, row_stop), (col_start, col_stop))
     view = (slice(row_start, row_stop), slice(col_start, col_stop))
     band_rows, band_cols = np.nonzero((reach >= BAND_CUTOFF) & ~farther[view])
     if len(band_rows) == 0:
