@@ -23,7 +23,7 @@ SHARED_PHOTOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" 
 
 
 def graph_flops(concrete_function):
-    """Floating-point operations of one call, as counted by TensorFlow's profiler."""
+    """Floating-point operations of one call, as counted by TensorFlow's profiler (static shapes needed)."""
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     options = option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
@@ -38,20 +38,22 @@ def _time_once(function, argument):
 
 
 def _blur_net(precision, weights=None):
-    """B as inference runs it: in bf16 with its batch normalisations folded (DefocusPredictor)."""
-    from dmenet.inference.folding import fold_batch_norms
     from dmenet.inference.precision import dtype_policy_scope, keep_output_in_float32
     from dmenet.networks.blur_net import build_blur_net
     from dmenet.weights.checkpoints import load_blur_net
 
     if weights:
-        model = load_blur_net(weights, precision=precision)[0]
-    else:
-        with dtype_policy_scope(precision):
-            model = build_blur_net()
-        if precision != "fp32":
-            keep_output_in_float32(model)
-    return fold_batch_norms(model) if precision != "fp32" else model
+        return load_blur_net(weights, precision=precision)[0]
+    with dtype_policy_scope(precision):
+        model = build_blur_net()
+    return keep_output_in_float32(model) if precision != "fp32" else model
+
+
+def _inference_predictor(model, xla):
+    """B as inference runs it (BN folded in bf16, XLA as asked); its `_forward` is the timed call."""
+    from dmenet.inference.tiling import DefocusPredictor
+
+    return DefocusPredictor(model, None, xla=xla)
 
 
 def speed(args):
@@ -65,17 +67,18 @@ def speed(args):
     cases = {}
     for precision, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
         model = _blur_net(precision, args.weights)
-        blur_net = tf.function(lambda x, model=model: tf.cast(model(x, training=False)["defocus"], tf.float32))
+        graph = _inference_predictor(model, xla="off")
+        # FLOPs from a trace at this image's size: the predictor's call accepts any size, and the profiler needs static shapes.
+        blur_flops = graph_flops(tf.function(lambda x, m=graph.model: m(x, training=False)["defocus"]).get_concrete_function(image))
         cast_kernel = tf.cast(kernel, dtype)
         conv = tf.function(lambda x, k=cast_kernel: tf.nn.conv2d(x, k, 1, "SAME"))
         cast_features = tf.cast(features, dtype)
         cases[precision] = {
-            "blur_net": (blur_net, image, graph_flops(blur_net.get_concrete_function(image))),
+            "blur_net": (graph._forward, image, blur_flops),
             "conv": (conv, cast_features, graph_flops(conv.get_concrete_function(cast_features))),
         }
         if precision == "fp32":  # what infer.py runs on CPUs (dmenet.inference.xla): the same graph, XLA-compiled
-            compiled = tf.function(lambda x, model=model: tf.cast(model(x, training=False)["defocus"], tf.float32), jit_compile=True)
-            cases[precision]["blur_net_xla"] = (compiled, image, cases[precision]["blur_net"][2])
+            cases[precision]["blur_net_xla"] = (_inference_predictor(model, xla="on")._forward, image, blur_flops)
         for function, argument, _ in cases[precision].values():
             function(argument)  # tracing, allocation, oneDNN primitive creation
     times = {(p, k): [] for p in cases for k in cases[p]}
@@ -166,8 +169,7 @@ def tiles(args):
     from dmenet.inference.tiling import DefocusPredictor
 
     width, height = (int(v) for v in args.tiles.lower().split("x"))
-    model = _blur_net(args.precision, args.weights)
-    predictor = DefocusPredictor(model, None, tile=args.tile, margin=args.margin, xla=args.xla)
+    predictor = DefocusPredictor(_blur_net(args.precision, args.weights), None, tile=args.tile, margin=args.margin, xla=args.xla)
     plan = predictor.tile_plan(height, width)
     window = tf.random.uniform((1, *plan.window_shape, 3))
     predictor._forward(window)  # warm-up
@@ -183,6 +185,7 @@ def tiles(args):
 
 def main(argv=None):
     from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE
+    from dmenet.inference.xla import XLA_CHOICES
 
     parser = argparse.ArgumentParser(prog="python -m dmenet.bench infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,7 +201,7 @@ def main(argv=None):
     parser.add_argument("--precision-cost", action="store_true", help="measure |Δσ| of bf16 against fp32")
     parser.add_argument("--tiles", metavar="WxH", help="time the windows of a WxH photo and extrapolate")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for --tiles")
-    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto", help="for --tiles (default: auto, as infer.py)")
+    parser.add_argument("--xla", choices=XLA_CHOICES, default="auto", help="for --tiles (default: auto, as infer.py)")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
     parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")

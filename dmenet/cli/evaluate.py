@@ -16,6 +16,7 @@ import re
 import sys
 
 from dmenet.cli.methods import METHODS, METHODS_HELP
+from dmenet.inference.xla import XLA_CHOICES
 
 
 def parse_args(argv):
@@ -53,7 +54,7 @@ def parse_args(argv):
     method.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="arithmetic of B or of Park'17's classifier (auto: see dmenet.inference.precision; fp32 where the "
                              "CPU/GPU has no native bf16)")
-    method.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+    method.add_argument("--xla", choices=XLA_CHOICES, default="auto",
                         help="dmenet: compile B with XLA (auto: on for fp32 on CPUs; see dmenet.inference.xla)")
     method.add_argument("--predictions", type=pathlib.Path, nargs="+", default=[], metavar="DIR",
                         help="folders of maps named <stem>[suffix].png/.npy, one run per folder")

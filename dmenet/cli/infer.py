@@ -145,7 +145,7 @@ def main(argv=None):
             companion = Park17Predictor.from_weights(args.compare_park17 or None, precision=args.precision, max_side=args.max_side)
     except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
         return _error(error)
-    compiled = f"; XLA ({predictor.xla_reason})" if getattr(predictor, "xla", False) else ""
+    compiled = f"; XLA ({predictor.xla_reason})" if predictor.xla else ""
     print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason}){compiled}", flush=True)
 
     options = OutputOptions(

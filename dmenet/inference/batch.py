@@ -152,7 +152,7 @@ def _summary(predictor, options, results, failures, interrupted=False, compare_w
         "encoding_description": predictor.encoding.description,
         "precision": predictor.precision,
         "precision_reason": predictor.precision_reason,
-        "xla": getattr(predictor, "xla", False),  # Park'17 runs its classifier without XLA
+        "xla": predictor.xla,
         "sigma_png_unit": unit,
         "mask_rule": None if options.mask_threshold is None else f"255 where sigma_px > {options.mask_threshold:g}",
         "max_side": predictor.max_side,

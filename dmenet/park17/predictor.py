@@ -69,6 +69,7 @@ class Park17Predictor:
     """
 
     method = "park17"
+    xla = False  # its small classifier runs through TensorFlow's graph (dmenet.inference.xla is about B)
     tile = margin = None
 
     def __init__(self, classifier, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, params=DEFAULT_PARAMS,
