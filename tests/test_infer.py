@@ -202,20 +202,25 @@ def test_infer_rejects_inputs_that_do_not_exist(checkpoint, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def _cli_environment():
+def _cli_environment(**settings):
     import os
 
     environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DMENET_VERBOSE")}
     environment["PYTHONPATH"] = str(REPOSITORY)
-    return environment
+    return {**environment, **settings}
 
 
-def test_cli_starts_quietly_and_names_the_device_once(checkpoint, tmp_path):
-    """No TensorFlow start-up lines (cuInit failures, oneDNN notices) reach the user."""
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_cli_starts_quietly_and_names_the_device_once(checkpoint, tmp_path, onednn):
+    """No TensorFlow start-up lines (cuInit failures, oneDNN notices) reach the user, oneDNN on or off.
+
+    oneDNN is on by default only on AVX512-BF16/AMX CPUs, where TensorFlow prints its notice before
+    its logging starts; forcing both settings makes this fail on any machine if the noise comes back.
+    """
     Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(tmp_path / "tiny.png")
     run = subprocess.run([sys.executable, str(REPOSITORY / "infer.py"), str(tmp_path / "tiny.png"), "--weights",
                           str(checkpoint[0]), "-o", str(tmp_path / "out"), "--quiet"],
-                         capture_output=True, text=True, env=_cli_environment(), timeout=600)
+                         capture_output=True, text=True, env=_cli_environment(TF_ENABLE_ONEDNN_OPTS=onednn), timeout=600)
     assert run.returncode == 0, run.stderr
     for noise in ("cuInit", "oneDNN", "E0000", "I0000", "W0000", "absl::InitializeLog", "Traceback"):
         assert noise not in run.stderr and noise not in run.stdout, noise
@@ -289,3 +294,48 @@ def test_park17_and_the_comparison_figure_from_infer_cli(checkpoint, tmp_path, c
     assert summary["method"] == "dmenet" and summary["compared_with"]["method"] == "park17"
     assert infer.main([str(tmp_path / "photo.png"), "--method", "park17", "--compare-park17", "-o", str(both)]) == 2
     assert "--compare-park17 goes with --method dmenet" in capsys.readouterr().err
+
+
+def test_a_text_file_among_the_photos_is_reported_before_any_model_loads(tmp_path, capsys):
+    (tmp_path / "notes.jpg").write_text("a text file with a photo's name")
+    # The weights do not exist either: the input is checked first, so that is what the user hears.
+    assert infer.main([str(tmp_path / "notes.jpg"), "--weights", str(tmp_path / "missing.weights.h5")]) == 2
+    error = capsys.readouterr().err
+    assert "notes.jpg: not a readable image" in error and "missing.weights.h5" not in error
+
+
+def test_missing_dmenet_weights_name_the_method_that_needs_none(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DMENET_WEIGHTS", raising=False)
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    assert infer.main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "--method park17" in capsys.readouterr().err
+
+
+def test_a_photo_given_as_park17_weights_is_named_in_one_line(tmp_path, capsys):
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.jpg")
+    assert infer.main([str(tmp_path / "a.jpg"), "--method", "park17", "--weights", str(tmp_path / "a.jpg"),
+                       "-o", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "not a Caffe model (it looks like a JPEG image)" in error
+    assert "wire type" not in error and "DHDE_model.caffemodel" in error
+
+
+def test_stage_progress_names_stages_and_estimates_only_from_a_finished_photo(tmp_path, capsys):
+    from dmenet.inference.batch import StageProgress
+
+    stages = ("edges", "matting_solve", "weighted_median")
+    progress = StageProgress("park17")
+    for photo, pixels in (("first.jpg", 1000), ("second.jpg", 4000)):
+        progress.start(pixels)
+        for done, stage in enumerate(stages):
+            progress.show(tmp_path / photo, done, len(stages), stage)
+            time.sleep(0.05 if stage != "matting_solve" else 0.3)
+        progress.show(tmp_path / photo, len(stages), len(stages), "done")
+        progress.close()
+        text = capsys.readouterr().err
+        assert "matting solve" in text and "stages" in text and "tiles" not in text
+        if photo == "first.jpg":
+            assert "left" not in text  # nothing measured yet: no promise
+        else:
+            # four times the pixels of a photo that took ~0.4 s: about 2 s left at the start
+            assert "about 2 s left" in text and "under a second left" in text

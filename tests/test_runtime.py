@@ -50,3 +50,32 @@ def test_a_users_own_log_level_is_kept(clean_environment):
 def test_device_description_is_one_line_naming_the_device():
     line = runtime.device_description()
     assert line.startswith("Device: ") and "\n" not in line and ("CPU" in line or "GPU" in line)
+
+
+START = ("from dmenet.cli.runtime import quiet_start, device_description; quiet_start({verbose}); "
+         "import keras, tensorflow; print(device_description())")
+
+
+def _start(onednn, verbose=False):
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", runtime.VERBOSE_ENV)}
+    environment["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    return subprocess.run([sys.executable, "-c", START.format(verbose=verbose)], capture_output=True, text=True,
+                          env=environment, timeout=300)
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_tensorflow_loads_without_a_line_whatever_onednn(onednn):
+    """oneDNN's notice is printed natively before absl's logging starts; quiet_start must hold it back."""
+    run = _start(onednn)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and run.stdout.startswith("Device: ") and len(run.stdout.splitlines()) == 1
+
+
+def test_verbose_start_keeps_tensorflows_native_lines():
+    run = _start("1", verbose=True)
+    assert run.returncode == 0, run.stderr
+    assert "oneDNN custom operations are on" in run.stderr

@@ -3,8 +3,12 @@
 Library code never calls these; only the CLIs do, first thing, so that importing ``dmenet`` changes
 no global state.
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 VERBOSE_ENV = "DMENET_VERBOSE"
@@ -38,6 +42,61 @@ def quiet_start(verbose=False):
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl)(\..*)?")
+    # TF_CPP_MIN_LOG_LEVEL only holds once absl's logging is initialised; what TensorFlow's native
+    # libraries print while they load (oneDNN's notice on AVX512-BF16/AMX CPUs, twice) comes before.
+    # A user's own lower level asks for those lines, so they are kept then.
+    wants_silence = os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and "tensorflow" not in sys.modules
+    if wants_silence and not any(isinstance(finder, _SilentTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SilentTensorFlowImport())
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send the process's C-level stderr (file descriptor 2) to /dev/null for the block, then restore it.
+
+    Python's own ``sys.stderr`` is flushed first so nothing written before is lost; errors after the
+    block reach the user as usual.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _SilentTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` the usual way and runs its first import with native stderr silenced.
+
+    It only wraps the loading of the top-level package (which loads every native library); it removes
+    itself on first use, so later imports are untouched.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilentLoader(spec.loader)
+        return spec
+
+
+class _SilentLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader  # the module keeps its real loader
+        with native_stderr_silenced():
+            self.loader.exec_module(module)
 
 
 def device_description():
@@ -48,7 +107,10 @@ def device_description():
     """
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    # The first look for GPUs initialises CUDA, whose failure on a CPU machine is logged natively.
+    quiet = native_stderr_silenced() if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3" else contextlib.nullcontext()
+    with quiet:
+        gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         names = []
         for gpu in gpus:
