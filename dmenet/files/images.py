@@ -75,6 +75,22 @@ def read_array(path):
         raise ImageReadError(f"{path}: not a readable image ({_first_line(error)}); {UNREADABLE_FIX}") from error
 
 
+def check_image_header(path):
+    """Raise ImageReadError now for a file that cannot be an image, reading only its header.
+
+    Lets a tool report a text file among the photos before it spends seconds loading a model; a
+    file that passes can still turn out damaged further in, which ``read_image`` then reports.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file; check the path")
+    try:
+        with Image.open(path):
+            pass
+    except Exception as error:  # Pillow raises many types for foreign files
+        raise ImageReadError(f"{path}: not a readable image ({_first_line(error)}); {UNREADABLE_FIX}") from error
+
+
 def to_unit_float(array):
     """uint8/uint16 → float32 in [0, 1]."""
     if array.dtype == np.uint8:

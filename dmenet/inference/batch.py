@@ -14,7 +14,17 @@ import time
 import numpy as np
 
 from dmenet.files.figures import save_side_by_side, save_sigma_colormap
-from dmenet.files.images import IMAGE_SUFFIXES, ImageReadError, atomic_path, is_image_name, list_images, read_image, save_npy, write_png
+from dmenet.files.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    atomic_path,
+    check_image_header,
+    is_image_name,
+    list_images,
+    read_image,
+    save_npy,
+    write_png,
+)
 from dmenet.inference.tiling import InferenceInterrupted
 
 DEFAULT_PNG_SCALE = 1000.0  # σ · 1000 in uint16: 0.001 px steps up to 65.5 px
@@ -46,8 +56,9 @@ def collect_inputs(arguments):
 
     paths: unique existing inputs in order. problems: one line per argument that gave nothing (a
     missing path, an empty folder). skipped: one line per file in a folder or glob match that is not
-    an image by name (hidden files are left out silently). A file named explicitly is always tried;
-    its reader says if it is not an image.
+    an image by name (hidden files are left out silently). A file named explicitly has its header
+    read at once: one that cannot be an image (a text file) is a problem line now, before any model
+    loads.
     """
     paths, problems, skipped, seen = [], [], [], set()
     for argument in arguments:
@@ -59,7 +70,12 @@ def collect_inputs(arguments):
             if not found:
                 problems.append(f"{argument}: folder holds no images ({', '.join(IMAGE_SUFFIXES)}); pass another folder or the files")
         elif candidate.is_file():
-            found = [candidate]
+            try:
+                check_image_header(candidate)
+                found = [candidate]
+            except ImageReadError as error:
+                problems.append(str(error))
+                found = []
         else:
             matches = [pathlib.Path(p) for p in sorted(glob.glob(argument)) if pathlib.Path(p).is_file()]
             found = [p for p in matches if is_image_name(p)]
@@ -204,23 +220,28 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
     jobs = list(zip(paths, _output_stems(paths)))
     _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))  # true even if stopped at once
     bar = tqdm(jobs, desc="defocus maps", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
+    stage_bar = StageProgress(predictor.method)
     for path, stem in bar:
-        bar.set_postfix_str(path.name[-30:])
+        bar.set_postfix_str(path.name[-30:], refresh=False)  # drawn with the next update, not twice
         started = time.perf_counter()
         tile_bar = None
 
-        def tile_progress(done, total, path=path):
+        def tile_progress(done, total, stage=None, path=path):
             nonlocal tile_bar
             if total < 2 or not progress:
                 return
+            if stage is not None:
+                stage_bar.show(path, done, total, stage)
+                return
             if tile_bar is None:
-                tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False,
-                                file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
+                # A tile takes seconds: draw at every update (tqdm's default skips redraws within 0.1 s).
+                tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False, mininterval=0,
+                                miniters=1, file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
             tile_bar.update(done - tile_bar.n)
-            tile_bar.refresh()  # tqdm skips redraws within 0.1 s; a tile takes seconds, show each
 
         try:
             image = read_image(path)
+            stage_bar.start(image.shape[0] * image.shape[1])
             prediction = predictor.predict(image, progress=tile_progress, stop=stop)
             files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options)
             if compare_with is not None:
@@ -245,17 +266,68 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
                 "sigma_png_scale": png_scale,
                 "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
                 "inference_scale": prediction.scale,
-                "tiles": prediction.tiles,
+                **({"tiles": prediction.tiles} if predictor.tile is not None else
+                   {"stage_seconds": {k: round(v, 3) for k, v in getattr(predictor, "last_stage_seconds", {}).items()}}),
                 "seconds": round(time.perf_counter() - started, 3),
             })
         finally:
             if tile_bar is not None:
                 tile_bar.close()
+            stage_bar.close()
         _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))
     bar.close()
     summary = _summary(predictor, options, results, failures, interrupted, compare_with)
     _write_summary(output_dir, summary)
     return summary
+
+
+class StageProgress:
+    """A progress line for methods that run in named stages (Park'17), with a time estimate it can stand by.
+
+    Stages take very different times (the propagation most of it), so counting them would promise a
+    false finish; the time left is instead taken from the previous photo's stage times, scaled by the
+    pixel count, and is left out for the first photo.
+    """
+
+    def __init__(self, method):
+        self.method = method
+        self.bar = None
+        self.previous = None  # (pixels, {stage: seconds}) of the last photo that finished
+        self.start(0)
+
+    def start(self, pixels):
+        self.pixels, self.seconds, self.stage, self.stage_started = pixels, {}, None, None
+
+    def show(self, path, done, total, stage):
+        """Stage `stage` starts as `done` of `total` have finished (done == total: the photo is done)."""
+        from tqdm import tqdm
+
+        now = time.perf_counter()
+        if self.stage is not None:
+            self.seconds[self.stage] = now - self.stage_started
+        self.stage, self.stage_started = (stage if done < total else None), now
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=f"{self.method} on {path.name[-24:]}", leave=False, file=sys.stderr,
+                            bar_format="{desc}: {n}/{total} stages{postfix} [{elapsed}]", delay=0)
+        self.bar.n = done
+        self.bar.set_postfix_str(self._describe(done, total))  # one redraw per stage
+        if done >= total:
+            self.previous = (self.pixels, dict(self.seconds))
+
+    def _describe(self, done, total):
+        if done >= total:
+            return "done"
+        text = self.stage.replace("_", " ")
+        if self.previous is not None:
+            pixels, seconds = self.previous
+            left = sum(s for name, s in seconds.items() if name not in self.seconds) * self.pixels / max(pixels, 1)
+            text += f", about {left:.0f} s left" if left >= 1 else ", under a second left"
+        return text
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
 
 
 def _write_comparison(output_dir, stem, image, prediction, predictor, other, options, files, notes, stop):

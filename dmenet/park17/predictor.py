@@ -107,7 +107,8 @@ class Park17Predictor:
 
         Args:
             image: H×W×3 float in [0, 1] or uint8.
-            progress: called as progress(done, total) as the pipeline's stages finish.
+            progress: called as progress(done, total, stage=name) as each of the pipeline's stages starts
+                (``done`` stages finished), and with done == total and stage "done" at the end.
             stop: called between stages; returning True raises ``InferenceInterrupted``.
         """
         from skimage.transform import resize
@@ -130,13 +131,13 @@ class Park17Predictor:
             if stop is not None and stop():
                 raise InferenceInterrupted()
             if progress is not None:
-                progress(len(started), len(STAGES))
+                progress(len(started), len(STAGES), stage=name)
             started.append(name)
 
         result = estimate_park17(to_official_input(image), self.classifier, self.params, on_stage=on_stage,
                                  keep_intermediates=self.keep_intermediates)
         if progress is not None:
-            progress(len(STAGES), len(STAGES))
+            progress(len(STAGES), len(STAGES), stage="done")
         self.last_stage_seconds = result.stage_seconds
         self.last_result = result if self.keep_intermediates else None
         sigma = result.sigma

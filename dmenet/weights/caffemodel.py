@@ -240,6 +240,21 @@ def read_caffemodel_layers(path, strict=True):
     return layers
 
 
+FILE_SIGNATURES = (
+    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"\x89HDF", "an HDF5 file such as Keras weights"),
+    (b"PK\x03\x04", "a zip or .npz archive such as the DMENet checkpoint"), (b"%PDF", "a PDF document"),
+    (b"GIF8", "a GIF image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+)
+
+
+def _looks_like(data):
+    """' (it looks like a JPEG image)' for a file of a kind people mistake for weights, else ''."""
+    for signature, kind in FILE_SIGNATURES:
+        if data.startswith(signature):
+            return f" (it looks like {kind})"
+    return ""
+
+
 def _fit_shape(blob, expected):
     """The blob in `expected` shape, or None. Legacy 4-D blobs (1, 1, out, in) fit (out, in)."""
     if blob.shape == expected:
@@ -270,8 +285,12 @@ def read_park17_blobs(path, expected=None):
         (300, 145)
     """
     expected = PARK17_BLOB_SHAPES if expected is None else expected
-    _, layers, damage = parse_net(_read_bytes(path))
+    data = _read_bytes(path)
+    _, layers, damage = parse_net(data)
     by_name = {layer.name: layer for layer in layers}
+    if not any(name in by_name for name in expected):
+        raise CaffeModelError(f"{path} is not a Caffe model{_looks_like(data)}; pass Park et al.'s DHDE_model.caffemodel or a "
+                              ".weights.h5 from `train.py --method park17`, or leave --weights out for the official file")
     problems = [damage] if damage else []
     found = {}
     for name, shapes in expected.items():

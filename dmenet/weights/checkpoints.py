@@ -20,7 +20,8 @@ HOW_TO_GET_WEIGHTS = (
     "  * a checkpoint trained here (train.py writes RUN_DIR/blur_net.weights.h5; `python train.py --demo` makes one in minutes);\n"
     "  * the official DMENet_BDCS.npz (from the authors' DMENet repository), used directly or converted once with\n"
     "    `python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5`.\n"
-    f"Setting {WEIGHTS_ENV}=PATH works too."
+    f"Setting {WEIGHTS_ENV}=PATH works too.\n"
+    "Without a DMENet checkpoint: --method park17 (Park et al. 2017; its official weights are public and downloaded once)."
 )
 
 
