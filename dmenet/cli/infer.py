@@ -168,6 +168,9 @@ def main(argv=None):
         os._exit(INTERRUPTED_EXIT)
     done, failed = len(summary["images"]), len(summary["failures"])
     print(f"{done} of {done + failed} images written to {args.output} ({predictor.encoding.description})")
+    if done and not args.no_colormap:
+        print("look at NAME_defocus.png (colour, with a σ scale); NAME_sigma.png holds σ × 1000 as 16-bit data, "
+              "which image viewers show as almost black")
     if failed:
         print(f"{failed} failed (see the lines above and summary.json)", file=sys.stderr)
     return 0 if failed + len(problems) == 0 else (1 if done else 2)

@@ -100,12 +100,17 @@ def main(argv=None):
         return 2
 
 
+VIEWING_NOTE = ("to look at the maps, open blur_map_norm/ (8-bit, σ relative to each image's maximum) or blur_map_binary/; "
+                "blur_map/ holds σ × 10 as 16-bit data, which image viewers show as almost black")
+
+
 def generate(args):
     shard_note = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     if args.procedural is not None:
         stems = write_procedural_dataset(args.out, args.procedural, seed=args.seed, image_size=tuple(args.size),
                                          max_coc=args.max_coc, workers=args.workers, progress=not args.quiet, shard=args.shard)
         print(f"{len(stems)} samples in {args.out}{shard_note}")
+        print(VIEWING_NOTE)
         return 0
     conversion = DepthConversion(
         scale=args.depth_scale, disparity=args.disparity, focal_px=args.focal_px, baseline_mm=args.baseline_mm,
@@ -121,6 +126,8 @@ def generate(args):
                            progress=not args.quiet, strict=args.strict, shard=args.shard)
     done, failed = len(report.stems), len(report.failures)
     print(f"{done} of {done + failed} samples in {args.out}{shard_note}")
+    if done:
+        print(VIEWING_NOTE)
     warning = report.layer_warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
