@@ -36,7 +36,7 @@ def load_predictor(method="dmenet", weights=None, *, precision="auto", max_side=
         An object with ``predict_sigma(image) -> H×W float32 σ in pixels`` and ``predict(image)``
         (σ plus the scale it was computed at).
 
-    Example:
+    Examples:
         >>> predictor = dmenet.load_predictor("park17", "DHDE_model.caffemodel")
         >>> maps = [predictor.predict_sigma(dmenet.read_image(p)) for p in ["a.jpg", "b.jpg"]]
     """
@@ -63,7 +63,7 @@ def estimate_defocus(image, weights=None, method="dmenet", **options):
     Returns:
         H×W float32 array of σ in pixels.
 
-    Example:
+    Examples:
         >>> import dmenet
         >>> sigma = dmenet.estimate_defocus("photo.jpg", method="park17", weights="DHDE_model.caffemodel")
         >>> float(sigma.max())
@@ -80,14 +80,15 @@ def synthesize_defocus(rgb, depth_mm, max_coc=29, *, seed=None, f_mm=None, z_foc
         max_coc: the largest circle of confusion in pixels (29 → σ_max 7 px).
         seed: seeds the random camera (focal length, focus distance, f-number); ignored when both
             ``f_mm`` and ``z_focal`` fix the camera.
-        f_mm, z_focal: a fixed focal length (mm) and focus depth (mm) instead of random draws.
+        f_mm: a fixed focal length in mm instead of a random draw.
+        z_focal: a fixed focus depth in mm instead of a random draw.
 
     Returns:
         ``dmenet.syndof.generator.SyndofSample``: ``blurred`` (float) and ``blurred_uint8`` images,
         ``labels.sigma`` (σ in px per pixel; also ``labels.coc``, ``labels.binary``) and the camera's
         ``parameters()``.
 
-    Example:
+    Examples:
         >>> sample = dmenet.synthesize_defocus(rgb, depth_mm, seed=0)
         >>> sample.blurred_uint8.shape, float(sample.labels.sigma.max())
     """
@@ -115,7 +116,7 @@ def evaluate(predictions, dataset="cuhk", data_root=None, *, split=None, unit=No
     Returns:
         dict with "metrics" (accuracy, AP, F-measure, MAE / MSE, …), "protocol" and "per_image" rows.
 
-    Example:
+    Examples:
         >>> result = dmenet.evaluate("outputs/infer", "cuhk", "CUHK", split="all")
         >>> result["metrics"]["average_precision"]
     """

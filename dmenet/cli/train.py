@@ -1,4 +1,4 @@
-"""Train DMENet (B with D, C, S; paper defaults) or Park et al.'s patch classifier; see README "Training".
+"""Train DMENet (B with D, C, S; paper defaults) or Park et al.'s patch classifier; see docs/training.md.
 
   python train.py --demo                                  # minutes on a CPU, no downloads
   python train.py --data-root datasets --run-dir runs/bdcs --vgg19-weights vgg19_notop.h5

@@ -4,7 +4,7 @@ The rule for ``auto`` is the same for both methods: bf16 exactly where the devic
 computes it natively (CPUs with AVX512-BF16/AMX, GPUs of compute capability 8.0 and later), fp32
 everywhere else. Elsewhere TensorFlow emulates bf16 and gains nothing. Where it is native, bf16 halves
 the bytes moved and doubles the dot-product rate, and its measured accuracy cost is negligible for
-both networks (``python -m dmenet.bench precision-cost``; numbers in README "Inference", *Precision*):
+both networks (``python -m dmenet.bench precision-cost``; numbers in docs/inference.md, "Precision"):
   * DMENet's B (two trained checkpoints, 50 CUHK photos): mean |Δσ| 1.2–1.4 % of the mean σ, largest
     0.9 px on any pixel; CUHK AP and accuracy change by at most 0.0003.
   * Park'17's patch classifier (official weights, the same photos): about 99 % of the edge patches

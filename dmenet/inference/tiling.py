@@ -7,7 +7,7 @@ exactly (nothing is blended, nothing computed twice beyond the margins), and eve
 a multiple of 16, so B's pooling grid inside a window is the grid of the whole photo. The default
 margin, 64 px, is the smallest of 0, 16, 32 and 64 px whose largest seam error on a trained B stays
 under 0.5 px (measured 0.38 px, mean 0.0003 px, on real photos with `python -m dmenet.bench infer
---margins`; README "Large photos").
+--margins`; docs/inference.md, "Large photos").
 
 Photos smaller than 32 pixels a side are mirrored up to that size. With `max_side` the photo is
 first shrunk; σ is then rescaled to the original pixel grid, because a blur of σ pixels at scale s
@@ -88,7 +88,7 @@ def plan_tiles(height, width, tile=DEFAULT_TILE, margin=DEFAULT_MARGIN):
     Returns:
         TilePlan.
 
-    Example:
+    Examples:
         >>> plan_tiles(4000, 6000).count
         35
     """
@@ -122,7 +122,7 @@ class DefocusPredictor:
         tile_batch: windows per call of B (memory grows with it; helps on GPUs).
         xla: "auto", "on" or "off": compile B's call with XLA (dmenet.inference.xla; auto: fp32 on CPUs).
 
-    Example:
+    Examples:
         >>> predictor = DefocusPredictor.from_weights("run/blur_net.weights.h5", precision="auto")
         >>> sigma = predictor.predict_sigma(read_image("photo.jpg"))
     """

@@ -63,7 +63,7 @@ class Park17Predictor:
         keep_intermediates: keep every stage's output of the last photo in ``last_result``
             (the classifier's labels and confidences among them), e.g. to compare precisions.
 
-    Example:
+    Examples:
         >>> predictor = Park17Predictor.from_weights("DHDE_model.caffemodel")
         >>> sigma = predictor.predict_sigma(rgb_float01)
     """

@@ -43,6 +43,17 @@ class CameraChoice:
 
 @dataclasses.dataclass
 class SyndofSample:
+    """One synthetic defocus sample, as ``synthesize`` and ``dmenet.synthesize_defocus`` return it.
+
+    Attributes:
+        blurred: H×W×3 float64 defocused photo (``blurred_uint8`` is the 8-bit image the writer saves).
+        labels: the per-pixel maps (``dmenet.syndof.labels.DefocusLabels``): ``coc`` and ``sigma`` in
+            pixels, ``sigma_uint16`` (σ·10, the official blur_map), ``sigma_norm`` and ``binary``.
+        stack: the depth layers the photo was decomposed into (``depth_preview`` pictures them).
+        camera: the thin lens drawn or fixed for this sample; ``parameters()`` lists it as JSON.
+        max_coc: the largest circle of confusion in pixels (σ_max = (max_coc − 1)/4).
+    """
+
     blurred: np.ndarray  # H×W×3 float64, before clipping (values may exceed [0, 1] by rounding)
     labels: DefocusLabels
     stack: LayerStack

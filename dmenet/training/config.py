@@ -86,7 +86,7 @@ class TrainConfig:
     tensorboard_every: int = setting(5, "steps between TensorBoard scalars", group="run")
     sample_every: int = setting(1000, "steps between sample sheets", group="run")
     strategy: str = setting("auto", "tf.distribute: auto mirrors over all local GPUs; multiworker spans processes "
-                                  "and machines (TF_CONFIG or a SLURM job step; README 'Multi-worker training')", group="run",
+                                  "and machines (TF_CONFIG or a SLURM job step; docs/training.md, 'Multi-worker training')", group="run",
                                   choices=STRATEGIES)
     mixed_precision: bool = setting(False, "float16 compute with loss scaling (GPUs)", group="run")
     remat: bool = setting(False, "recompute B's blocks during backpropagation instead of storing their activations "

@@ -5,8 +5,8 @@
     mirrored     MirroredStrategy over all local devices
     multiworker  MultiWorkerMirroredStrategy across processes (one or more machines)
 
-A multi-worker run finds its cluster in `TF_CONFIG` (set by the launcher, or by hand as in the
-README) or, inside a SLURM job step with several tasks, through TensorFlow's SLURM resolver. Every
+A multi-worker run finds its cluster in `TF_CONFIG` (set by the launcher, or by hand as in
+docs/training.md) or, inside a SLURM job step with several tasks, through TensorFlow's SLURM resolver. Every
 worker runs the same command on the same shared run directory. Each builds the same input pipeline
 from the same seed and keeps its own slice of every global batch (tf.data's DATA sharding), so N
 workers train exactly as one process on the same global batch. The chief (worker 0) alone writes
@@ -89,7 +89,7 @@ def cluster_resolver():
         return slurm_resolver()
     raise ClusterConfigError(
         "--strategy multiworker needs TF_CONFIG (the cluster's workers and this process's index) or a SLURM job "
-        "step with several tasks (srun ... python train.py); see the README section 'Multi-worker training'"
+        "step with several tasks (srun ... python train.py); see docs/training.md, 'Multi-worker training'"
     )
 
 
