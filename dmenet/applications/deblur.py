@@ -1,0 +1,559 @@
+"""All-in-focus image from a photo and its σ map: the official DMENet deconvolution (APPLICATIONS.md §2).
+
+The photo is split into σ layers (32 quantile bins, each pixel at its bin's lower edge); every layer
+is deconvolved over the whole frame with its Gaussian (Krishnan & Fergus' hyper-Laplacian solver,
+α = 1.5) and kept only at its own pixels. The default ``mode="exact"`` reproduces the official
+MATLAB code stage by stage; where it spends its time differs:
+
+- everything that depends only on the layer's σ and frame size (kernel OTF, denominators, taper
+  weights) is computed once and shared by the three channels, solved together in one batch;
+- ``edgetaper`` changes only a band of width 2·ks + 1 along the frame's border (its weight is 1
+  elsewhere), so its circular blur is evaluated there alone, by separable taps instead of two FFTs;
+- the shrinkage table is read by direct index (the table is uniform) instead of an interpolation search;
+- real FFTs, and layers run on ``workers`` threads (NumPy and pocketfft release the GIL).
+
+``mode="blend"`` (beyond the official) replaces the hard composition by a soft one: every pixel
+interpolates, linearly in σ, between the solutions of the two layers that bracket its own (unrounded)
+σ, which removes the always-rounded-down bias; see docs/deblur.md for the measured gain.
+``mode="fast"`` solves in float32 on FFT-friendly frame sizes (docs/deblur.md states its cost).
+"""
+import concurrent.futures
+import functools
+import math
+import os
+import threading
+import warnings
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage
+
+from dmenet.syndof.kernels import EPS, fspecial_gaussian
+
+LAMBDA_PRESETS = {"cuhk": 420.0, "dpdd": 16.8, "realdof": 4.2}
+MODES = ("exact", "blend", "fast")
+ALPHA = 1.5  # the official hyper-Laplacian exponent
+BINS = 32
+KERNEL_WINDOW = 101  # fspecial('gaussian', [101 101], σ)
+TAPER_PASSES = 4
+BETA_START, BETA_RATE, BETA_MAX = 1.0, 2.0 * math.sqrt(2.0), 2.0**8
+TABLE_LIMIT, TABLE_STEP = 10.0, 1e-4  # the shrinkage table: v ∈ [−10, 10] by 1e-4
+TABLE_INTERVALS = 200_000
+NEWTON_STEPS = 4
+
+
+class SigmaCropWarning(UserWarning):
+    """The σ map is smaller than the photo: the photo was cropped to the map's top-left region."""
+
+
+def resolve_lambda(value):
+    """λ (the data weight) from a preset name ("cuhk", "dpdd", "realdof") or a positive number.
+
+    Args:
+        value: a preset name, a number, or a string holding one.
+
+    Returns:
+        float λ > 0.
+
+    Example:
+        >>> resolve_lambda("cuhk"), resolve_lambda("12.5")
+        (420.0, 12.5)
+    """
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in LAMBDA_PRESETS:
+            return LAMBDA_PRESETS[key]
+        try:
+            number = float(key)
+        except ValueError:
+            raise ValueError(f"lambda must be a preset ({', '.join(LAMBDA_PRESETS)}) or a positive number, got {value!r}") from None
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"lambda must be a preset ({', '.join(LAMBDA_PRESETS)}) or a positive number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"lambda must be a finite number > 0, got {value!r}")
+    return number
+
+
+def sigma_from_official_map(map_u8):
+    """σ (px) of an official DMENet 8-bit map, decoded as the official deconvolution does (float64)."""
+    values = np.asarray(map_u8, np.float64)
+    return np.maximum(0.0, (values / 255.0 * 15.0 - 1.0) / 2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantisation and kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def matlab_quantiles(sorted_values, probabilities):
+    """MATLAB's quantile: the j-th of n sorted values sits at p = (j − ½)/n, linear in between, clamped
+    outside (NumPy's method="hazen"; written out so that the rounding matches MATLAB's to the bit)."""
+    count = len(sorted_values)
+    position = np.asarray(probabilities, np.float64) * count + 0.5  # 1-based
+    lower = np.floor(position).astype(np.int64)
+    result = np.empty(len(position))
+    below, above = lower < 1, lower >= count
+    inside = ~(below | above)
+    result[below] = sorted_values[0]
+    result[above] = sorted_values[-1]
+    low = lower[inside]
+    fraction = position[inside] - low
+    result[inside] = (1.0 - fraction) * sorted_values[low - 1] + fraction * sorted_values[low]
+    return result
+
+
+def quantize_sigma(sigma, bins=BINS):
+    """The official quantisation: lower bin edges of `bins` quantiles of the distinct σ values.
+
+    Args:
+        sigma: H×W σ map (px), finite and ≥ 0.
+        bins: number of quantiles (32 officially); bins + 2 edges.
+
+    Returns:
+        (sigma_q, bin_index, edges): the quantised map, the 1-based bin of every pixel (MATLAB's
+        discretize: e_j ≤ x < e_{j+1}, the last bin closed) and the edges.
+    """
+    sigma = np.asarray(sigma, np.float64)
+    distinct = np.unique(sigma)
+    probabilities = np.arange(1, bins + 1) / (bins + 1)
+    edges = np.concatenate([[distinct[0]], matlab_quantiles(distinct, probabilities), [distinct[-1]]])
+    # side="right" puts a value equal to repeated edges in the last of them: the bins before it are empty.
+    index = np.searchsorted(edges, sigma, side="right") - 1
+    np.minimum(index, len(edges) - 2, out=index)  # the maximum closes the last bin
+    return edges[index], index + 1, edges
+
+
+def layer_kernel(sigma):
+    """The official layer kernel: fspecial('gaussian', [101 101], σ) cropped to its non-zero taps.
+
+    Returns a 1×1 delta where the centre's neighbours vanish (σ ≲ 0.118, σ = 0 included): the layer
+    is then an identity, copied rather than deconvolved.
+    """
+    if sigma <= 0 or math.exp(-1.0 / (2.0 * sigma * sigma)) < EPS:
+        return np.ones((1, 1))
+    return fspecial_gaussian(KERNEL_WINDOW, float(sigma))
+
+
+def psf2otf(psf, shape):
+    """MATLAB psf2otf for a real PSF, as the rfft2 half-spectrum: zero-pad to `shape`, centre to index 0."""
+    padded = np.zeros(shape)
+    padded[: psf.shape[0], : psf.shape[1]] = psf
+    padded = np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))
+    return scipy.fft.rfft2(padded)
+
+
+# ---------------------------------------------------------------------------------------------
+# edgetaper
+# ---------------------------------------------------------------------------------------------
+
+
+def taper_profile(projection, length):
+    """1 − β for one axis of MATLAB's edgetaper: β = the circular autocorrelation of the PSF's
+    projection on length − 1 points, extended by its first sample, divided by its maximum."""
+    spectrum = np.fft.fft(projection, length - 1)
+    autocorrelation = np.real(np.fft.ifft(np.abs(spectrum) ** 2))
+    autocorrelation = np.concatenate([autocorrelation, autocorrelation[:1]])
+    return 1.0 - autocorrelation / autocorrelation.max()
+
+
+class EdgeTaper:
+    """MATLAB edgetaper(image, psf) for a batch of C×m×n images sharing one centred, odd-sized PSF.
+
+    The weight α = (1 − β₁)ᵀ(1 − β₂) is 1 except within 2·ks + 1 of the frame's border (β vanishes
+    beyond the autocorrelation's support; there the official result differs from the image by
+    (1 − α)·blur with 1 − α at the 1e-17 rounding level). So only the border band is recomputed, with
+    the circular blur evaluated there by separable taps.
+    """
+
+    def __init__(self, kernel, shape):
+        self.shape = shape
+        psf = kernel / kernel.sum()
+        self.half = kernel.shape[0] // 2
+        self.row_alpha = taper_profile(psf.sum(axis=1), shape[0])
+        self.col_alpha = taper_profile(psf.sum(axis=0), shape[1])
+        # The separable form of the PSF (the fspecial taps it drops are < eps of the peak).
+        self.taps = psf.sum(axis=1)
+        reach = 2 * self.half + 1
+        self.rows = _border_indices(shape[0], reach)
+        self.cols = _border_indices(shape[1], reach)
+
+    def __call__(self, images, passes=TAPER_PASSES):
+        images = images.copy()
+        low = images.min(axis=(1, 2))[:, None, None]
+        high = images.max(axis=(1, 2))[:, None, None]
+        for _ in range(passes):
+            # Both bands read the same (previous) image: blur first, then write.
+            top_bottom = self._blend(images, self.rows, None, low, high)
+            left_right = self._blend(images, None, self.cols, low, high)
+            images[:, self.rows, :] = top_bottom
+            images[:, :, self.cols] = left_right
+        return images
+
+    def _blend(self, images, rows, cols, low, high):
+        """α·image + (1 − α)·blur on whole border rows (`rows`) or whole border columns (`cols`), clipped."""
+        m, n = self.shape
+        if rows is not None:
+            blurred = self._circular_blur(images, rows, np.arange(n))
+            alpha = self.row_alpha[rows][:, None] * self.col_alpha[None, :]
+            original = images[:, rows, :]
+        else:
+            blurred = self._circular_blur(images, np.arange(m), cols)
+            alpha = self.row_alpha[:, None] * self.col_alpha[cols][None, :]
+            original = images[:, :, cols]
+        result = alpha * original + (1.0 - alpha) * blurred
+        return np.clip(result, low, high)
+
+    def _circular_blur(self, images, rows, cols):
+        """(psf ⊛ images)[:, rows, cols] with circular boundaries (what psf2otf·fft computes); one of
+        `rows`, `cols` spans its whole axis, so the blur along it runs on the strip with wrap-around."""
+        m, n = self.shape
+        offsets = np.arange(-self.half, self.half + 1)
+        if len(cols) == n:  # whole rows: blur along them, then gather the vertical taps
+            needed = np.unique((rows[:, None] - offsets[None, :]) % m)
+            strip = ndimage.convolve1d(images[:, needed, :], self.taps, axis=2, mode="wrap")
+            taps_at = np.searchsorted(needed, (rows[:, None] - offsets[None, :]) % m)  # rows × taps
+            return np.einsum("crtk,t->crk", strip[:, taps_at, :], self.taps)
+        needed = np.unique((cols[:, None] - offsets[None, :]) % n)
+        strip = ndimage.convolve1d(images[:, :, needed], self.taps, axis=1, mode="wrap")
+        taps_at = np.searchsorted(needed, (cols[:, None] - offsets[None, :]) % n)  # cols × taps
+        return np.einsum("crkt,t->crk", strip[:, :, taps_at], self.taps)
+
+
+def _border_indices(size, reach):
+    """Indices within `reach` of either end of an axis of `size`, ascending and distinct."""
+    return np.unique(np.concatenate([np.arange(min(reach, size)), np.arange(max(size - reach, 0), size)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The hyper-Laplacian solver (Krishnan & Fergus, fast_deconv)
+# ---------------------------------------------------------------------------------------------
+
+
+def beta_schedule():
+    """β for each outer iteration: 1, 2√2, 8, …, while below 256 (6 values), as MATLAB multiplies them."""
+    betas, beta = [], BETA_START
+    while beta < BETA_MAX:
+        betas.append(beta)
+        beta = beta * BETA_RATE
+    return tuple(betas)
+
+
+def _table_grid():
+    """MATLAB's −10:1e-4:10 (the colon operator builds the halves from both ends)."""
+    index = np.arange(TABLE_INTERVALS + 1, dtype=np.float64)
+    from_start = -TABLE_LIMIT + index * TABLE_STEP
+    from_end = TABLE_LIMIT - (TABLE_INTERVALS - index) * TABLE_STEP
+    return np.where(index <= TABLE_INTERVALS / 2, from_start, from_end)
+
+
+def newton_shrinkage(values, beta, alpha):
+    """argmin_w |w|^α + (β/2)(w − v)² by 4 Newton steps from w = v, then the zero test (KF's newton_w)."""
+    v = np.asarray(values, np.float64)
+    w = v.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(NEWTON_STEPS):
+            gradient = alpha * np.sign(w) * np.abs(w) ** (alpha - 1.0) + beta * (w - v)
+            curvature = alpha * (alpha - 1.0) * np.abs(w) ** (alpha - 2.0) + beta
+            w = w - gradient / curvature
+    w[np.isnan(w)] = 0.0
+    zero_cost = beta / 2.0 * v**2
+    cost = np.abs(w) ** alpha + beta / 2.0 * (w - v) ** 2
+    return (cost < zero_cost) * w
+
+
+@functools.lru_cache(maxsize=32)
+def shrinkage_table(beta, alpha):
+    """(values, slopes) of the official lookup table for (β, α) over v ∈ [−10, 10]; slopes[i] is the
+    segment i → i + 1 per grid step (the last one repeated, for extrapolation)."""
+    values = newton_shrinkage(_table_grid(), beta, alpha)
+    slopes = np.empty_like(values)
+    slopes[:-1] = np.diff(values)
+    slopes[-1] = slopes[-2]
+    values.setflags(write=False)
+    slopes.setflags(write=False)
+    return values, slopes
+
+
+def read_table(table, v, dtype=np.float64):
+    """interp1(grid, table, v, 'linear', 'extrap') by direct index: the grid is uniform."""
+    values, slopes = table
+    position = v * (1.0 / TABLE_STEP)
+    position += TABLE_INTERVALS / 2
+    index = position.astype(np.intp)
+    np.clip(index, 0, TABLE_INTERVALS - 1, out=index)
+    position -= index  # the fraction within the segment (< 0 or > 1 outside the table: extrapolation)
+    result = values[index].astype(dtype, copy=False)
+    slope = slopes[index].astype(dtype, copy=False)
+    slope *= position
+    result += slope
+    return result
+
+
+def _forward_differences(x):
+    """Circular forward differences along columns (x) and rows (y) of a C×m×n batch."""
+    gx = np.empty_like(x)
+    np.subtract(x[:, :, 1:], x[:, :, :-1], out=gx[:, :, :-1])
+    np.subtract(x[:, :, :1], x[:, :, -1:], out=gx[:, :, -1:])
+    gy = np.empty_like(x)
+    np.subtract(x[:, 1:, :], x[:, :-1, :], out=gy[:, :-1, :])
+    np.subtract(x[:, :1, :], x[:, -1:, :], out=gy[:, -1:, :])
+    return gx, gy
+
+
+def _backward_divergence(wx, wy):
+    """dₓᵀwₓ + d_yᵀw_y with circular backward differences: w[i − 1] − w[i]."""
+    out = np.empty_like(wx)
+    np.subtract(wx[:, :, -1:], wx[:, :, :1], out=out[:, :, :1])
+    np.subtract(wx[:, :, :-1], wx[:, :, 1:], out=out[:, :, 1:])
+    out[:, :1, :] += wy[:, -1:, :] - wy[:, :1, :]
+    out[:, 1:, :] += wy[:, :-1, :] - wy[:, 1:, :]
+    return out
+
+
+def gradient_weights(shape):
+    """|F(d_x)|² + |F(d_y)|² on the rfft2 half-spectrum of `shape` (psf2otf of [1, −1] and [1; −1])."""
+    dx = np.abs(psf2otf(np.array([[1.0, -1.0]]), shape)) ** 2
+    dy = np.abs(psf2otf(np.array([[1.0], [-1.0]]), shape)) ** 2
+    return dx + dy
+
+
+def fast_deconv(images, kernel, lam, alpha=ALPHA, *, dtype=np.float64):
+    """Krishnan & Fergus' fast_deconv on a C×m×n batch: min (λ/2)‖k ⊛ x − y‖² + Σ|∇x|^α, circular.
+
+    Args:
+        images: C×m×n (or m×n) observed images y, already padded and tapered.
+        kernel: odd-sized PSF, centred.
+        lam: λ, the data weight.
+        alpha: the prior's exponent (its shrinkage is read from the official lookup table).
+        dtype: float64 (exact) or float32 (mode="fast").
+
+    Returns:
+        x, the same shape as `images`.
+    """
+    single = images.ndim == 2
+    y = np.asarray(images[None] if single else images, dtype)
+    shape = y.shape[1:]
+    complex_dtype = np.result_type(dtype, np.complex64)
+    otf = psf2otf(kernel, shape).real  # an even kernel: psf2otf returns it real, as here
+    numerator = (otf * scipy.fft.rfft2(y)).astype(complex_dtype, copy=False)
+    kernel_power = (otf * otf).astype(dtype, copy=False)
+    smoothness = gradient_weights(shape).astype(dtype, copy=False)
+    x = y
+    gx, gy = _forward_differences(x)
+    for beta in beta_schedule():
+        gamma = beta / lam
+        table = shrinkage_table(beta, alpha)
+        wx = read_table(table, gx, dtype)
+        wy = read_table(table, gy, dtype)
+        spectrum = scipy.fft.rfft2(_backward_divergence(wx, wy))
+        spectrum *= dtype(gamma)
+        spectrum += numerator
+        spectrum /= kernel_power + dtype(gamma) * smoothness
+        x = scipy.fft.irfft2(spectrum, s=shape)
+        gx, gy = _forward_differences(x)
+    return x[0] if single else x
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole image
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_unit_image(image):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"the photo must be H×W×3, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float64) / 65535.0
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"the photo must be uint8, uint16 or float in [0, 1], got {image.dtype}")
+    image = image.astype(np.float64)
+    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+        raise ValueError("a float photo must hold finite values in [0, 1]")
+    return image
+
+
+def _as_sigma(sigma):
+    sigma = np.asarray(sigma)
+    if sigma.ndim == 3 and sigma.shape[2] == 1:
+        sigma = sigma[..., 0]
+    if sigma.ndim != 2:
+        raise ValueError(f"the σ map must be H×W, got shape {sigma.shape}")
+    if not np.issubdtype(sigma.dtype, np.number) or np.issubdtype(sigma.dtype, np.complexfloating):
+        raise ValueError(f"the σ map must be real numbers (σ in px), got {sigma.dtype}")
+    sigma = sigma.astype(np.float64)
+    if not np.isfinite(sigma).all():
+        raise ValueError("the σ map holds NaN or infinite values")
+    if sigma.min() < 0:
+        raise ValueError(f"the σ map holds negative values (min {sigma.min():.4g}); σ is a blur width in px, ≥ 0")
+    return sigma
+
+
+def crop_to_sigma(image, sigma):
+    """The official crop: a σ map smaller than the photo (DMENet maps are cut to multiples of 16)
+    keeps the photo's top-left region of the map's size, with a SigmaCropWarning; a larger map, or one
+    larger along either axis, is an error."""
+    (height, width), (map_height, map_width) = image.shape[:2], sigma.shape
+    if (map_height, map_width) == (height, width):
+        return image
+    if map_height > height or map_width > width:
+        raise ValueError(f"the σ map ({map_height}×{map_width}) does not fit the photo ({height}×{width}); "
+                         "it must be the photo's size or smaller (cropped top-left)")
+    warnings.warn(f"the σ map ({map_height}×{map_width}) is smaller than the photo ({height}×{width}): "
+                  f"the photo is cropped to its top-left {map_height}×{map_width} as the official code does",
+                  SigmaCropWarning, stacklevel=3)
+    return image[:map_height, :map_width]
+
+
+def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fast_shape=False):
+    """One σ layer over the whole frame: replicate pad by ks, 4× edgetaper, solve, crop back.
+
+    Args:
+        channels: C×H×W float64 images.
+        sigma: the layer's σ (px).
+        lam, alpha: the solver's λ and α.
+        dtype: float64 (exact) or float32.
+        fast_shape: pad further (by replication) to FFT-friendly sizes (mode="fast"; changes the result).
+
+    Returns:
+        C×H×W solution (the input itself for an identity layer).
+    """
+    kernel = layer_kernel(sigma)
+    if kernel.shape == (1, 1):
+        return channels
+    half = kernel.shape[0] // 2
+    height, width = channels.shape[1:]
+    pad_rows = pad_cols = 0
+    if fast_shape:
+        pad_rows = scipy.fft.next_fast_len(height + 2 * half, real=True) - height - 2 * half
+        pad_cols = scipy.fft.next_fast_len(width + 2 * half, real=True) - width - 2 * half
+    padded = np.pad(channels, ((0, 0), (half, half + pad_rows), (half, half + pad_cols)), mode="edge")
+    tapered = EdgeTaper(kernel, padded.shape[1:])(padded)
+    solution = fast_deconv(tapered, kernel, lam, alpha, dtype=dtype)
+    return solution[:, half : half + height, half : half + width]
+
+
+def _default_workers():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None, **options):
+    """All-in-focus image from a photo and its σ map (the official DMENet deconvolution).
+
+    Args:
+        image: H×W×3 photo, uint8 (read as /255, as the official code) or float in [0, 1].
+        sigma: H×W σ map in pixels (every method of this project writes σ in px; for an official
+            DMENet 8-bit map use `sigma_from_official_map`). A map smaller than the photo crops the
+            photo to its top-left region and warns (`SigmaCropWarning`).
+        lam: λ, the data weight (larger = less regularised), or a preset name: "cuhk" 420,
+            "dpdd" 16.8, "realdof" 4.2 (see `resolve_lambda`).
+        mode: "exact" (the official algorithm), "blend" (soft composition between the two layers
+            bracketing each pixel's σ; better on synthetic ground truth) or "fast" (float32 on
+            FFT-friendly frames; an approximation of "exact", its PSNR against it in docs/deblur.md).
+        progress: optional callable ``progress(done_layers, total_layers)``.
+        workers: threads solving layers concurrently (default: the CPUs available).
+        **options: ``bins`` (32), ``alpha`` (1.5).
+
+    Returns:
+        H×W×3 float64 image in [0, 1] (the crop's size when the map is smaller than the photo).
+
+    Raises:
+        ValueError: a malformed photo or map, NaN or negative σ, λ ≤ 0, unknown mode or option.
+
+    Example:
+        >>> sharp = deblur(photo_u8, sigma_px, "cuhk")
+        >>> write_png("sharp.png", np.round(sharp * 255).astype(np.uint8))
+    """
+    lam = resolve_lambda(lam)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    bins = options.pop("bins", BINS)
+    alpha = float(options.pop("alpha", ALPHA))
+    if options:
+        raise ValueError(f"unknown option(s) for deblur: {', '.join(sorted(options))}")
+    if not (isinstance(bins, (int, np.integer)) and bins >= 1):
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    sigma = _as_sigma(sigma)
+    photo = crop_to_sigma(_as_unit_image(image), sigma)
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+
+    sigma_q, bin_index, edges = quantize_sigma(sigma, bins)
+    channels = np.ascontiguousarray(np.moveaxis(photo, 2, 0))
+    dtype = np.float32 if mode == "fast" else np.float64
+    if mode == "blend":
+        return _deblur_blend(channels, sigma, edges, lam, alpha, progress, workers)
+
+    layer_values = np.unique(sigma_q)
+    output = np.empty_like(channels)
+    lock = threading.Lock()
+    done = [0]
+
+    def solve(value):
+        mask = sigma_q == value
+        solution = deconvolve_layer(channels, value, lam, alpha, dtype=dtype, fast_shape=mode == "fast")
+        with lock:
+            output[:, mask] = solution[:, mask]
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], len(layer_values))
+
+    _run_layers(solve, _largest_first(layer_values), workers)
+    np.clip(output, 0.0, 1.0, out=output)
+    return np.moveaxis(output, 0, 2)
+
+
+def _largest_first(layer_values):
+    """Layers by decreasing kernel size: the longest jobs start first, so the threads finish together."""
+    return sorted(layer_values, key=lambda value: -value)
+
+
+def _run_layers(solve, values, workers):
+    if workers == 1:
+        for value in values:
+            solve(value)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(solve, value) for value in values]:
+            future.result()
+
+
+def _deblur_blend(channels, sigma, edges, lam, alpha, progress, workers):
+    """Soft composition: a pixel of σ between two consecutive layer values σ_a ≤ σ < σ_b takes
+    (1 − t)·x_a + t·x_b with t = (σ − σ_a)/(σ_b − σ_a); σ at or past the last value takes its layer."""
+    levels = np.unique(edges)
+    position = np.clip(np.searchsorted(levels, sigma, side="right") - 1, 0, len(levels) - 1)
+    upper = np.minimum(position + 1, len(levels) - 1)
+    span = levels[upper] - levels[position]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight_upper = np.where(span > 0, (sigma - levels[position]) / np.where(span > 0, span, 1.0), 0.0)
+    weight_upper = np.clip(weight_upper, 0.0, 1.0)
+    output = np.zeros_like(channels)
+    lock = threading.Lock()
+    done = [0]
+    needed = [index for index in range(len(levels))
+              if (position == index).any() or ((upper == index) & (weight_upper > 0)).any()]
+
+    def solve(index):
+        weight = np.where(position == index, 1.0 - weight_upper, 0.0) + np.where((upper == index) & (upper != position), weight_upper, 0.0)
+        solution = deconvolve_layer(channels, levels[index], lam, alpha)
+        with lock:
+            np.add(output, weight[None] * solution, out=output)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], len(needed))
+
+    _run_layers(solve, sorted(needed, key=lambda index: -levels[index]), workers)
+    np.clip(output, 0.0, 1.0, out=output)
+    return np.moveaxis(output, 0, 2)
