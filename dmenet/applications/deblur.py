@@ -18,10 +18,12 @@ interpolates, linearly in σ, between the solutions of the two layers that brack
 ``mode="fast"`` solves in float32 on FFT-friendly frame sizes (docs/deblur.md states its cost).
 """
 import concurrent.futures
+import contextlib
 import functools
 import math
 import os
 import threading
+import time
 import warnings
 
 import numba
@@ -45,6 +47,30 @@ NEWTON_STEPS = 4
 
 class SigmaCropWarning(UserWarning):
     """The σ map is smaller than the photo: the photo was cropped to the map's top-left region."""
+
+
+class StageClock:
+    """Thread CPU seconds per stage, summed over the threads that solve layers (for the benchmark)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        start = time.thread_time()
+        try:
+            yield
+        finally:
+            elapsed = time.thread_time() - start
+            with self._lock:
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+
+
+class _NoClock:
+    @contextlib.contextmanager
+    def stage(self, name):
+        yield
 
 
 def resolve_lambda(value):
@@ -428,7 +454,7 @@ def crop_to_sigma(image, sigma):
     return image[:map_height, :map_width]
 
 
-def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fast_shape=False):
+def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fast_shape=False, clock=None):
     """One σ layer over the whole frame: replicate pad by ks, 4× edgetaper, solve, crop back.
 
     Args:
@@ -437,10 +463,12 @@ def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fas
         lam, alpha: the solver's λ and α.
         dtype: float64 (exact) or float32.
         fast_shape: pad further (by replication) to FFT-friendly sizes (mode="fast"; changes the result).
+        clock: optional `StageClock` to charge the stages to.
 
     Returns:
         C×H×W solution (the input itself for an identity layer).
     """
+    clock = clock or _NoClock()
     kernel = layer_kernel(sigma)
     if kernel.shape == (1, 1):
         return channels
@@ -450,9 +478,11 @@ def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fas
     if fast_shape:
         pad_rows = scipy.fft.next_fast_len(height + 2 * half, real=True) - height - 2 * half
         pad_cols = scipy.fft.next_fast_len(width + 2 * half, real=True) - width - 2 * half
-    padded = np.pad(channels, ((0, 0), (half, half + pad_rows), (half, half + pad_cols)), mode="edge")
-    tapered = EdgeTaper(kernel, padded.shape[1:])(padded)
-    solution = fast_deconv(tapered, kernel, lam, alpha, dtype=dtype)
+    with clock.stage("pad + edgetaper"):
+        padded = np.pad(channels, ((0, 0), (half, half + pad_rows), (half, half + pad_cols)), mode="edge")
+        tapered = EdgeTaper(kernel, padded.shape[1:])(padded)
+    with clock.stage("solve"):
+        solution = fast_deconv(tapered, kernel, lam, alpha, dtype=dtype)
     return solution[:, half : half + height, half : half + width]
 
 
@@ -473,12 +503,14 @@ def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None
             photo to its top-left region and warns (`SigmaCropWarning`).
         lam: λ, the data weight (larger = less regularised), or a preset name: "cuhk" 420,
             "dpdd" 16.8, "realdof" 4.2 (see `resolve_lambda`).
-        mode: "exact" (the official algorithm), "blend" (soft composition between the two layers
-            bracketing each pixel's σ; better on synthetic ground truth) or "fast" (float32 on
-            FFT-friendly frames; an approximation of "exact", its PSNR against it in docs/deblur.md).
+        mode: "exact" (the official algorithm), "blend" (each pixel interpolates linearly in σ between
+            the solutions of the two levels bracketing its unrounded σ, instead of taking the level
+            below; better on synthetic ground truth, docs/deblur.md) or "fast" (float32 on FFT-friendly
+            frames; an approximation of "exact", its PSNR against it in docs/deblur.md).
         progress: optional callable ``progress(done_layers, total_layers)``.
         workers: threads solving layers concurrently (default: the CPUs available).
-        **options: ``bins`` (32), ``alpha`` (1.5).
+        **options: ``bins`` (32), ``alpha`` (1.5), ``clock`` (a `StageClock` charged with each stage's
+            thread CPU seconds, for benchmarks).
 
     Returns:
         H×W×3 float64 image in [0, 1] (the crop's size when the map is smaller than the photo).
@@ -494,84 +526,91 @@ def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     bins = options.pop("bins", BINS)
-    alpha = float(options.pop("alpha", ALPHA))
+    alpha = options.pop("alpha", ALPHA)
+    clock = options.pop("clock", None) or _NoClock()
     if options:
         raise ValueError(f"unknown option(s) for deblur: {', '.join(sorted(options))}")
-    if not (isinstance(bins, (int, np.integer)) and bins >= 1):
+    if isinstance(bins, bool) or not (isinstance(bins, (int, np.integer)) and bins >= 1):
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number > 0, got {alpha!r}") from None
     if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be > 0, got {alpha!r}")
-    sigma = _as_sigma(sigma)
-    photo = crop_to_sigma(_as_unit_image(image), sigma)
+        raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
     workers = _default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
+    sigma = _as_sigma(sigma)
+    photo = crop_to_sigma(_as_unit_image(image), sigma)
 
-    sigma_q, bin_index, edges = quantize_sigma(sigma, bins)
+    with clock.stage("quantise"):
+        layers = layer_weights(sigma, "linear" if mode == "blend" else "lower", bins)
     channels = np.ascontiguousarray(np.moveaxis(photo, 2, 0))
-    dtype = np.float32 if mode == "fast" else np.float64
-    if mode == "blend":
-        return _deblur_blend(channels, sigma, edges, lam, alpha, progress, workers)
-
-    layer_values = np.unique(sigma_q)
-    output = np.empty_like(channels)
-    lock = threading.Lock()
-    done = [0]
-
-    def solve(value):
-        mask = sigma_q == value
-        solution = deconvolve_layer(channels, value, lam, alpha, dtype=dtype, fast_shape=mode == "fast")
-        with lock:
-            output[:, mask] = solution[:, mask]
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], len(layer_values))
-
-    _run_layers(solve, _largest_first(layer_values), workers)
-    np.clip(output, 0.0, 1.0, out=output)
-    return np.moveaxis(output, 0, 2)
-
-
-def _largest_first(layer_values):
-    """Layers by decreasing kernel size: the longest jobs start first, so the threads finish together."""
-    return sorted(layer_values, key=lambda value: -value)
-
-
-def _run_layers(solve, values, workers):
-    if workers == 1:
-        for value in values:
-            solve(value)
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(solve, value) for value in values]:
-            future.result()
-
-
-def _deblur_blend(channels, sigma, edges, lam, alpha, progress, workers):
-    """Soft composition: a pixel of σ between two consecutive layer values σ_a ≤ σ < σ_b takes
-    (1 − t)·x_a + t·x_b with t = (σ − σ_a)/(σ_b − σ_a); σ at or past the last value takes its layer."""
-    levels = np.unique(edges)
-    position = np.clip(np.searchsorted(levels, sigma, side="right") - 1, 0, len(levels) - 1)
-    upper = np.minimum(position + 1, len(levels) - 1)
-    span = levels[upper] - levels[position]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weight_upper = np.where(span > 0, (sigma - levels[position]) / np.where(span > 0, span, 1.0), 0.0)
-    weight_upper = np.clip(weight_upper, 0.0, 1.0)
     output = np.zeros_like(channels)
     lock = threading.Lock()
     done = [0]
-    needed = [index for index in range(len(levels))
-              if (position == index).any() or ((upper == index) & (weight_upper > 0)).any()]
 
-    def solve(index):
-        weight = np.where(position == index, 1.0 - weight_upper, 0.0) + np.where((upper == index) & (upper != position), weight_upper, 0.0)
-        solution = deconvolve_layer(channels, levels[index], lam, alpha)
-        with lock:
-            np.add(output, weight[None] * solution, out=output)
+    def solve(layer):
+        level, weight = layer
+        solution = deconvolve_layer(channels, level, lam, alpha, dtype=np.float32 if mode == "fast" else np.float64,
+                                    fast_shape=mode == "fast", clock=clock)
+        with lock, clock.stage("compose"):
+            compose(output, solution, weight)
             done[0] += 1
             if progress is not None:
-                progress(done[0], len(needed))
+                progress(done[0], len(layers))
 
-    _run_layers(solve, sorted(needed, key=lambda index: -levels[index]), workers)
+    # Largest kernels first: the longest jobs start first, so the threads finish together.
+    ordered = sorted(layers, key=lambda layer: -layer[0])
+    if workers == 1:
+        for layer in ordered:
+            solve(layer)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(solve, layer) for layer in ordered]:
+                future.result()
     np.clip(output, 0.0, 1.0, out=output)
     return np.moveaxis(output, 0, 2)
+
+
+def layer_weights(sigma, rule="lower", bins=BINS):
+    """The σ levels to solve and how each pixel takes them.
+
+    Args:
+        sigma: H×W σ map (px).
+        rule: "lower" (official: the lower edge of the pixel's quantile bin, a hard mask), "nearest"
+            (the nearer of the two levels bracketing σ, hard) or "linear" (both, weighted linearly in σ).
+            The levels are the official quantile edges (`quantize_sigma`).
+        bins: quantile bins.
+
+    Returns:
+        list of (level σ, weights): a bool H×W mask (hard rules) or float H×W weights (they sum to 1
+        at every pixel). Levels no pixel takes are left out.
+    """
+    sigma_q, _, edges = quantize_sigma(sigma, bins)
+    if rule == "lower":
+        return [(float(level), sigma_q == level) for level in np.unique(sigma_q)]
+    if rule not in ("nearest", "linear"):
+        raise ValueError(f"rule must be 'lower', 'nearest' or 'linear', got {rule!r}")
+    levels = np.unique(edges)
+    below = np.clip(np.searchsorted(levels, sigma, side="right") - 1, 0, len(levels) - 1)
+    above = np.minimum(below + 1, len(levels) - 1)
+    span = levels[above] - levels[below]
+    upper_share = np.where(span > 0, (sigma - levels[below]) / np.where(span > 0, span, 1.0), 0.0)
+    if rule == "nearest":
+        upper_share = (upper_share >= 0.5).astype(np.float64)
+    layers = []
+    for index, level in enumerate(levels):
+        weight = np.where(below == index, 1.0 - upper_share, 0.0) + np.where((above == index) & (above != below), upper_share, 0.0)
+        if weight.any():
+            layers.append((float(level), weight > 0.5 if rule == "nearest" else weight))
+    return layers
+
+
+def compose(output, solution, weight):
+    """Add one layer's C×H×W solution into `output`: copied where a bool mask is set, else weighted."""
+    if weight.dtype == bool:
+        output[:, weight] = solution[:, weight]
+    else:
+        output += weight[None] * solution
