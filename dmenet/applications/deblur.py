@@ -486,7 +486,7 @@ def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fas
     return solution[:, half : half + height, half : half + width]
 
 
-def _default_workers():
+def default_workers():
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
@@ -538,7 +538,7 @@ def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None
         raise ValueError(f"alpha must be a number > 0, got {alpha!r}") from None
     if not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-    workers = _default_workers() if workers is None else int(workers)
+    workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     sigma = _as_sigma(sigma)

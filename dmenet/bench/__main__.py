@@ -1,4 +1,4 @@
-"""`python -m dmenet.bench {infer,syndof,train,park17,park17_filters,precision-cost,gpu-portable} [options]`: run one benchmark."""
+"""`python -m dmenet.bench {infer,syndof,train,park17,park17_filters,precision-cost,gpu-portable,deblur} [options]`: run one benchmark."""
 import importlib
 import sys
 
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "park17_filters": "dmenet.bench.park17_filters",
     "precision-cost": "dmenet.bench.precision_cost",
     "gpu-portable": "dmenet.bench.gpu_portable",  # B alone on any Keras backend (a GPU machine without TensorFlow)
+    "deblur": "dmenet.bench.deblur",  # the all-in-focus deconvolution: speed vs the official run, quality on SYNDOF
 }
 
 
