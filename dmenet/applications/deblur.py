@@ -29,8 +29,8 @@ import warnings
 import numba
 import numpy as np
 import scipy.fft
-from scipy import ndimage
 
+from dmenet.syndof import blas_threads
 from dmenet.syndof.kernels import EPS, fspecial_gaussian
 
 LAMBDA_PRESETS = {"cuhk": 420.0, "dpdd": 16.8, "realdof": 4.2}
@@ -189,10 +189,12 @@ def taper_profile(projection, length):
 class EdgeTaper:
     """MATLAB edgetaper(image, psf) for a batch of C×m×n images sharing one centred, odd-sized PSF.
 
-    The weight α = (1 − β₁)ᵀ(1 − β₂) is 1 except within 2·ks + 1 of the frame's border (β vanishes
+    The weight α = (1 − β₁)ᵀ(1 − β₂) is 1 except within r = 2·ks + 1 of the frame's border (β vanishes
     beyond the autocorrelation's support; there the official result differs from the image by
-    (1 − α)·blur with 1 − α at the 1e-17 rounding level). So only the border band is recomputed, with
-    the circular blur evaluated there by separable taps.
+    (1 − α)·blur with 1 − α at the 1e-17 rounding level). So only the border band is recomputed: the
+    r rows at each end form one block of 2r rows across the wrap-around, blurred along its rows by a
+    1-D circular FFT and across them by a small Toeplitz product; the columns likewise. Frames too small
+    for two separate bands take the full-frame FFT blur.
     """
 
     def __init__(self, kernel, shape):
@@ -201,57 +203,53 @@ class EdgeTaper:
         self.half = kernel.shape[0] // 2
         self.row_alpha = taper_profile(psf.sum(axis=1), shape[0])
         self.col_alpha = taper_profile(psf.sum(axis=0), shape[1])
+        self.reach = 2 * self.half + 1
+        self.full_frame = 2 * (self.reach + self.half) > min(shape)
+        if self.full_frame:
+            self.otf = psf2otf(psf, shape)
+            return
         # The separable form of the PSF (the fspecial taps it drops are < eps of the peak).
-        self.taps = psf.sum(axis=1)
-        reach = 2 * self.half + 1
-        self.rows = _border_indices(shape[0], reach)
-        self.cols = _border_indices(shape[1], reach)
+        taps = psf.sum(axis=1)
+        self.row_spectrum = _circular_taps_spectrum(taps, shape[1])  # blur along a row (length n)
+        self.col_spectrum = _circular_taps_spectrum(taps, shape[0])
+        band, width = 2 * self.reach, 2 * self.reach + 2 * self.half
+        self.across = np.zeros((band, width))  # band[r] = Σ_t taps[t]·block[r + 2·ks − t]
+        for tap, weight in enumerate(taps):
+            self.across[np.arange(band), np.arange(band) + 2 * self.half - tap] = weight
+        self.band_rows = np.arange(shape[0] - self.reach, shape[0] + self.reach) % shape[0]
+        self.block_rows = np.arange(shape[0] - self.reach - self.half, shape[0] + self.reach + self.half) % shape[0]
+        self.band_cols = np.arange(shape[1] - self.reach, shape[1] + self.reach) % shape[1]
+        self.block_cols = np.arange(shape[1] - self.reach - self.half, shape[1] + self.reach + self.half) % shape[1]
 
     def __call__(self, images, passes=TAPER_PASSES):
-        images = images.copy()
-        low = images.min(axis=(1, 2))[:, None, None]
-        high = images.max(axis=(1, 2))[:, None, None]
+        images = np.array(images, np.float64)
         for _ in range(passes):
-            # Both bands read the same (previous) image: blur first, then write.
-            top_bottom = self._blend(images, self.rows, None, low, high)
-            left_right = self._blend(images, None, self.cols, low, high)
-            images[:, self.rows, :] = top_bottom
-            images[:, :, self.cols] = left_right
+            low = images.min(axis=(1, 2))[:, None, None]
+            high = images.max(axis=(1, 2))[:, None, None]
+            if self.full_frame:
+                blurred = scipy.fft.irfft2(scipy.fft.rfft2(images) * self.otf, s=self.shape)
+                alpha = self.row_alpha[:, None] * self.col_alpha[None, :]
+                images = np.clip(alpha * images + (1.0 - alpha) * blurred, low, high)
+                continue
+            # Both bands read the same (previous) image: blur both, then write.
+            rows_block = images[:, self.block_rows, :]
+            along = scipy.fft.irfft(scipy.fft.rfft(rows_block, axis=2) * self.row_spectrum, self.shape[1], axis=2)
+            rows_alpha = self.row_alpha[self.band_rows][:, None] * self.col_alpha[None, :]
+            rows_result = rows_alpha * images[:, self.band_rows, :] + (1.0 - rows_alpha) * np.matmul(self.across, along)
+            cols_block = images[:, :, self.block_cols]
+            along = scipy.fft.irfft(scipy.fft.rfft(cols_block, axis=1) * self.col_spectrum[:, None], self.shape[0], axis=1)
+            cols_alpha = self.row_alpha[:, None] * self.col_alpha[self.band_cols][None, :]
+            cols_result = cols_alpha * images[:, :, self.band_cols] + (1.0 - cols_alpha) * np.matmul(along, self.across.T)
+            images[:, self.band_rows, :] = np.clip(rows_result, low, high)
+            images[:, :, self.band_cols] = np.clip(cols_result, low, high)
         return images
 
-    def _blend(self, images, rows, cols, low, high):
-        """α·image + (1 − α)·blur on whole border rows (`rows`) or whole border columns (`cols`), clipped."""
-        m, n = self.shape
-        if rows is not None:
-            blurred = self._circular_blur(images, rows, np.arange(n))
-            alpha = self.row_alpha[rows][:, None] * self.col_alpha[None, :]
-            original = images[:, rows, :]
-        else:
-            blurred = self._circular_blur(images, np.arange(m), cols)
-            alpha = self.row_alpha[:, None] * self.col_alpha[cols][None, :]
-            original = images[:, :, cols]
-        result = alpha * original + (1.0 - alpha) * blurred
-        return np.clip(result, low, high)
 
-    def _circular_blur(self, images, rows, cols):
-        """(psf ⊛ images)[:, rows, cols] with circular boundaries (what psf2otf·fft computes); one of
-        `rows`, `cols` spans its whole axis, so the blur along it runs on the strip with wrap-around."""
-        m, n = self.shape
-        offsets = np.arange(-self.half, self.half + 1)
-        if len(cols) == n:  # whole rows: blur along them, then gather the vertical taps
-            needed = np.unique((rows[:, None] - offsets[None, :]) % m)
-            strip = ndimage.convolve1d(images[:, needed, :], self.taps, axis=2, mode="wrap")
-            taps_at = np.searchsorted(needed, (rows[:, None] - offsets[None, :]) % m)  # rows × taps
-            return np.einsum("crtk,t->crk", strip[:, taps_at, :], self.taps)
-        needed = np.unique((cols[:, None] - offsets[None, :]) % n)
-        strip = ndimage.convolve1d(images[:, :, needed], self.taps, axis=1, mode="wrap")
-        taps_at = np.searchsorted(needed, (cols[:, None] - offsets[None, :]) % n)  # cols × taps
-        return np.einsum("crkt,t->crk", strip[:, :, taps_at], self.taps)
-
-
-def _border_indices(size, reach):
-    """Indices within `reach` of either end of an axis of `size`, ascending and distinct."""
-    return np.unique(np.concatenate([np.arange(min(reach, size)), np.arange(max(size - reach, 0), size)]))
+def _circular_taps_spectrum(taps, length):
+    """rfft of centred 1-D taps on a circle of `length` (a 1-D psf2otf)."""
+    padded = np.zeros(length)
+    padded[: len(taps)] = taps
+    return scipy.fft.rfft(np.roll(padded, -(len(taps) // 2)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,13 +561,15 @@ def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None
 
     # Largest kernels first: the longest jobs start first, so the threads finish together.
     ordered = sorted(layers, key=lambda layer: -layer[0])
-    if workers == 1:
-        for layer in ordered:
-            solve(layer)
-    else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(solve, layer) for layer in ordered]:
-                future.result()
+    # The threads are the parallelism: BLAS (edgetaper's small products) stays on one thread each.
+    with blas_threads.limited():
+        if workers == 1:
+            for layer in ordered:
+                solve(layer)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(solve, layer) for layer in ordered]:
+                    future.result()
     np.clip(output, 0.0, 1.0, out=output)
     return np.moveaxis(output, 0, 2)
 

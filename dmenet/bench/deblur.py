@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from dmenet.applications import deblur as deconvolution
+from dmenet.syndof import blas_threads
 
 QUALITY_MAX_COC = 13
 JUMP_PX = 0.25
@@ -201,7 +202,7 @@ def solve_levels(observed, sigma, workers):
 
     levels = sorted({level for rule in RULES for level, _ in deconvolution.layer_weights(sigma, rule)})
     channels = np.ascontiguousarray(np.moveaxis(observed / 255.0, 2, 0))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    with blas_threads.limited(), concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         solved = pool.map(lambda level: deconvolution.deconvolve_layer(channels, level, 420.0), levels)
         return dict(zip(levels, solved))
 
