@@ -90,10 +90,10 @@ def test_quantisation_is_the_official_one(reference):
     assert np.array_equal(edges, expected["w_edges"])
     assert np.array_equal(bin_index, expected["bin_index"])
     assert np.array_equal(sigma_q, expected["sigma_q"])
-    layers = D.layer_weights(reference["sigma"])
-    assert [level for level, _ in layers] == expected["layer_sigma"].tolist()
-    assert [int(mask.sum()) for _, mask in layers] == expected["layer_npix"].tolist()
-    assert [D.layer_kernel(level).shape[0] // 2 for level, _ in layers] == [layer["ks"] for layer in reference["record"]["layers"]]
+    plan = D.LayerPlan(reference["sigma"])
+    assert plan.levels == expected["layer_sigma"].tolist()
+    assert [int(plan.weight(level).sum()) for level in plan.levels] == expected["layer_npix"].tolist()
+    assert [D.layer_kernel(level).shape[0] // 2 for level in plan.levels] == [layer["ks"] for layer in reference["record"]["layers"]]
 
 
 @pytest.mark.parametrize("name", ["cuhk0027_j02_ch1.npz", "cuhk0027_j17_ch1.npz"])
@@ -194,26 +194,34 @@ def test_few_distinct_values_repeat_edges_and_layer_order_does_not_matter():
     assert np.array_equal(serial[sigma == 0], photo[sigma == 0] / 255.0)  # σ = 0 pixels: the identity layer
 
 
-def test_blend_and_fast_modes():
+def test_conservative_and_fast_modes():
     photo = smooth_scene(36, 40, seed=6)
     sigma = np.full((36, 40), 0.8)
-    sigma[:, 20:] = np.linspace(1.0, 2.0, 20)  # 21 distinct values, most between two levels
+    sigma[:, 20:] = np.linspace(1.0, 2.0, 20)
     exact = D.deblur(photo, sigma, workers=1)
-    blend = D.deblur(photo, sigma, mode="blend", workers=1)
-    left = sigma == 0.8  # σ at the lowest level: both modes take that level's solution
-    np.testing.assert_allclose(blend[left], exact[left], rtol=0, atol=1e-12)
-    assert np.abs(blend[~left] - exact[~left]).max() > 1e-3  # the official rounds σ down, blend does not
+    conservative = D.deblur(photo, sigma, mode="conservative", workers=1)
+    far = (slice(None), slice(0, 14))  # beyond radius + feather reach of the edge: the lowest level, unfeathered
+    np.testing.assert_allclose(conservative[far], exact[far], rtol=0, atol=1e-9)
+    assert np.abs(conservative[:, 17:23] - exact[:, 17:23]).max() > 1e-3  # the edge takes the smaller σ
+    hard = D.deblur(photo, sigma, mode="conservative", workers=1, radius=0, feather=0)
+    np.testing.assert_array_equal(hard, exact)  # radius 0 and no feathering: the official composition
     fast = D.deblur(photo, sigma, mode="fast", workers=1)
     assert 10 * np.log10(1 / np.mean((fast - exact) ** 2)) > 35
+    with pytest.raises(ValueError, match="unknown option"):
+        D.deblur(photo, sigma, mode="exact", radius=2)
+    with pytest.raises(ValueError, match="radius"):
+        D.deblur(photo, sigma, mode="conservative", radius=-1)
 
 
-def test_layer_weights_rules_sum_to_one():
+def test_layer_plans_sum_to_one():
     sigma = np.linspace(0, 3, 200).reshape(10, 20)
-    for rule in ("lower", "nearest", "linear"):
-        total = sum(weight.astype(float) for _, weight in D.layer_weights(sigma, rule))
-        np.testing.assert_allclose(total, 1.0)
+    for rule in ("lower", "nearest", "linear", "conservative"):
+        plan = D.LayerPlan(sigma, rule)
+        total = sum(plan.weight(level).astype(float) for level in plan.levels)
+        np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert D.LayerPlan(sigma, "conservative").levels[0] == 0.0
     with pytest.raises(ValueError, match="rule"):
-        D.layer_weights(sigma, "cubic")
+        D.LayerPlan(sigma, "cubic")
 
 
 def test_smaller_sigma_map_crops_the_photo_top_left():
