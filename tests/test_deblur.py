@@ -6,51 +6,9 @@ import numpy as np
 import pytest
 
 from dmenet.applications import deblur as D
+from dmenet.bench.deblur import plain_edgetaper, plain_fast_deconv  # a plain transcription of the official MATLAB
 
 REFERENCE = "deconv_reference"
-
-
-# ---------------------------------------------------------------------------------------------
-# A plain transcription of the official MATLAB (full-frame FFTs, interpolation search): the
-# independent check of the optimised code on cases without shared data.
-# ---------------------------------------------------------------------------------------------
-
-
-def plain_psf2otf(psf, shape):
-    padded = np.zeros(shape)
-    padded[: psf.shape[0], : psf.shape[1]] = psf
-    return np.fft.fft2(np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1)))
-
-
-def plain_edgetaper(image, psf):
-    psf = psf / psf.sum()
-    alphas = []
-    for axis, projection in enumerate((psf.sum(axis=1), psf.sum(axis=0))):
-        z = np.real(np.fft.ifft(np.abs(np.fft.fft(projection, image.shape[axis] - 1)) ** 2))
-        z = np.concatenate([z, z[:1]]) / z.max()
-        alphas.append(1 - z)
-    alpha = alphas[0][:, None] * alphas[1][None, :]
-    blurred = np.real(np.fft.ifft2(np.fft.fft2(image) * plain_psf2otf(psf, image.shape)))
-    return np.clip(alpha * image + (1 - alpha) * blurred, image.min(), image.max())
-
-
-def plain_fast_deconv(y, kernel, lam, alpha=1.5):
-    grid = np.linspace(-10, 10, 200001)
-    otf = plain_psf2otf(kernel, y.shape)
-    numerator, denom1 = np.conj(otf) * np.fft.fft2(y), np.abs(otf) ** 2
-    denom2 = np.abs(plain_psf2otf(np.array([[1.0, -1.0]]), y.shape)) ** 2 + np.abs(plain_psf2otf(np.array([[1.0], [-1.0]]), y.shape)) ** 2
-    x, beta = y.copy(), 1.0
-    while beta < 256:
-        gamma = beta / lam
-        table = D.newton_shrinkage(grid, beta, alpha)
-        gx = np.concatenate([np.diff(x, axis=1), x[:, :1] - x[:, -1:]], axis=1)
-        gy = np.concatenate([np.diff(x, axis=0), x[:1] - x[-1:]], axis=0)
-        wx, wy = np.interp(gx, grid, table), np.interp(gy, grid, table)
-        wxx = np.concatenate([wx[:, -1:] - wx[:, :1], -np.diff(wx, axis=1)], axis=1)
-        wxx = wxx + np.concatenate([wy[-1:] - wy[:1], -np.diff(wy, axis=0)], axis=0)
-        x = np.real(np.fft.ifft2((numerator + gamma * np.fft.fft2(wxx)) / (denom1 + gamma * denom2)))
-        beta *= 2 * np.sqrt(2)
-    return x
 
 
 def smooth_scene(height=40, width=52, seed=0):
