@@ -195,8 +195,9 @@ class EdgeTaper:
     The weight α = (1 − β₁)ᵀ(1 − β₂) is 1 except within r = 2·ks + 1 of the frame's border (β vanishes
     beyond the autocorrelation's support; there the official result differs from the image by
     (1 − α)·blur with 1 − α at the 1e-17 rounding level). So only the border band is recomputed: the
-    r rows at each end form one block of 2r rows across the wrap-around, blurred along its rows by a
-    1-D circular FFT and across them by a small Toeplitz product; the columns likewise. Frames too small
+    r rows at each end form one band of 2r rows across the wrap-around, blurred across by a small
+    Toeplitz product (from the 2r + 2·ks rows it reads) and along by a 1-D circular FFT; the columns
+    likewise. Frames too small
     for two separate bands take the full-frame FFT blur.
     """
 
@@ -234,15 +235,16 @@ class EdgeTaper:
                 alpha = self.row_alpha[:, None] * self.col_alpha[None, :]
                 images = np.clip(alpha * images + (1.0 - alpha) * blurred, low, high)
                 continue
-            # Both bands read the same (previous) image: blur both, then write.
-            rows_block = images[:, self.block_rows, :]
-            along = scipy.fft.irfft(scipy.fft.rfft(rows_block, axis=2) * self.row_spectrum, self.shape[1], axis=2)
+            # Both bands read the same (previous) image: blur both, then write. The short blur across
+            # a band runs first, so the FFT along it only sees the band's own 2r lines.
+            across = np.matmul(self.across, images[:, self.block_rows, :])
+            blurred = scipy.fft.irfft(scipy.fft.rfft(across, axis=2) * self.row_spectrum, self.shape[1], axis=2)
             rows_alpha = self.row_alpha[self.band_rows][:, None] * self.col_alpha[None, :]
-            rows_result = rows_alpha * images[:, self.band_rows, :] + (1.0 - rows_alpha) * np.matmul(self.across, along)
-            cols_block = images[:, :, self.block_cols]
-            along = scipy.fft.irfft(scipy.fft.rfft(cols_block, axis=1) * self.col_spectrum[:, None], self.shape[0], axis=1)
+            rows_result = rows_alpha * images[:, self.band_rows, :] + (1.0 - rows_alpha) * blurred
+            across = np.ascontiguousarray(np.matmul(images[:, :, self.block_cols], self.across.T).transpose(0, 2, 1))
+            blurred = scipy.fft.irfft(scipy.fft.rfft(across, axis=2) * self.col_spectrum, self.shape[0], axis=2).transpose(0, 2, 1)
             cols_alpha = self.row_alpha[:, None] * self.col_alpha[self.band_cols][None, :]
-            cols_result = cols_alpha * images[:, :, self.band_cols] + (1.0 - cols_alpha) * np.matmul(along, self.across.T)
+            cols_result = cols_alpha * images[:, :, self.band_cols] + (1.0 - cols_alpha) * blurred
             images[:, self.band_rows, :] = np.clip(rows_result, low, high)
             images[:, :, self.band_cols] = np.clip(cols_result, low, high)
         return images
