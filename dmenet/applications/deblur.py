@@ -8,8 +8,9 @@ MATLAB code stage by stage; where it spends its time differs:
 - everything that depends only on the layer's σ and frame size (kernel OTF, denominators, taper
   weights) is computed once and shared by the three channels, solved together in one batch;
 - ``edgetaper`` changes only a band of width 2·ks + 1 along the frame's border (its weight is 1
-  elsewhere), so its circular blur is evaluated there alone, by separable taps instead of two FFTs;
-- the shrinkage table is read by direct index (the table is uniform) instead of an interpolation search;
+  elsewhere), so its circular blur is evaluated there alone instead of by two full-frame FFTs;
+- the shrinkage table is read by direct index (the table is uniform) instead of an interpolation search,
+  inside one compiled (numba) pass per iteration that also forms the gradients and the divergence;
 - real FFTs, and layers run on ``workers`` threads (NumPy and pocketfft release the GIL).
 
 ``mode="conservative"`` (beyond the official) deconvolves each pixel with the smallest σ within
