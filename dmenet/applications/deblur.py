@@ -390,7 +390,8 @@ def fast_deconv(images, kernel, lam, alpha=ALPHA, *, dtype=np.float64):
     y = np.ascontiguousarray(y, dtype)
     shape = y.shape[1:]
     otf = psf2otf(kernel, shape).real  # an even kernel: psf2otf returns it real, as here
-    numerator = (otf * scipy.fft.rfft2(y)).astype(np.result_type(dtype, np.complex64))
+    numerator = scipy.fft.rfft2(y)
+    numerator *= otf.astype(dtype)
     kernel_power = (otf * otf).astype(dtype)
     smoothness = gradient_weights(shape).astype(dtype)
     x, divergence = y, np.empty_like(y)
