@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-METHODS = ("dmenet", "park17")
+METHODS = ("dmenet", "park17", "zhuo11")
 
 
 def _as_photo(image):
@@ -23,14 +23,17 @@ def load_predictor(method="dmenet", weights=None, *, precision="auto", max_side=
     """A predictor for many photos: load the weights once, then call ``predict_sigma`` per photo.
 
     Args:
-        method: "dmenet" (network B) or "park17" (Park et al. 2017).
+        method: "dmenet" (network B), "park17" (Park et al. 2017) or "zhuo11" (Zhuo & Sim 2011; no network,
+            no weights, no TensorFlow).
         weights: dmenet: our ``.weights.h5`` or the official ``DMENet_BDCS.npz`` (None: $DMENET_WEIGHTS);
             park17: ``DHDE_model.caffemodel`` or a converted ``.weights.h5`` (None: $DMENET_PARK17_WEIGHTS,
-            else the official file, downloaded once with its checksum).
+            else the official file, downloaded once with its checksum); zhuo11: must be None.
         precision: "auto" (``dmenet.inference.precision.resolve_precision``), "fp32" or "bf16": the network's
-            arithmetic (Park'17: its classifier; the hand-crafted stages stay float64).
+            arithmetic (Park'17: its classifier; the hand-crafted stages stay float64; zhuo11: float64 only).
         max_side: shrink photos whose long side exceeds this first; σ comes back in full-size pixels.
-        **options: dmenet: tile, margin, tile_batch; park17: max_pixels, params.
+        **options: dmenet: tile, margin, tile_batch; park17: max_pixels, params; zhuo11: max_pixels, params,
+            solver ("auto", "amg", "direct"), tolerance, and any ``Zhuo11Params`` field (edge_threshold,
+            reblur_std, lam, max_blur, canny_sigma).
 
     Returns:
         An object with ``predict_sigma(image) -> H×W float32 σ in pixels`` and ``predict(image)``
@@ -44,6 +47,10 @@ def load_predictor(method="dmenet", weights=None, *, precision="auto", max_side=
         from dmenet.park17.predictor import Park17Predictor
 
         return Park17Predictor.from_weights(weights, precision=precision, max_side=max_side, **options)
+    if method == "zhuo11":
+        from dmenet.zhuo11.predictor import Zhuo11Predictor
+
+        return Zhuo11Predictor.from_weights(weights, precision=precision, max_side=max_side, **options)
     if method == "dmenet":
         from dmenet.inference.tiling import DefocusPredictor
 
@@ -57,8 +64,8 @@ def estimate_defocus(image, weights=None, method="dmenet", **options):
     Args:
         image: a file path, or an H×W×3 array (uint8, uint16, or float in [0, 1]).
         weights: see ``load_predictor``.
-        method: "dmenet" or "park17".
-        **options: passed to ``load_predictor`` (precision, max_side, …).
+        method: "dmenet", "park17" or "zhuo11".
+        **options: passed to ``load_predictor`` (precision, max_side, zhuo11's lam, max_blur, …).
 
     Returns:
         H×W float32 array of σ in pixels.
@@ -67,6 +74,7 @@ def estimate_defocus(image, weights=None, method="dmenet", **options):
         >>> import dmenet
         >>> sigma = dmenet.estimate_defocus("photo.jpg", method="park17", weights="DHDE_model.caffemodel")
         >>> float(sigma.max())
+        >>> sigma = dmenet.estimate_defocus("photo.jpg", method="zhuo11", lam=0.001)
     """
     return load_predictor(method, weights, **options).predict_sigma(_as_photo(image))
 

@@ -4,11 +4,13 @@ import pytest
 import scipy.sparse
 
 from dmenet.park17.errors import Park17Error
-from dmenet.park17.matting import matting_laplacian, propagate
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_CLASSES
 from dmenet.park17.prob_jbf import probability_joint_bilateral
 from dmenet.park17.rolling_guidance import rolling_guidance_filter
 from dmenet.park17.sparse_map import sparse_maps
+from dmenet.propagation.errors import PropagationError
+from dmenet.propagation.laplacian import matting_laplacian
+from dmenet.propagation.solver import propagate
 
 REFERENCE_CASES = ["sample_0001", "sample_0002"]
 
@@ -199,9 +201,9 @@ def test_amg_handles_rank_deficient_colour_candidates(guide_kind):
 
 def test_propagate_rejects_empty_mask_and_shape_mismatch():
     guide = np.zeros((5, 6, 3))
-    with pytest.raises(Park17Error, match="no known pixel"):
+    with pytest.raises(PropagationError, match="no known pixel"):
         propagate(guide, np.zeros((5, 6)), np.zeros((5, 6), bool))
-    with pytest.raises(Park17Error, match="5×6"):
+    with pytest.raises(PropagationError, match="5×6"):
         propagate(guide, np.zeros((5, 7)), np.ones((5, 7), bool))
 
 

@@ -1,4 +1,4 @@
-"""`python -m dmenet.bench {infer,syndof,train,park17,park17_filters,precision-cost,gpu-portable,deblur} [options]`: run one benchmark."""
+"""`python -m dmenet.bench {infer,syndof,train,park17,park17_filters,zhuo11,precision-cost,gpu-portable,deblur} [options]`: run one benchmark."""
 import importlib
 import sys
 
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "train": "dmenet.bench.train",
     "park17": "dmenet.bench.park17",
     "park17_filters": "dmenet.bench.park17_filters",
+    "zhuo11": "dmenet.bench.zhuo11",  # no network: runs without TensorFlow
     "precision-cost": "dmenet.bench.precision_cost",
     "gpu-portable": "dmenet.bench.gpu_portable",  # B alone on any Keras backend (a GPU machine without TensorFlow)
     "deblur": "dmenet.bench.deblur",  # the all-in-focus deconvolution: speed vs the official run, quality on SYNDOF

@@ -47,10 +47,10 @@ def main(argv=None):
 
     from threadpoolctl import threadpool_limits
 
-    from dmenet.park17 import matting
     from dmenet.park17.prob_jbf import probability_joint_bilateral
     from dmenet.park17.rolling_guidance import rolling_guidance_filter
     from dmenet.park17.sparse_map import sparse_maps
+    from dmenet.propagation import laplacian, solver
 
     with np.load(path) as archive:
         ref = {key: archive[key] for key in archive.files}
@@ -71,16 +71,16 @@ def main(argv=None):
               lambda r: f"max|Δ| {np.abs(r - ref['jbfImg']).max():.1e}")
         guide = ref["rgfImg"].astype(np.float64)
         data_weight = 0.005 * known.ravel()
-        system = stage("laplacian_build", lambda: matting._laplacian_csr(guide, 1e-5, extra_diagonal=data_weight))
+        system = stage("laplacian_build", lambda: laplacian.laplacian_csr(guide, 1e-5, extra_diagonal=data_weight))
         rhs = data_weight * ref["jbfImg"].ravel()
         # the machine's speed for this matrix: one CSR matrix–vector product (the solver's unit of work)
         stage("1 matvec (unit)", lambda: system @ rhs)
-        hierarchy = stage("amg_setup", lambda: matting._amg_hierarchy(system, guide))
-        stage("amg_solve", lambda: matting._solve_amg(system, hierarchy, rhs, 1e-6),
+        hierarchy = stage("amg_setup", lambda: solver._amg_hierarchy(system, guide))
+        stage("amg_solve", lambda: solver._solve_amg(system, hierarchy, rhs, 1e-6)[0],
               lambda r: f"max|Δ| {np.abs(r - ref['dnsImg'].ravel()).max():.1e}")
 
         def full():
-            return matting.propagate(ref["rgfImg"], ref["jbfImg"], known)
+            return solver.propagate(ref["rgfImg"], ref["jbfImg"], known)
 
         stage("propagate (total)", full,
               lambda r: f"max|Δ| {np.abs(r.astype(np.float64) - ref['dnsImg']).max():.1e} "

@@ -1,12 +1,13 @@
 """Score defocus / blur maps on CUHK, DUT, RTF, SYNDOF or any folder of masks, with the paper's protocols.
 
-Run DMENet (--weights) or Park'17 (--method park17) on the set, or score maps any method wrote
+Run DMENet (--weights), Park'17 (--method park17) or Zhuo & Sim (--method zhuo11) on the set, or score maps any method wrote
 (--predictions, several folders overlay in one PR plot). Writes OUT/summary.json (numbers + protocol), OUT/per_image_<run>.csv,
 OUT/pr_curve.png (binary sets) and OUT/sheet_<run>.png (best and worst images).
 
 Examples:
   python evaluate.py --dataset cuhk --data-root CUHK --weights blur_net.weights.h5
   python evaluate.py --dataset cuhk --data-root CUHK --method park17 --weights DHDE_model.caffemodel
+  python evaluate.py --dataset cuhk --data-root CUHK --method zhuo11
   python evaluate.py --dataset cuhk --data-root CUHK --split all --predictions out/ours out/btbnet --pred-unit score
   python evaluate.py --dataset rtf --data-root RTF --predictions rtf_maps --pred-unit official
 """
@@ -15,7 +16,7 @@ import pathlib
 import re
 import sys
 
-from dmenet.cli.methods import METHODS, METHODS_HELP
+from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
 from dmenet.inference.xla import XLA_CHOICES
 
 
@@ -46,8 +47,9 @@ def parse_args(argv):
 
     method = parser.add_argument_group("what to score (one or both)")
     method.add_argument("--method", choices=METHODS, default="dmenet",
-                        help="which method --weights runs: dmenet (network B) or park17 (Park et al. 2017; without "
-                             "--weights its official weights are used, from $DMENET_PARK17_WEIGHTS or a checked download)")
+                        help="which method --weights runs: dmenet (network B), park17 (Park et al. 2017; without "
+                             "--weights its official weights are used, from $DMENET_PARK17_WEIGHTS or a checked download) "
+                             "or zhuo11 (Zhuo & Sim 2011; no weights)")
     method.add_argument("--weights", help="dmenet: B's checkpoint (.weights.h5 or official .npz); "
                                           "park17: DHDE_model.caffemodel or a .weights.h5 from train.py --method park17")
     method.add_argument("--max-side", type=int, default=None, help="downscale images whose longer side exceeds this before running a method")
@@ -89,11 +91,14 @@ def parse_args(argv):
     protocol.add_argument("--sheet-count", type=int, default=3, help="best and worst images shown on the sheet")
     protocol.add_argument("--no-progress", action="store_true", help="no progress bars")
     protocol.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up logs")
+    add_zhuo11_options(parser)
     args = parser.parse_args(argv)
 
-    args.run_method = bool(args.weights) or args.method == "park17"
+    args.run_method = bool(args.weights) or args.method in ("park17", "zhuo11")
     if not args.run_method and not args.predictions:
-        parser.error("give --weights (or --method park17) and/or --predictions")
+        parser.error("give --weights (or --method park17 / zhuo11) and/or --predictions")
+    if args.method == "zhuo11" and args.weights:
+        parser.error("--method zhuo11 takes no --weights (it has none)")
     if args.data_root is None and args.gt is None:
         parser.error("give --data-root (or --gt and --images)")
     if args.dataset == "folder" and args.mask_polarity is None:
@@ -132,10 +137,14 @@ def build_sources(args, dataset):
     sources = []
     if args.run_method:
         predictor, weights = build_predictor(args)
-        stat = weights.stat()
-        description = (f"{args.method} {weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
-                       f"max_side={args.max_side}, precision={predictor.precision}")
-        label = _safe(weights.name if args.method == "dmenet" else f"park17_{weights.name}")
+        if weights is None:  # zhuo11: its parameters say what ran
+            description = f"{args.method} {predictor.params}, max_side={args.max_side}"
+            label = args.method
+        else:
+            stat = weights.stat()
+            description = (f"{args.method} {weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
+                           f"max_side={args.max_side}, precision={predictor.precision}")
+            label = _safe(weights.name if args.method == "dmenet" else f"park17_{weights.name}")
         folder = args.out / f"predictions_{label}"
         sigma_max = predict_to_folder(predictor, dataset.samples, folder, description, progress=not args.no_progress)
         sources.append(PredictionFolder(folder, unit="sigma", sigma_max=sigma_max, label=label))
@@ -151,7 +160,11 @@ def build_sources(args, dataset):
 
 
 def build_predictor(args):
-    """(predictor, weights file) for --method and --weights."""
+    """(predictor, weights file or None) for --method and --weights."""
+    if args.method == "zhuo11":
+        from dmenet.api import load_predictor
+
+        return load_predictor("zhuo11", max_side=args.max_side, **zhuo11_options(args)), None
     if args.method == "park17":
         from dmenet.park17.predictor import Park17Predictor
         from dmenet.weights.park17 import resolve_park17_weights
@@ -192,11 +205,11 @@ def run(args, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)  # imports no TensorFlow
-    from dmenet.cli.runtime import device_description, quiet_start
+    from dmenet.cli.runtime import cpu_description, device_description, quiet_start
 
     quiet_start(args.verbose)
     if args.run_method:
-        print(device_description())
+        print(cpu_description() if args.method in NETWORK_FREE_METHODS else device_description())
     from dmenet.evaluation.datasets import DatasetError
     from dmenet.files.images import ImageReadError
 

@@ -4,6 +4,7 @@
     python infer.py photos/ --weights DMENet_BDCS.npz --mask-threshold 1.0 --figure
     python infer.py --convert-official DMENet_BDCS.npz --output dmenet_official.weights.h5
     python infer.py photos/ --method park17 [--weights DHDE_model.caffemodel]     # Park et al. 2017
+    python infer.py photos/ --method zhuo11 [--zhuo11-lambda 0.001]             # Zhuo & Sim 2011 (no network)
     python infer.py photos/ --weights dmenet.weights.pretrained.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
 
 For each photo it writes, into --output:
@@ -22,7 +23,7 @@ import os
 import sys
 import threading
 
-from dmenet.cli.methods import METHODS, METHODS_HELP
+from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
 from dmenet.cli.runtime import quiet_start
 from dmenet.inference.precision import PRECISIONS
 from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
@@ -34,12 +35,12 @@ STOP_GRACE_SECONDS = 1.5  # how long Ctrl-C waits for the current tile before le
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Estimate per-pixel defocus blur (Gaussian σ in pixels) with DMENet or Park et al. 2017.",
+        description="Estimate per-pixel defocus blur (Gaussian σ in pixels) with DMENet, Park et al. 2017 or Zhuo & Sim 2011.",
         epilog=__doc__.split("\n\n", 1)[1] + "\n" + METHODS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
-    parser.add_argument("--method", choices=METHODS, default="dmenet", help="dmenet (default) or park17; see below")
+    parser.add_argument("--method", choices=METHODS, default="dmenet", help="dmenet (default), park17 or zhuo11; see below")
     parser.add_argument("--weights", help="dmenet: our .weights.h5 checkpoint or the official DMENet_BDCS.npz (default: "
                                           "$DMENET_WEIGHTS); park17: DHDE_model.caffemodel or a .weights.h5 from train.py "
                                           "--method park17 (default: $DMENET_PARK17_WEIGHTS, else the official file, "
@@ -67,6 +68,7 @@ def parse_args(argv):
     parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    add_zhuo11_options(parser)
     return parser.parse_args(argv)
 
 
@@ -108,7 +110,7 @@ def _run_interruptibly(work):
 def main(argv=None):
     args = parse_args(argv)
     quiet_start(args.verbose)
-    from dmenet.cli.runtime import device_description
+    from dmenet.cli.runtime import cpu_description, device_description
     from dmenet.inference.batch import OutputOptions, collect_inputs, run_inference
     from dmenet.inference.tiling import DefocusPredictor
     from dmenet.weights.checkpoints import convert_official
@@ -129,7 +131,11 @@ def main(argv=None):
             print(f"warning: {line}", file=sys.stderr)
         if not paths:
             return _error("none of the inputs is an image file; pass photos (.jpg, .png, …) or folders holding them")
-        if args.method == "park17":
+        if args.method == "zhuo11":
+            from dmenet.api import load_predictor
+
+            predictor = load_predictor("zhuo11", args.weights, max_side=args.max_side, **zhuo11_options(args))
+        elif args.method == "park17":
             from dmenet.park17.predictor import Park17Predictor
 
             predictor = Park17Predictor.from_weights(args.weights, precision=args.precision, max_side=args.max_side)
@@ -146,7 +152,9 @@ def main(argv=None):
     except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
         return _error(error)
     compiled = f"; XLA ({predictor.xla_reason})" if predictor.xla else ""
-    print(f"{device_description()}; precision {predictor.precision} ({predictor.precision_reason}){compiled}", flush=True)
+    # a method without a network must not pay for starting TensorFlow just to name the device
+    device = cpu_description() if args.method in NETWORK_FREE_METHODS and companion is None else device_description()
+    print(f"{device}; precision {predictor.precision} ({predictor.precision_reason}){compiled}", flush=True)
 
     options = OutputOptions(
         png_scale=args.png_scale,

@@ -117,5 +117,10 @@ def device_description():
             details = tf.config.experimental.get_device_details(gpu)
             names.append(details.get("device_name", gpu.name))
         return f"Device: {len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)})"
+    return cpu_description("; no GPU found")
+
+
+def cpu_description(note=""):
+    """``Device: CPU (N cores<note>)`` without asking TensorFlow (for the methods that run without it)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"Device: CPU ({cores} cores; no GPU found)"
+    return f"Device: CPU ({cores} cores{note})"

@@ -100,6 +100,33 @@ def to_unit_float(array):
     return array.astype(np.float32)
 
 
+def to_official_input(image):
+    """An image as the official MATLAB codes read a JPEG: uint8, when the float image came from 8-bit data.
+
+    Our readers return float images in [0, 1]; an 8-bit photo comes back exactly to its bytes, which
+    keeps thresholds (Canny) and uint8 network inputs identical to the official runs. Other images come
+    back as float64 clipped to [0, 1].
+
+    Args:
+        image: H×W×C uint8, or float in [0, 1].
+
+    Returns:
+        uint8 or float64 array of the same shape.
+
+    Example:
+        >>> to_official_input(np.array([[[0.0, 128 / 255, 1.0]]], np.float32)).dtype
+        dtype('uint8')
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    scaled = np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0
+    rounded = np.round(scaled)
+    if np.max(np.abs(scaled - rounded), initial=0.0) < 1e-3:
+        return rounded.astype(np.uint8)
+    return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
 def read_image(path):
     """Any photo as float32 RGB in [0, 1], H×W×3: grey is replicated, alpha is dropped."""
     array = read_array(path)

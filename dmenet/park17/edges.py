@@ -71,9 +71,9 @@ def _imfilter_conv_replicate(image, kernel, axis):
     return scipy.ndimage.correlate1d(image, kernel[::-1], axis=axis, mode="nearest", origin=origin)
 
 
-def _canny_gradients(gray):
+def _canny_gradients(gray, sigma=CANNY_SIGMA):
     """Smoothed gradients GX (along columns), GY (along rows) and the max-normalised magnitude."""
-    gauss, deriv = _canny_kernels()
+    gauss, deriv = _canny_kernels(sigma)
     gx = _imfilter_conv_replicate(_imfilter_conv_replicate(gray, gauss, axis=0), deriv, axis=1)
     gy = _imfilter_conv_replicate(_imfilter_conv_replicate(gray, gauss, axis=1), deriv, axis=0)
     magnitude = np.hypot(gx, gy)
@@ -147,12 +147,13 @@ def _check_thresholds(low, high):
             f"got low={low}, high={high}")
 
 
-def matlab_canny(gray, low, high):
-    """MATLAB's ``edge(gray, 'canny', [low high])`` with σ = √2, as in R2011a–R2016 (16-tap filters).
+def matlab_canny(gray, low, high, sigma=CANNY_SIGMA):
+    """MATLAB's ``edge(gray, 'canny', [low high], sigma)`` as in R2011a–R2016 (8·ceil(σ) taps).
 
     Args:
         gray: H×W float image (the V channel in [0, 1]); H, W ≥ 3.
         low, high: hysteresis thresholds as fractions of the maximum gradient magnitude.
+        sigma: the Gaussian's σ (MATLAB's default √2 gives 16 taps; σ = 1 gives 8).
 
     Returns:
         H×W bool edge mask.
@@ -163,7 +164,9 @@ def matlab_canny(gray, low, high):
         array([9])
     """
     _check_thresholds(low, high)
-    gx, gy, magnitude = _canny_gradients(_check_gray(gray))
+    if not 0 < sigma <= 64:
+        raise Park17Error(f"Canny sigma must be in (0, 64], got {sigma}")
+    gx, gy, magnitude = _canny_gradients(_check_gray(gray), sigma)
     return _hysteresis(_local_maxima(gx, gy, magnitude), magnitude, low, high)
 
 

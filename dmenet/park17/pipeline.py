@@ -9,12 +9,12 @@ from dmenet.park17.classify import classify_photo_patches
 from dmenet.park17.edges import multiscale_edge_map, value_channel
 from dmenet.park17.errors import Park17Error
 from dmenet.park17.features import patch_centres
-from dmenet.park17.matting import Propagation
 from dmenet.park17.params import DEFAULT_PARAMS
 from dmenet.park17.prob_jbf import probability_joint_bilateral
 from dmenet.park17.rolling_guidance import rolling_guidance_filter
 from dmenet.park17.sparse_map import sparse_maps
 from dmenet.park17.weighted_median import joint_weighted_median
+from dmenet.propagation.solver import Propagation
 
 STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup", "sparse", "prob_jbf", "matting_solve",
           "weighted_median")

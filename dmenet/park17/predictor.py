@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from dmenet.files.images import to_official_input
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
 from dmenet.park17.pipeline import estimate_park17
 
@@ -29,22 +30,6 @@ class Park17Units:
         """The top of the range for output 1, like DMENet's encodings (used for colour scales)."""
         output = np.asarray(output, np.float32)
         return self.sigma_min + output * np.float32(self.sigma_max - self.sigma_min)
-
-
-def to_official_input(image):
-    """An image as the official code reads a JPEG: uint8, when the float image came from 8-bit data.
-
-    Our readers return float images in [0, 1]; an 8-bit photo comes back exactly to its bytes, which
-    keeps Canny's thresholds and the uint8 network inputs identical to the official run.
-    """
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    scaled = np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0
-    rounded = np.round(scaled)
-    if np.max(np.abs(scaled - rounded), initial=0.0) < 1e-3:
-        return rounded.astype(np.uint8)
-    return np.clip(image.astype(np.float64), 0.0, 1.0)
 
 
 class Park17Predictor:

@@ -1,0 +1,154 @@
+"""The matting Laplacian (Levin et al.) as the official Park'17 and Zhuo & Sim codes build it.
+
+For every 3×3 window centred on an interior pixel (border pixels centre no window), with μ the
+window's mean colour and Σ its population covariance,
+    A_ij += (1 + (I_i − μ)ᵀ (Σ + ε·E₃)⁻¹ (I_j − μ)) / 9   for all i, j in the window
+(ε added as is, not ε/9), and L = diag(rowsum A) − A. Both methods then solve (L + λ·D) x = λ·D s with D = diag(known) (``dmenet.propagation.solver``).
+
+A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; it is
+assembled from 81 vectorised window-pair terms straight into CSR (no 81-entries-per-window COO).
+"""
+import numpy as np
+import scipy.sparse
+
+from dmenet.propagation.errors import PropagationError
+
+_WINDOW = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+_CENTRE = _OFFSETS.index((0, 0))
+
+
+def _window_inverse_covariances(neighbours, epsilon):
+    """(Σ + εE)⁻¹ of every window from its 9 centred colours, by the symmetric adjugate (batched 3×3)."""
+    red, green, blue = neighbours
+    a = np.einsum("kyx,kyx->yx", red, red) / 9.0 + epsilon
+    b = np.einsum("kyx,kyx->yx", red, green) / 9.0
+    c = np.einsum("kyx,kyx->yx", red, blue) / 9.0
+    d = np.einsum("kyx,kyx->yx", green, green) / 9.0 + epsilon
+    e = np.einsum("kyx,kyx->yx", green, blue) / 9.0
+    f = np.einsum("kyx,kyx->yx", blue, blue) / 9.0 + epsilon
+    c11 = d * f - e * e
+    c12 = c * e - b * f
+    c13 = b * e - c * d
+    c22 = a * f - c * c
+    c23 = b * c - a * e
+    c33 = a * d - b * b
+    inverse_det = 1.0 / (a * c11 + b * c12 + c * c13)
+    return [[c11 * inverse_det, c12 * inverse_det, c13 * inverse_det],
+            [c12 * inverse_det, c22 * inverse_det, c23 * inverse_det],
+            [c13 * inverse_det, c23 * inverse_det, c33 * inverse_det]]
+
+
+def _window_colours(guide):
+    """Centred colours of the 9 pixels of every interior window: 3 channels × 9 × (H−2) × (W−2)."""
+    height, width, _ = guide.shape
+    channels = np.moveaxis(guide, 2, 0)
+    neighbours = np.stack([channels[:, 1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx] for dy, dx in _WINDOW],
+                          axis=1)
+    neighbours -= neighbours.mean(axis=1, keepdims=True)
+    return neighbours
+
+
+def matting_laplacian(guide_rgb, epsilon=1e-5):
+    """GetLaplacian.m: the matting Laplacian of the guide over 3×3 interior windows.
+
+    Args:
+        guide_rgb: H×W×3 float guide (Park'17: the rolling-guidance output; Zhuo & Sim: the photo).
+        epsilon: regulariser added to each window covariance, as is (Park'17 1e-5, Zhuo & Sim 1e-7).
+
+    Returns:
+        scipy.sparse CSR matrix (H·W)×(H·W), float64, rows in row-major pixel order (y·W + x).
+
+    Example:
+        >>> L = matting_laplacian(np.random.default_rng(0).random((6, 7, 3)))
+        >>> L.shape, bool(abs(L.sum(axis=1)).max() < 1e-9)
+        ((42, 42), True)
+    """
+    guide = np.asarray(guide_rgb, dtype=np.float64)
+    if guide.ndim != 3 or guide.shape[2] != 3:
+        raise PropagationError(f"matting_laplacian: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
+    return stencil_to_csr(laplacian_stencil(guide, epsilon))
+
+
+def laplacian_stencil(guide_rgb, epsilon):
+    """L as 25 stencil diagonals: out[o][y, x] = L[(y, x), (y, x) + offset o], offsets in ``OFFSETS`` order.
+
+    Depends on the guide only, so it can be built before the known pixels are.
+
+    Args:
+        guide_rgb: H×W×3 guide.
+        epsilon: covariance regulariser.
+
+    Returns:
+        25×H×W float64 array.
+    """
+    guide = np.asarray(guide_rgb, dtype=np.float64)
+    diagonals = _affinity_diagonals(guide, epsilon)
+    row_sums = diagonals.sum(axis=0)
+    np.negative(diagonals, out=diagonals)
+    diagonals[_CENTRE] += row_sums
+    return diagonals
+
+
+def laplacian_csr(guide, epsilon, extra_diagonal=None):
+    """L (+ diag(extra_diagonal)) as CSR.
+
+    Args:
+        guide: H×W×3 float64 guide.
+        epsilon: covariance regulariser.
+        extra_diagonal: H·W values added to the diagonal (λ·D of the propagation), or None.
+    """
+    return stencil_to_csr(laplacian_stencil(guide, epsilon), extra_diagonal)
+
+
+def _affinity_diagonals(guide, epsilon):
+    """A as 25 stencil diagonals: out[o][y, x] = A[(y, x), (y, x) + offset o] (window temporaries die here)."""
+    height, width, _ = guide.shape
+    diagonals = np.zeros((len(_OFFSETS), height, width))
+    if height < 3 or width < 3:
+        return diagonals
+    centred = _window_colours(guide)
+    inverse = _window_inverse_covariances(centred, epsilon)
+    projected = [sum(inverse[c][k] * centred[k] for k in range(3)) for c in range(3)]
+    del inverse
+    for a, (ay, ax) in enumerate(_WINDOW):
+        for b, (by, bx) in enumerate(_WINDOW[a:], start=a):
+            affinity = centred[0, a] * projected[0][b]
+            affinity += centred[1, a] * projected[1][b]
+            affinity += centred[2, a] * projected[2][b]
+            affinity += 1.0
+            affinity /= 9.0
+            # the pair (a, b) adds A[a→b] at a's pixel and, by symmetry, A[b→a] at b's pixel
+            diagonals[_OFFSETS.index((by - ay, bx - ax)),
+                      1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
+            if b != a:
+                diagonals[_OFFSETS.index((ay - by, ax - bx)),
+                          1 + by:height - 1 + by, 1 + bx:width - 1 + bx] += affinity
+    return diagonals
+
+
+def stencil_to_csr(diagonals, extra_diagonal=None):
+    """CSR from the 25 stencil diagonals (+ diag(extra_diagonal)), dropping entries whose column falls off the image.
+
+    Args:
+        diagonals: 25×H×W from ``laplacian_stencil`` (not modified).
+        extra_diagonal: H·W values added to the diagonal, or None.
+    """
+    _, height, width = diagonals.shape
+    count = height * width
+    index_type = np.int32 if count * len(_OFFSETS) < 2 ** 31 else np.int64
+    dy = np.array([o[0] for o in _OFFSETS])
+    dx = np.array([o[1] for o in _OFFSETS])
+    inside_y = (np.arange(height)[:, None] + dy[None, :] >= 0) & (np.arange(height)[:, None] + dy[None, :] < height)
+    inside_x = (np.arange(width)[:, None] + dx[None, :] >= 0) & (np.arange(width)[:, None] + dx[None, :] < width)
+    inside = (inside_y[:, None, :] & inside_x[None, :, :]).reshape(count, len(_OFFSETS))
+    # offsets are listed in increasing column order, so per pixel the columns come out sorted
+    steps = (dy * width + dx).astype(index_type)
+    columns = np.arange(count, dtype=index_type)[:, None] + steps[None, :]
+    data = diagonals.reshape(len(_OFFSETS), count).T[inside]
+    indptr = np.zeros(count + 1, index_type)
+    np.cumsum(inside.sum(axis=1), out=indptr[1:])
+    if extra_diagonal is not None:
+        # the centre is always inside: its entry follows the row's inside offsets listed before it
+        data[indptr[:-1] + inside[:, :_CENTRE].sum(axis=1)] += np.asarray(extra_diagonal, np.float64).ravel()
+    return scipy.sparse.csr_matrix((data, columns[inside], indptr), shape=(count, count))

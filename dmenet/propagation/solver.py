@@ -1,0 +1,177 @@
+"""Matting-Laplacian propagation: solve (L + λ·D) x = λ·D s for the dense map (PARK17.md §10, ZHUO11.md §9).
+
+Park'17 and Zhuo & Sim end the same way: sparse estimates s at the known pixels (D = diag(known)) are
+spread over the photo by the matting Laplacian L of a guide image. The system is symmetric positive
+definite whenever one pixel is known. Both official codes solve it directly; here CG preconditioned by
+an algebraic multigrid reaches the direct solution to a set tolerance in a fraction of the time, and the
+direct solver stays available as the reference.
+"""
+import warnings
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+
+from dmenet.propagation.errors import PropagationError
+from dmenet.propagation.laplacian import laplacian_stencil, stencil_to_csr
+
+_AGGREGATE_BLOCK = 8
+_AMG_MAX_COARSE = 500
+_AMG_MAX_ITERATIONS = 500
+DEFAULT_TOLERANCE = 1e-6
+METHODS = ("auto", "amg", "direct")
+
+
+def _block_aggregates(height, width, block):
+    """Pixel → aggregate map of square block×block tiles (the first coarsening of the AMG hierarchy)."""
+    block_rows = np.arange(height) // block
+    block_cols = np.arange(width) // block
+    aggregate = (block_rows[:, None] * ((width + block - 1) // block) + block_cols[None, :]).ravel()
+    count = height * width
+    return scipy.sparse.csr_matrix((np.ones(count), (np.arange(count), aggregate)))
+
+
+def _amg_hierarchy(system, guide):
+    """Smoothed-aggregation AMG for the system, whose near-null space is {1, R, G, B}.
+
+    Every window term of the matting Laplacian vanishes on a·I + b (that is what it is built for), so
+    the constant and the three colour channels are the smooth error that aggregation with constants
+    only misses. Measured on sample_0001 at rtol 1e-6: 27 CG iterations, against 60 with pyamg's
+    default SA and ~2400 for Jacobi-preconditioned CG. The first coarsening uses 8×8 pixel tiles: pyamg's own aggregation of this
+    25-point stencil makes 5×5 aggregates whose 4-candidate coarse operator is 2/3 the size of the
+    fine one, which costs more than it saves. The Jacobi prolongation smoother is weighted by a
+    local bound instead of an estimated spectral radius (that estimate was half of the setup time).
+    """
+    import pyamg
+
+    height, width = guide.shape[:2]
+    candidates = np.column_stack([np.ones(system.shape[0]), guide.reshape(-1, 3)])
+    return pyamg.smoothed_aggregation_solver(
+        system, B=candidates, improve_candidates=None,
+        strength=[None] + ["symmetric"] * 20,
+        aggregate=[("predefined", {"AggOp": _block_aggregates(height, width, _AGGREGATE_BLOCK)})]
+        + ["standard"] * 20,
+        smooth=("jacobi", {"omega": 4.0 / 3.0, "degree": 1, "weighting": "local"}),
+        max_coarse=_AMG_MAX_COARSE)
+
+
+def _solve_amg(system, hierarchy, rhs, tolerance):
+    """CG preconditioned by the AMG hierarchy → (solution or None when it misses the tolerance, iterations)."""
+    residuals = []
+    solution = hierarchy.solve(rhs, tol=tolerance, accel="cg", maxiter=_AMG_MAX_ITERATIONS, residuals=residuals)
+    residual = np.linalg.norm(rhs - system @ solution)
+    if not np.isfinite(residual) or residual > 10 * tolerance * np.linalg.norm(rhs):
+        # not seen on photos; a hierarchy broken by a degenerate guide must fall back, not pass silently
+        return None, len(residuals) - 1
+    return solution, len(residuals) - 1
+
+
+def solve_direct(system, rhs):
+    """The reference: a sparse LU solve of the SPD system (minimum-degree ordering of A + Aᵀ, no pivoting).
+
+    Args:
+        system: N×N sparse SPD matrix.
+        rhs: N-vector.
+
+    Returns:
+        N-vector float64.
+    """
+    factor = scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(system), permc_spec="MMD_AT_PLUS_A",
+                                      diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    return factor.solve(np.asarray(rhs, np.float64))
+
+
+class Propagation:
+    """The system (L + λ·D) of one guide and known mask, set up once and solved for any sparse values.
+
+    Setting up (Laplacian and multigrid) needs only the guide and the known pixels, not the estimates,
+    so Park'17 prepares it while its patch classifier runs; the Laplacian alone needs only the guide
+    (``stencil``), so Zhuo & Sim builds it while its edge stages run.
+
+    Args:
+        guide_rgb: H×W×3 guide (Park'17: the rolling-guidance output; Zhuo & Sim: the photo).
+        known_mask: H×W bool, D = diag(known_mask).
+        lam: data weight λ (Park'17 0.005, Zhuo & Sim 0.001).
+        epsilon: covariance regulariser of the matting Laplacian (Park'17 1e-5, Zhuo & Sim 1e-7).
+        tolerance: relative residual ‖b − Mx‖/‖b‖ at which the iterative solve stops (None: 1e-6).
+        method: "amg" (CG preconditioned by pyamg smoothed-aggregation multigrid), "direct" (sparse LU,
+            the reference: exact, but a minute at 640×512) or "auto" (amg when pyamg is installed).
+        stencil: ``laplacian_stencil(guide_rgb, epsilon)`` when already built.
+
+    Example:
+        >>> guide = np.random.default_rng(0).random((20, 30, 3))
+        >>> known = np.zeros((20, 30), bool); known[::4, ::4] = True
+        >>> dense = Propagation(guide, known).solve(np.where(known, 1.1, 0.0))
+        >>> bool(np.allclose(dense, 1.1, atol=1e-5))
+        True
+    """
+
+    def __init__(self, guide_rgb, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto", stencil=None):
+        guide = np.asarray(guide_rgb, dtype=np.float64)
+        known = np.asarray(known_mask, dtype=bool)
+        if guide.ndim != 3 or guide.shape[2] != 3:
+            raise PropagationError(f"propagate: expected an H×W×3 guide, got shape {np.shape(guide_rgb)}")
+        if known.shape != guide.shape[:2]:
+            raise PropagationError(
+                f"propagate: known_mask must be {guide.shape[0]}×{guide.shape[1]} like the guide, got {known.shape}")
+        if not known.any():
+            raise PropagationError("propagate: known_mask has no known pixel; there is nothing to propagate")
+        if not lam > 0:
+            raise PropagationError(f"propagate: lam must be > 0, got {lam}")
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        if not 0 < tolerance < 1:
+            raise PropagationError(f"propagate: tolerance must be in (0, 1), got {tolerance}")
+        if method not in METHODS:
+            raise PropagationError(f"propagate: method must be one of {', '.join(METHODS)}, not {method!r}")
+        if method == "auto":
+            try:
+                import pyamg  # noqa: F401
+                method = "amg"
+            except ImportError:
+                warnings.warn("pyamg is not installed: the propagation falls back to the direct solver, "
+                              "~20× slower (pip install pyamg)", RuntimeWarning, stacklevel=2)
+                method = "direct"
+        self.shape, self.tolerance, self.method = guide.shape[:2], tolerance, method
+        self.data_weight = lam * known.ravel()
+        if stencil is None:
+            stencil = laplacian_stencil(guide, epsilon)
+        self.system = stencil_to_csr(stencil, extra_diagonal=self.data_weight)
+        self.hierarchy = _amg_hierarchy(self.system, guide) if method == "amg" else None
+        self.iterations = None
+
+    def solve(self, sparse_values):
+        """H×W float32 dense map x for the sparse estimates s (only known pixels are read)."""
+        values = np.asarray(sparse_values, dtype=np.float64)
+        if values.shape != self.shape:
+            raise PropagationError(
+                f"propagate: sparse_values must be {self.shape[0]}×{self.shape[1]} like the guide, got {values.shape}")
+        rhs = self.data_weight * values.ravel()
+        solution = None
+        if self.hierarchy is not None:
+            solution, self.iterations = _solve_amg(self.system, self.hierarchy, rhs, self.tolerance)
+            if solution is None:
+                warnings.warn("propagate: AMG-preconditioned CG did not reach the tolerance; solving directly",
+                              RuntimeWarning, stacklevel=2)
+        if solution is None:
+            solution = solve_direct(self.system, rhs)
+        return solution.reshape(self.shape).astype(np.float32)
+
+
+def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto"):
+    """Dense defocus map from sparse estimates: solve (L + λ·D) x = λ·D s (GetLaplacian.m and the solve).
+
+    Args:
+        guide_rgb, known_mask, lam, epsilon, tolerance, method: as for `Propagation`.
+        sparse_values: H×W estimates s; only pixels in known_mask are read.
+
+    Returns:
+        H×W float32 dense map x.
+
+    Example:
+        >>> guide = np.random.default_rng(0).random((20, 30, 3))
+        >>> known = np.zeros((20, 30), bool); known[::4, ::4] = True
+        >>> dense = propagate(guide, np.where(known, 1.1, 0.0), known)
+        >>> bool(np.allclose(dense, 1.1, atol=1e-5))
+        True
+    """
+    return Propagation(guide_rgb, known_mask, lam, epsilon, tolerance, method).solve(sparse_values)

@@ -1,0 +1,141 @@
+"""Zhuo & Sim behind the same predictor interface as DMENet's and Park'17's, so every tool can run it.
+
+No network: nothing here imports TensorFlow, so ``infer.py --method zhuo11`` starts in a fraction of a
+second.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from dmenet.files.images import to_official_input
+from dmenet.zhuo11.params import DEFAULT_PARAMS, Zhuo11Params
+
+DEFAULT_MAX_PIXELS = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Zhuo11Units:
+    """What Zhuo & Sim's maps mean: Gaussian σ in pixels; edge estimates are clamped to max_blur."""
+
+    sigma_max: float = DEFAULT_PARAMS.max_blur
+    sigma_min: float = 0.0
+    kind: str = "zhuo11"
+
+    @property
+    def description(self):
+        return f"sigma_px (Zhuo & Sim 2011 Gaussian σ, edge estimates clamped to {self.sigma_max:g} px, propagated)"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_sigma(self, output):
+        """The top of the range for output 1, like the other methods' encodings (used for colour scales)."""
+        return self.sigma_min + np.asarray(output, np.float32) * np.float32(self.sigma_max - self.sigma_min)
+
+
+class Zhuo11Predictor:
+    """Photo → Zhuo & Sim σ map in pixels, with the interface of ``DefocusPredictor`` and ``Park17Predictor``.
+
+    Args:
+        params: ``Zhuo11Params`` (default: the official demo's), or None for the defaults.
+        max_side: shrink photos whose long side exceeds this first; σ is rescaled to full-size pixels.
+        max_pixels: shrink larger photos to this many pixels first (default 2 megapixels): the
+            propagation holds ~1 KB per pixel; None processes every photo at full size.
+        solver: "auto", "amg" (multigrid-preconditioned CG to `tolerance`) or "direct" (the reference).
+        tolerance: relative residual of the iterative solve (None: ``dmenet.propagation`` default).
+        keep_intermediates: keep every stage's output of the last photo in ``last_result``.
+        **overrides: any ``Zhuo11Params`` field (edge_threshold, reblur_std, lam, max_blur, canny_sigma).
+
+    Example:
+        >>> predictor = Zhuo11Predictor(lam=0.001)
+        >>> sigma = predictor.predict_sigma(rgb_float01)
+    """
+
+    method = "zhuo11"
+    precision = "fp64"
+    precision_reason = "classical method: float64 throughout, no network"
+    xla = False
+    tile = margin = None
+
+    def __init__(self, params=None, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, solver="auto", tolerance=None,
+                 keep_intermediates=False, **overrides):
+        params = DEFAULT_PARAMS if params is None else params
+        if overrides:
+            unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(Zhuo11Params)})
+            if unknown:
+                raise ValueError(f"unknown Zhuo & Sim option(s) {', '.join(unknown)}; expected "
+                                 f"{', '.join(f.name for f in dataclasses.fields(Zhuo11Params))}")
+            params = dataclasses.replace(params, **overrides)
+        for name, value in (("max_side", max_side), ("max_pixels", max_pixels)):
+            if value is not None and not (isinstance(value, int) and value >= 3):
+                raise ValueError(f"{name} must be an integer ≥ 3 or None, got {value!r}")
+        self.params, self.max_side, self.max_pixels = params, max_side, max_pixels
+        self.solver, self.tolerance, self.keep_intermediates = solver, tolerance, keep_intermediates
+        self.encoding = Zhuo11Units(sigma_max=params.max_blur)
+        self.last_stage_seconds = {}
+        self.last_result = None
+
+    @classmethod
+    def from_weights(cls, path=None, precision="auto", **options):
+        """The interface of the network methods: Zhuo & Sim has no weights, so `path` must be None.
+
+        Args:
+            path: must be None.
+            precision: ignored beyond validation ("auto", "fp32", "bf16"): the method runs in float64.
+            **options: the constructor's arguments.
+        """
+        if path is not None:
+            raise ValueError("zhuo11 has no weights (it is a classical method); leave --weights out")
+        return cls(**options)
+
+    def predict(self, image, progress=None, stop=None):
+        """σ in pixels of the input image, with its scale information (``dmenet.inference.tiling.Prediction``).
+
+        Args:
+            image: H×W×3 float in [0, 1] or uint8.
+            progress: called as progress(done, total) as the stages finish.
+            stop: called between stages; returning True raises ``InferenceInterrupted``.
+        """
+        from dmenet.inference.tiling import InferenceInterrupted, Prediction
+        from dmenet.zhuo11.pipeline import STAGES, estimate_zhuo11
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"zhuo11 needs an H×W×3 RGB image, got shape {image.shape}")
+        height, width = image.shape[:2]
+        scale = 1.0
+        if self.max_side and max(height, width) > self.max_side:
+            scale = self.max_side / max(height, width)
+        if self.max_pixels and height * width * scale ** 2 > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (height * width))
+        if scale != 1.0:
+            from skimage.transform import resize
+
+            small = (max(3, round(height * scale)), max(3, round(width * scale)))
+            image = resize(np.asarray(image, np.float64), small, anti_aliasing=True, preserve_range=True)
+        started = []
+
+        def on_stage(name):
+            if stop is not None and stop():
+                raise InferenceInterrupted()
+            if progress is not None:
+                progress(len(started), len(STAGES))
+            started.append(name)
+
+        result = estimate_zhuo11(to_official_input(image), self.params, solver=self.solver, tolerance=self.tolerance,
+                                 keep_intermediates=self.keep_intermediates, on_stage=on_stage)
+        if progress is not None:
+            progress(len(STAGES), len(STAGES))
+        self.last_stage_seconds = result.stage_seconds
+        self.last_result = result if self.keep_intermediates else None
+        sigma = result.sigma
+        if scale != 1.0:
+            from skimage.transform import resize
+
+            sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
+        return Prediction(sigma, scale, self.params.max_blur / scale, tiles=1)
+
+    def predict_sigma(self, image, progress=None, stop=None):
+        """σ in pixels of the input image, H×W float32."""
+        return self.predict(image, progress, stop).sigma
