@@ -146,6 +146,7 @@ def _prepare_propagation(rgb, known, params):
     started = time.perf_counter()
     guide = rolling_guidance_filter(rgb, params.rgf_sigma_spatial, params.rgf_sigma_range, params.rgf_iterations)
     guided = time.perf_counter()
-    propagation = Propagation(guide, known, lam=params.matting_lambda, epsilon=params.matting_epsilon)
+    propagation = Propagation(guide, known, lam=params.matting_lambda, epsilon=params.matting_epsilon,
+                              tolerance=params.matting_tolerance)
     seconds = {"rolling_guidance": guided - started, "matting_setup": time.perf_counter() - guided}
     return guide, propagation, seconds

@@ -102,28 +102,41 @@ def laplacian_csr(guide, epsilon, extra_diagonal=None):
 
 
 def _affinity_diagonals(guide, epsilon):
-    """A as 25 stencil diagonals: out[o][y, x] = A[(y, x), (y, x) + offset o] (window temporaries die here)."""
+    """A as 25 stencil diagonals: out[o][y, x] = A[(y, x), (y, x) + offset o] (window temporaries die here).
+
+    A is symmetric, so only the window pairs of non-negative offset (and the centre) are summed; each
+    negative-offset diagonal is the matching positive one shifted: A[p, p − o] = A[p − o, p].
+    """
     height, width, _ = guide.shape
     diagonals = np.zeros((len(_OFFSETS), height, width))
     if height < 3 or width < 3:
         return diagonals
     centred = _window_colours(guide)
     inverse = _window_inverse_covariances(centred, epsilon)
-    projected = [sum(inverse[c][k] * centred[k] for k in range(3)) for c in range(3)]
+    # 1/9 folded into the projection once instead of dividing each of the 45 pair terms
+    projected = [sum(inverse[c][k] * centred[k] for k in range(3)) / 9.0 for c in range(3)]
     del inverse
+    affinity = np.empty(centred.shape[2:])
+    product = np.empty_like(affinity)
     for a, (ay, ax) in enumerate(_WINDOW):
-        for b, (by, bx) in enumerate(_WINDOW[a:], start=a):
-            affinity = centred[0, a] * projected[0][b]
-            affinity += centred[1, a] * projected[1][b]
-            affinity += centred[2, a] * projected[2][b]
-            affinity += 1.0
-            affinity /= 9.0
-            # the pair (a, b) adds A[a→b] at a's pixel and, by symmetry, A[b→a] at b's pixel
-            diagonals[_OFFSETS.index((by - ay, bx - ax)),
-                      1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
-            if b != a:
-                diagonals[_OFFSETS.index((ay - by, ax - bx)),
-                          1 + by:height - 1 + by, 1 + bx:width - 1 + bx] += affinity
+        for b, (by, bx) in enumerate(_WINDOW):
+            offset = (by - ay, bx - ax)
+            if offset < (0, 0) or (offset == (0, 0) and b != a):
+                continue
+            np.multiply(centred[0, a], projected[0][b], out=affinity)
+            np.multiply(centred[1, a], projected[1][b], out=product)
+            affinity += product
+            np.multiply(centred[2, a], projected[2][b], out=product)
+            affinity += product
+            affinity += 1.0 / 9.0
+            # window pixel a sits at image offset (ay, ax) from the window centre
+            diagonals[_OFFSETS.index(offset), 1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
+    for index, (dy, dx) in enumerate(_OFFSETS):
+        if (dy, dx) < (0, 0):
+            mirror = diagonals[_OFFSETS.index((-dy, -dx))]
+            # A[p, p + o] = A[p + o, p] = mirror at pixel p + o (o negative)
+            diagonals[index, max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)] = \
+                mirror[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
     return diagonals
 
 

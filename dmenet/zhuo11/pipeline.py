@@ -58,7 +58,7 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
         image: H×W×3 RGB, uint8 or float in [0, 1].
         params: ``Zhuo11Params`` (default: the official demo's).
         solver: "auto", "amg" or "direct" (``dmenet.propagation.solver.Propagation``).
-        tolerance: relative residual of the iterative solve (None: the propagation's default for this ε).
+        tolerance: relative residual of the iterative solve (None: ``Zhuo11Params.PROPAGATION_TOLERANCE``).
         keep_intermediates: also return edgeMap, sDMap and the unfiltered edge estimates.
         on_stage: called as ``on_stage(name)`` when a stage starts (progress display).
 
@@ -107,12 +107,13 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
         raise Zhuo11Error("Zhuo & Sim found no edge whose blur it can measure (a flat or blank image?): nothing to propagate")
 
     begin("propagation_setup")
+    tolerance = params.PROPAGATION_TOLERANCE if tolerance is None else tolerance
     propagation = Propagation(rgb, known, lam=params.lam, epsilon=params.LAPLACIAN_EPSILON, tolerance=tolerance,
                               method=solver, stencil=laplacian)
     end("propagation_setup")
     begin("propagation_solve")
     sigma = propagation.solve(sparse)
-    end("propagation_solve", fDmap=sigma)
+    end("propagation_solve", fDmap=sigma, solver_iterations=propagation.iterations)
     return Zhuo11Result(sigma=sigma, stage_seconds=seconds, intermediates=kept)
 
 
