@@ -5,9 +5,13 @@
 Without --image it uses scikit-image's bundled "coffee" photo resized to 640×512 (the official sample's
 size); without --weights (or $DMENET_PARK17_WEIGHTS) the classifier has random weights, which changes
 the labels but not the work done. Prints the best run's seconds per stage, the total, the CPU time of
-that run and the process's peak resident memory.
+that run, the ratio to the official code's time (106–202 s per photo under GNU Octave on 2 shared
+cores, PARK17.md §14) and the process's peak resident memory. When the photo is one of the official
+samples and ../shared/data/park17_reference holds its run, it also prints the error of the dense map
+(propagation) and of the final map against the official ones.
 """
 import argparse
+import pathlib
 import resource
 import time
 
@@ -16,6 +20,27 @@ import numpy as np
 from dmenet.cli.runtime import quiet_start
 
 DEFAULT_SIZE = (512, 640)
+OFFICIAL_SECONDS = (106.0, 202.0)  # PARK17.md §14: one 640×512 photo under Octave, 2 shared cores
+REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "park17_reference"
+
+
+def _accuracy(photo_name, photo, classifier):
+    """Lines comparing our dense and final maps with the official run of this photo, if there is one."""
+    path = REFERENCE_DIR / f"{pathlib.Path(photo_name).stem}.npz"
+    if not path.is_file():
+        return []
+    from dmenet.park17.pipeline import estimate_park17
+
+    with np.load(path) as archive:
+        reference = {key: archive[key] for key in ("image_rgb_u8", "edgMap", "dnsImg", "rstImg")}
+    if not np.array_equal(reference["image_rgb_u8"], photo):
+        return []
+    result = estimate_park17(photo, classifier, keep_intermediates=True)
+    dense = np.abs(result.intermediates["dnsImg"].astype(np.float64) - reference["dnsImg"])
+    final = np.abs(result.sigma.astype(np.float64) - reference["rstImg"])
+    return [f"vs the official run ({path.name}): dense map max |Δσ| {dense.max():.1e} px (mean {dense.mean():.1e}); "
+            f"final map median |Δσ| {np.median(final):.1e} px, mean {final.mean():.1e}, "
+            f"{100 * np.mean(final > 0.01):.2f} % of pixels beyond 0.01 px"]
 
 
 def _photo(path):
@@ -68,6 +93,9 @@ def main(argv=None):
     total, cpu, stages = best
     for name, seconds in stages.items():
         print(f"  {name:<26s} {seconds:7.2f} s")
-    print(f"  {'total':<26s} {total:7.2f} s  (CPU {cpu:.2f} s; best of {max(1, args.repeats)})")
+    print(f"  {'total':<26s} {total:7.2f} s  (CPU {cpu:.2f} s; best of {max(1, args.repeats)}); official "
+          f"{OFFICIAL_SECONDS[0]:.0f}–{OFFICIAL_SECONDS[1]:.0f} s → {OFFICIAL_SECONDS[0] / total:.0f}–{OFFICIAL_SECONDS[1] / total:.0f}× faster")
+    for line in _accuracy(photo_name, photo, classifier):
+        print(line)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
