@@ -96,7 +96,7 @@ class Propagation:
         epsilon: covariance regulariser of the matting Laplacian (Park'17 1e-5, Zhuo & Sim 1e-7).
         tolerance: relative residual ‖b − Mx‖/‖b‖ at which the iterative solve stops (None: 1e-6).
         method: "amg" (CG preconditioned by pyamg smoothed-aggregation multigrid), "direct" (sparse LU,
-            the reference: exact, but a minute at 640×512) or "auto" (amg when pyamg is installed).
+            the reference: exact, but 15–60 s at 640×480) or "auto" (amg when pyamg is installed).
         stencil: ``laplacian_stencil(guide_rgb, epsilon)`` when already built.
 
     Example:
@@ -136,6 +136,8 @@ class Propagation:
         self.data_weight = lam * known.ravel()
         if stencil is None:
             stencil = laplacian_stencil(guide, epsilon)
+        elif np.shape(stencil) != (25, *self.shape):
+            raise PropagationError(f"propagate: stencil must be 25×{self.shape[0]}×{self.shape[1]}, got {np.shape(stencil)}")
         self.system = stencil_to_csr(stencil, extra_diagonal=self.data_weight)
         self.hierarchy = None
         if method == "amg":

@@ -82,8 +82,11 @@ class Zhuo11Predictor:
 
         Args:
             path: must be None.
-            precision: ignored beyond validation ("auto", "fp32", "bf16"): the method runs in float64.
+            precision: accepted for the common interface and ignored: every stage runs in float64.
             **options: the constructor's arguments.
+
+        Returns:
+            Zhuo11Predictor.
         """
         if path is not None:
             raise ValueError("zhuo11 has no weights (it is a classical method); leave --weights out")
