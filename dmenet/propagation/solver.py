@@ -37,7 +37,8 @@ def _amg_hierarchy(system, guide):
 
     Every window term of the matting Laplacian vanishes on a·I + b (that is what it is built for), so
     the constant and the three colour channels are the smooth error that aggregation with constants
-    only misses. Measured on sample_0001 at rtol 1e-6: 27 CG iterations, against 60 with pyamg's
+    only misses. Measured on Park'17's sample_0001 at rtol 1e-6: 27 CG iterations (Zhuo & Sim's
+    ε = 1e-7 systems: ~45 at 1e-4, docs/zhuo11.md, where the variants tried are listed), against 60 with pyamg's
     default SA and ~2400 for Jacobi-preconditioned CG. The first coarsening uses 8×8 pixel tiles: pyamg's own aggregation of this
     25-point stencil makes 5×5 aggregates whose 4-candidate coarse operator is 2/3 the size of the
     fine one, which costs more than it saves. The Jacobi prolongation smoother is weighted by a
