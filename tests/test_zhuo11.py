@@ -196,8 +196,12 @@ def test_infer_and_evaluate_cli_run_zhuo11_without_tensorflow(tmp_path):
         f"args = parse_args(['--dataset', 'folder', '--mask-polarity', 'blurred-white', '--data-root', {str(tmp_path)!r}, "
         "'--method', 'zhuo11'])\n"
         "assert args.run_method and 'tensorflow' not in sys.modules\n"
+        "import dmenet\n"
+        "dmenet.load_predictor('zhuo11', lam=0.002).predict_sigma(dmenet.read_image(sys.argv[1]))\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPOSITORY)
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "step.png")], capture_output=True, text=True,
+                         timeout=120, cwd=REPOSITORY)
     assert run.returncode == 0, run.stderr
     assert "Device: CPU" in run.stdout and "zhuo11" not in run.stderr
     sigma = np.load(tmp_path / "out" / "step_sigma.npy")
