@@ -1,6 +1,5 @@
 """Park'17 behind the same predictor interface as DMENet's, so every tool can run either method."""
 import dataclasses
-import math
 
 import numpy as np
 
@@ -96,38 +95,18 @@ class Park17Predictor:
                 (``done`` stages finished), and with done == total and stage "done" at the end.
             stop: called between stages; returning True raises ``InferenceInterrupted``.
         """
-        from skimage.transform import resize
+        from dmenet.inference.staged import predict_in_stages
+        from dmenet.inference.tiling import Prediction
+        from dmenet.park17.pipeline import SEQUENTIAL_STAGES
 
-        from dmenet.inference.tiling import InferenceInterrupted, Prediction
-        from dmenet.park17.pipeline import SEQUENTIAL_STAGES as STAGES
+        def estimate(image, on_stage):
+            return estimate_park17(to_official_input(image), self.classifier, self.params, on_stage=on_stage,
+                                   keep_intermediates=self.keep_intermediates)
 
-        height, width = image.shape[:2]
-        scale = 1.0
-        if self.max_side and max(height, width) > self.max_side:
-            scale = self.max_side / max(height, width)
-        if self.max_pixels and height * width * scale ** 2 > self.max_pixels:
-            scale = math.sqrt(self.max_pixels / (height * width))
-        if scale != 1.0:
-            small = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image = resize(np.asarray(image, np.float64), small, anti_aliasing=True, preserve_range=True)
-        started = []
-
-        def on_stage(name):
-            if stop is not None and stop():
-                raise InferenceInterrupted()
-            if progress is not None:
-                progress(len(started), len(STAGES), stage=name)
-            started.append(name)
-
-        result = estimate_park17(to_official_input(image), self.classifier, self.params, on_stage=on_stage,
-                                 keep_intermediates=self.keep_intermediates)
-        if progress is not None:
-            progress(len(STAGES), len(STAGES), stage="done")
+        sigma, scale, result = predict_in_stages(image, estimate, SEQUENTIAL_STAGES, max_side=self.max_side,
+                                                 max_pixels=self.max_pixels, progress=progress, stop=stop)
         self.last_stage_seconds = result.stage_seconds
         self.last_result = result if self.keep_intermediates else None
-        sigma = result.sigma
-        if scale != 1.0:
-            sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
         return Prediction(sigma, scale, self.encoding.sigma_max / scale, tiles=1)
 
     def predict_sigma(self, image, progress=None, stop=None):

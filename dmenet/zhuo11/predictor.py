@@ -4,7 +4,6 @@ No network: nothing here imports TensorFlow, so ``infer.py --method zhuo11`` sta
 second.
 """
 import dataclasses
-import math
 
 import numpy as np
 
@@ -97,46 +96,25 @@ class Zhuo11Predictor:
 
         Args:
             image: H×W×3 float in [0, 1] or uint8.
-            progress: called as progress(done, total) as the stages finish.
+            progress: called as progress(done, total, stage=name) as each stage starts (``predict_in_stages``).
             stop: called between stages; returning True raises ``InferenceInterrupted``.
         """
-        from dmenet.inference.tiling import InferenceInterrupted, Prediction
+        from dmenet.inference.staged import predict_in_stages
+        from dmenet.inference.tiling import Prediction
         from dmenet.zhuo11.pipeline import STAGES, estimate_zhuo11
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"zhuo11 needs an H×W×3 RGB image, got shape {image.shape}")
-        height, width = image.shape[:2]
-        scale = 1.0
-        if self.max_side and max(height, width) > self.max_side:
-            scale = self.max_side / max(height, width)
-        if self.max_pixels and height * width * scale ** 2 > self.max_pixels:
-            scale = math.sqrt(self.max_pixels / (height * width))
-        if scale != 1.0:
-            from skimage.transform import resize
 
-            small = (max(3, round(height * scale)), max(3, round(width * scale)))
-            image = resize(np.asarray(image, np.float64), small, anti_aliasing=True, preserve_range=True)
-        started = []
+        def estimate(image, on_stage):
+            return estimate_zhuo11(to_official_input(image), self.params, solver=self.solver, tolerance=self.tolerance,
+                                   keep_intermediates=self.keep_intermediates, on_stage=on_stage)
 
-        def on_stage(name):
-            if stop is not None and stop():
-                raise InferenceInterrupted()
-            if progress is not None:
-                progress(len(started), len(STAGES))
-            started.append(name)
-
-        result = estimate_zhuo11(to_official_input(image), self.params, solver=self.solver, tolerance=self.tolerance,
-                                 keep_intermediates=self.keep_intermediates, on_stage=on_stage)
-        if progress is not None:
-            progress(len(STAGES), len(STAGES))
+        sigma, scale, result = predict_in_stages(image, estimate, STAGES, max_side=self.max_side, max_pixels=self.max_pixels,
+                                                 progress=progress, stop=stop, min_side=3)
         self.last_stage_seconds = result.stage_seconds
         self.last_result = result if self.keep_intermediates else None
-        sigma = result.sigma
-        if scale != 1.0:
-            from skimage.transform import resize
-
-            sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
         return Prediction(sigma, scale, self.params.max_blur / scale, tiles=1)
 
     def predict_sigma(self, image, progress=None, stop=None):
