@@ -5,10 +5,12 @@
     python -m dmenet.bench infer --weights W --precision-cost     # |Δσ| bf16 vs fp32 on real photos
     python -m dmenet.bench infer --tiles 6000x4000 [--precision bf16]  # time a large photo from its tiles
 
-Default: ms per image for B in fp32 (TensorFlow graph and XLA-compiled) and bf16, B's achieved GFLOP/s (FLOPs counted by TensorFlow's
-profiler on B's graph) against the GFLOP/s of one large plain 3×3 convolution in the same precision
-(the practical peak), and the bf16/fp32 speed-up. All five are timed in turn, round after round, so
-that load from other processes affects each alike; the best round of each is reported.
+Default: seconds per image for B in fp32 (TensorFlow's graph as before streamlining, the streamlined
+graph, and XLA-compiled) and bf16 (as before and streamlined), wall and CPU time, B's achieved
+GFLOP/s (FLOPs counted by TensorFlow's profiler on B's graph) against the GFLOP/s of one large plain
+3×3 convolution in the same precision (the practical peak), and the speed-ups. All cases are timed
+in turn, round after round, so that load from other processes affects each alike; times are medians
+over rounds, speed-ups medians of the per-round ratios, GFLOP/s from the best round.
 """
 import argparse
 import pathlib
@@ -32,9 +34,10 @@ def graph_flops(concrete_function):
 
 
 def _time_once(function, argument):
-    started = time.perf_counter()
+    """(wall, CPU) seconds of one call; CPU time counts every thread of this process."""
+    started, cpu = time.perf_counter(), time.process_time()
     np.asarray(function(argument))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _blur_net(precision, weights=None):
@@ -49,11 +52,32 @@ def _blur_net(precision, weights=None):
     return keep_output_in_float32(model) if precision != "fp32" else model
 
 
-def _inference_predictor(model, xla):
-    """B as inference runs it (BN folded in bf16, XLA as asked); its `_forward` is the timed call."""
+def _inference_predictor(model, xla, streamline=True, **options):
+    """B as inference runs it (BN folded in bf16, streamlined unless asked not to, XLA as asked); its `_forward` is the timed call."""
     from dmenet.inference.tiling import DefocusPredictor
 
-    return DefocusPredictor(model, None, xla=xla)
+    return DefocusPredictor(model, None, xla=xla, streamline=streamline, **options)
+
+
+# The paths timed for each precision: (key, label, XLA, streamlined). "today" is the graph before streamlining.
+PATHS = {
+    "fp32": (("today", "graph, as before", "off", False), ("graph", "graph, streamlined", "off", True), ("xla", "XLA", "on", False)),
+    "bf16": (("today", "graph, as before", "off", False), ("graph", "graph, streamlined", "off", True)),
+}
+
+
+def _timed_rounds(cases, repeats):
+    """Every case timed once per round, round after round (so that load from other processes affects each alike)."""
+    times = {key: [] for key in cases}
+    for _ in range(repeats):
+        for key, (function, argument) in cases.items():
+            times[key].append(_time_once(function, argument))
+    return times
+
+
+def _ratio(times, slow, fast):
+    """Median over rounds of slow/fast wall time: robust to load that changes between rounds."""
+    return statistics.median(a[0] / b[0] for a, b in zip(times[slow], times[fast]))
 
 
 def speed(args):
@@ -64,45 +88,39 @@ def speed(args):
     image = tf.random.uniform((1, args.height, args.width, 3))
     features = tf.random.normal((1, args.height // 4, args.width // 4, 256))
     kernel = tf.random.normal((3, 3, 256, 256)) * 0.02
-    cases = {}
+    cases, flops = {}, {}
     for precision, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
         model = _blur_net(precision, args.weights)
-        graph = _inference_predictor(model, xla="off")
+        for key, _, xla, streamline in PATHS[precision]:
+            predictor = _inference_predictor(model, xla=xla, streamline=streamline)
+            cases[precision, key] = (predictor._forward, image)
         # FLOPs from a trace at this image's size: the predictor's call accepts any size, and the profiler needs static shapes.
-        blur_flops = graph_flops(tf.function(lambda x, m=graph.model: m(x, training=False)["defocus"]).get_concrete_function(image))
-        cast_kernel = tf.cast(kernel, dtype)
+        plain = _inference_predictor(model, xla="off", streamline=False).model
+        flops[precision, "B"] = graph_flops(tf.function(lambda x, m=plain: m(x, training=False)["defocus"]).get_concrete_function(image))
+        cast_kernel, cast_features = tf.cast(kernel, dtype), tf.cast(features, dtype)
         conv = tf.function(lambda x, k=cast_kernel: tf.nn.conv2d(x, k, 1, "SAME"))
-        cast_features = tf.cast(features, dtype)
-        cases[precision] = {
-            "blur_net": (graph._forward, image, blur_flops),
-            "conv": (conv, cast_features, graph_flops(conv.get_concrete_function(cast_features))),
-        }
-        if precision == "fp32":  # what infer.py runs on CPUs (dmenet.inference.xla): the same graph, XLA-compiled
-            cases[precision]["blur_net_xla"] = (_inference_predictor(model, xla="on")._forward, image, blur_flops)
-        for function, argument, _ in cases[precision].values():
-            function(argument)  # tracing, allocation, oneDNN primitive creation
-    times = {(p, k): [] for p in cases for k in cases[p]}
-    for _ in range(args.repeats):  # round-robin, so every case sees the same machine load
-        for precision, parts in cases.items():
-            for key, (function, argument, _) in parts.items():
-                times[precision, key].append(_time_once(function, argument))
+        cases[precision, "conv"] = (conv, cast_features)
+        flops[precision, "conv"] = graph_flops(conv.get_concrete_function(cast_features))
+    for function, argument in cases.values():
+        function(argument)  # tracing, allocation, oneDNN primitive creation
+    times = _timed_rounds(cases, args.repeats)
 
     print(device_description())
-    rates = {}
-    for precision, parts in cases.items():
-        blur_flops, conv_flops = parts["blur_net"][2], parts["conv"][2]
-        blur_best, conv_best = min(times[precision, "blur_net"]), min(times[precision, "conv"])
-        rates[precision] = (blur_flops / blur_best / 1e9, conv_flops / conv_best / 1e9, blur_best)
-        print(f"{precision}: B on {args.width}×{args.height} ({blur_flops / 1e9:.1f} GFLOP): best {blur_best * 1e3:.0f} ms, "
-              f"median {statistics.median(times[precision, 'blur_net']) * 1e3:.0f} ms = {rates[precision][0]:.1f} GFLOP/s; "
-              f"plain 3×3 conv 256→256 peak {rates[precision][1]:.1f} GFLOP/s; "
-              f"B / peak = {rates[precision][0] / rates[precision][1]:.2f}")
-    xla_best = min(times["fp32", "blur_net_xla"])
-    xla_rate = cases["fp32"]["blur_net"][2] / xla_best / 1e9
-    print(f"fp32 with XLA: B best {xla_best * 1e3:.0f} ms = {xla_rate:.1f} GFLOP/s; B / peak = {xla_rate / rates['fp32'][1]:.2f}; "
-          f"XLA / graph speed-up {rates['fp32'][2] / xla_best:.2f}×")
-    print(f"bf16 / fp32 speed-up: B {rates['fp32'][2] / rates['bf16'][2]:.2f}× (graph), {xla_best / rates['bf16'][2]:.2f}× (against fp32 "
-          f"with XLA), plain conv peak {rates['bf16'][1] / rates['fp32'][1]:.2f}×  (target for B ≥ 1.6× where bf16 is native)")
+    print(f"B on {args.width}×{args.height}, {args.repeats} interleaved rounds; wall (CPU) seconds, median over rounds; "
+          f"GFLOP/s and / peak from the best round")
+    for precision in ("fp32", "bf16"):
+        conv_rate = flops[precision, "conv"] / min(t[0] for t in times[precision, "conv"]) / 1e9
+        print(f"{precision}: plain 3×3 conv 256→256 peak {conv_rate:.1f} GFLOP/s; B = {flops[precision, 'B'] / 1e9:.1f} GFLOP")
+        for key, label, _, _ in PATHS[precision]:
+            wall = [t[0] for t in times[precision, key]]
+            cpu = statistics.median(t[1] for t in times[precision, key])
+            rate = flops[precision, "B"] / min(wall) / 1e9
+            speedup = "" if key == "today" else f"; × before {_ratio(times, (precision, 'today'), (precision, key)):.2f}"
+            print(f"  {label:20s} median {statistics.median(wall):.3f} s ({cpu:.3f} s CPU), best {min(wall):.3f} s = {rate:.1f} GFLOP/s, "
+                  f"B / peak {rate / conv_rate:.2f}{speedup}")
+    print(f"fp32 XLA / streamlined graph: {_ratio(times, ('fp32', 'xla'), ('fp32', 'graph')):.2f}× the graph's time")
+    print(f"bf16 / fp32 speed-up of B (streamlined graphs): {_ratio(times, ('fp32', 'graph'), ('bf16', 'graph')):.2f}×, "
+          f"before {_ratio(times, ('fp32', 'today'), ('bf16', 'today')):.2f}×; plain conv {_ratio(times, ('fp32', 'conv'), ('bf16', 'conv')):.2f}×")
     return 0
 
 
@@ -163,23 +181,32 @@ def margins(args):
 
 
 def tiles(args):
-    """Time a large photo by timing a few of its windows and multiplying by their count."""
+    """Time a large photo by timing its window (today's path and the new one, interleaved) and multiplying by their count."""
     import tensorflow as tf
 
-    from dmenet.inference.tiling import DefocusPredictor
-
+    model = _blur_net(args.precision, args.weights)
+    predictors = {streamline: _inference_predictor(model, args.xla, streamline, tile=args.tile, margin=args.margin) for streamline in (False, True)}
+    new = predictors[True]
     width, height = (int(v) for v in args.tiles.lower().split("x"))
-    predictor = DefocusPredictor(_blur_net(args.precision, args.weights), None, tile=args.tile, margin=args.margin, xla=args.xla)
-    plan = predictor.tile_plan(height, width)
+    plan = new.tile_plan(height, width)
     window = tf.random.uniform((1, *plan.window_shape, 3))
-    predictor._forward(window)  # warm-up
-    times = [_time_once(predictor._forward, window) for _ in range(args.repeats)]
-    best = min(times)
+    cases = {}
+    for streamline, predictor in predictors.items():
+        started = time.perf_counter()
+        predictor._forward(window)
+        print(f"  first call ({'streamlined' if predictor.streamlined else 'as before'}; tracing, oneDNN primitives): {time.perf_counter() - started:.1f} s")
+        cases[streamline] = (predictor._forward, window)
+    times = _timed_rounds(cases, args.repeats)
     overhead = plan.computed_pixels / (height * width)
-    print(f"{width}×{height} in {args.precision}{' with XLA' if predictor.xla else ''}: {plan.count} windows of {plan.window_shape[1]}×{plan.window_shape[0]} "
+    print(f"{width}×{height} in {args.precision}{' with XLA' if new.xla else ''}: {plan.count} windows of {plan.window_shape[1]}×{plan.window_shape[0]} "
           f"(margin {args.margin}; {overhead:.2f}× the photo's pixels computed)")
-    print(f"  per window: best {best:.1f} s, median {statistics.median(times):.1f} s over {len(times)}; "
-          f"whole photo ≈ {plan.count * best / 60:.1f} min (best) / {plan.count * statistics.median(times) / 60:.1f} min (median)")
+    for streamline in (False, True):
+        wall = [t[0] for t in times[streamline]]
+        cpu = statistics.median(t[1] for t in times[streamline])
+        label = "streamlined" if predictors[streamline].streamlined else "as before"
+        print(f"  {label:11s} per window: median {statistics.median(wall):.2f} s ({cpu:.2f} s CPU), best {min(wall):.2f} s over {len(wall)}; "
+              f"whole photo ≈ {plan.count * statistics.median(wall) / 60:.2f} min (median) / {plan.count * min(wall) / 60:.2f} min (best)")
+    print(f"  streamlined / before: {_ratio(times, False, True):.2f}× faster (median of per-round ratios)")
     return 0
 
 

@@ -112,15 +112,18 @@ class DefocusPredictor:
     """B plus its encoding: photo (H×W×3 float in [0, 1]) → σ map in pixels.
 
     Args:
-        model: B (built in fp32 or bf16, see dmenet.inference.precision). In bf16 the predictor
-            runs a copy with the batch normalisations folded into the convolutions
-            (dmenet.inference.folding), taken from the model's weights now.
+        model: B (built in fp32 or bf16, see dmenet.inference.precision). The predictor runs a copy
+            taken from the model's weights now: in bf16 with the batch normalisations folded into the
+            convolutions (dmenet.inference.folding), and on TensorFlow's graph streamlined
+            (dmenet.inference.streamline: the same outputs bit for bit, with less data movement).
         encoding: the DefocusEncoding of its checkpoint.
         max_side: shrink photos whose long side exceeds this first (None = full resolution).
         tile: the largest window side B sees at once; bounds memory.
         margin: context pixels around each window's core (multiple of 16).
         tile_batch: windows per call of B (memory grows with it; helps on GPUs).
-        xla: "auto", "on" or "off": compile B's call with XLA (dmenet.inference.xla; auto: fp32 on CPUs).
+        xla: "auto", "on" or "off": compile B's call with XLA (dmenet.inference.xla).
+        streamline: run the streamlined graph (default); False runs the model's graph as it is
+            (the path before streamlining, for comparisons).
 
     Examples:
         >>> predictor = DefocusPredictor.from_weights("run/blur_net.weights.h5", precision="auto")
@@ -130,11 +133,12 @@ class DefocusPredictor:
     method = "dmenet"
 
     def __init__(self, model, encoding, max_side=None, tile=DEFAULT_TILE, margin=DEFAULT_MARGIN,
-                 tile_batch=DEFAULT_TILE_BATCH, precision_reason=None, xla="auto"):
+                 tile_batch=DEFAULT_TILE_BATCH, precision_reason=None, xla="auto", streamline=True):
         import tensorflow as tf
 
         from dmenet.inference.folding import fold_batch_norms
         from dmenet.inference.precision import model_precision
+        from dmenet.inference.streamline import streamlined
         from dmenet.inference.xla import resolve_xla
 
         if tile % SIZE_MULTIPLE or margin % SIZE_MULTIPLE or margin < 0 or tile < 2 * margin + SIZE_MULTIPLE:
@@ -149,10 +153,13 @@ class DefocusPredictor:
         self.precision = model_precision(model)
         if self.precision == "bf16":
             model = fold_batch_norms(model)
+        self.xla, self.xla_reason = resolve_xla(xla, self.precision)
+        self.streamlined = streamline and not self.xla  # XLA fuses the padding itself
+        if self.streamlined:
+            model = streamlined(model)
         self.model, self.encoding = model, encoding
         self.max_side, self.tile, self.margin, self.tile_batch = max_side, tile, margin, tile_batch
         self.precision_reason = precision_reason or "as built"
-        self.xla, self.xla_reason = resolve_xla(xla, self.precision)
         self._forward = tf.function(
             lambda x: tf.cast(model(x, training=False)["defocus"], tf.float32),
             input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
@@ -166,7 +173,7 @@ class DefocusPredictor:
         Args:
             path: checkpoint path (None = $DMENET_WEIGHTS).
             precision: "auto" (bf16 where native, else fp32), "fp32" or "bf16".
-            **options: max_side, tile, margin, tile_batch, xla.
+            **options: max_side, tile, margin, tile_batch, xla, streamline.
 
         Returns:
             DefocusPredictor; its `precision` and `precision_reason` say what was chosen.
