@@ -12,6 +12,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert precision.cpu_bf16_flags(zen4) == ["avx512_bf16"]
     assert precision.cpu_bf16_flags(zen3) == []
     assert precision.cpu_bf16_flags(tmp_path / "missing") == []
+    assert {"avx512f", "avx2"} <= precision.cpu_flags(zen4) and precision.cpu_flags(tmp_path / "missing") == set()
 
 
 def test_auto_follows_native_support(monkeypatch):

@@ -57,7 +57,7 @@ def parse_args(argv):
                         help="arithmetic of B or of Park'17's classifier (auto: see dmenet.inference.precision; fp32 where the "
                              "CPU/GPU has no native bf16)")
     method.add_argument("--xla", choices=XLA_CHOICES, default="auto",
-                        help="dmenet: compile B with XLA (auto: on for fp32 on CPUs; see dmenet.inference.xla)")
+                        help="dmenet: compile B with XLA (auto: on for fp32 on CPUs without AVX-512; see dmenet.inference.xla)")
     method.add_argument("--predictions", type=pathlib.Path, nargs="+", default=[], metavar="DIR",
                         help="folders of maps named <stem>[suffix].png/.npy, one run per folder")
     method.add_argument("--labels", nargs="+", help="names of the prediction runs (default: folder names)")

@@ -63,8 +63,8 @@ def parse_args(argv):
     parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN, help="context pixels computed around each tile and discarded (default: %(default)s)")
     parser.add_argument("--tile-batch", type=int, default=DEFAULT_TILE_BATCH, help="tiles per call of B; more uses more memory (default: %(default)s)")
     parser.add_argument("--xla", choices=XLA_CHOICES, default="auto",
-                        help="compile B with XLA: about 1.35× faster for fp32 on a CPU, compiling once per photo size (auto: "
-                             "on for fp32 on CPUs, off for bf16 and on GPUs; default: auto)")
+                        help="compile B with XLA, once per photo size: faster for fp32 on an AVX2 CPU, slower than the "
+                             "streamlined graph on AVX-512 CPUs (auto: on for fp32 on CPUs without AVX-512 only; default: auto)")
     parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")

@@ -26,17 +26,22 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GPU_BF16_CAPABILITY = (8, 0)
 
 
-def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
-    """The native-bfloat16 instruction flags this CPU reports (empty where unknown or absent)."""
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The instruction-set flags this CPU reports in /proc/cpuinfo (an empty set where unknown)."""
     try:
         text = pathlib.Path(cpuinfo).read_text()
     except OSError:
-        return []
+        return set()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return [flag for flag in CPU_BF16_FLAGS if flag in flags]
-    return []
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
+    """The native-bfloat16 instruction flags this CPU reports (empty where unknown or absent)."""
+    flags = cpu_flags(cpuinfo)
+    return [flag for flag in CPU_BF16_FLAGS if flag in flags]
 
 
 def gpu_compute_capabilities():
