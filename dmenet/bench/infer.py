@@ -194,7 +194,8 @@ def tiles(args):
     for streamline, predictor in predictors.items():
         started = time.perf_counter()
         predictor._forward(window)
-        print(f"  first call ({'streamlined' if predictor.streamlined else 'as before'}; tracing, oneDNN primitives): {time.perf_counter() - started:.1f} s")
+        label = "streamlined" if predictor.streamlined else "as before"
+        print(f"  first call ({label}; tracing, oneDNN primitives and one window): {time.perf_counter() - started:.1f} s")
         cases[streamline] = (predictor._forward, window)
     times = _timed_rounds(cases, args.repeats)
     overhead = plan.computed_pixels / (height * width)
