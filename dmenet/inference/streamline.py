@@ -17,21 +17,20 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-REPLACED = {"SymmetricPadding2D", "UpSampling2D"}
-
 
 class EdgePadding2D(layers.Layer):
     """Pad H and W by one pixel, repeating the edge pixels (= SYMMETRIC mode for one pixel), as one
     gather of the flattened pixels. Indices are constants where the shape is known when traced."""
 
     def call(self, x):
-        static = x.shape[1:3]
-        if None not in static:
-            height, width = static
-            rows, cols = np.clip(np.arange(-1, height + 1), 0, height - 1), np.clip(np.arange(-1, width + 1), 0, width - 1)
-        else:
+        height, width = x.shape[1], x.shape[2]
+        if height is None or width is None:  # traced for any size: the indices are computed per call
             height, width = tf.shape(x)[1], tf.shape(x)[2]
-            rows, cols = tf.clip_by_value(tf.range(-1, height + 1), 0, height - 1), tf.clip_by_value(tf.range(-1, width + 1), 0, width - 1)
+            rows = tf.clip_by_value(tf.range(-1, height + 1), 0, height - 1)
+            cols = tf.clip_by_value(tf.range(-1, width + 1), 0, width - 1)
+        else:
+            rows = np.clip(np.arange(-1, height + 1), 0, height - 1)
+            cols = np.clip(np.arange(-1, width + 1), 0, width - 1)
         index = tf.reshape(rows[:, None] * width + cols[None, :], [-1])  # flat pixel of each padded pixel
         batch, channels = tf.shape(x)[0], x.shape[3]
         flat = tf.reshape(x, [batch, -1, channels])
@@ -59,8 +58,7 @@ class NearestUpsampling2D(layers.Layer):
 
 def _streamlined_layer(layer):
     config = layer.get_config()
-    policy = layer.dtype_policy.name
-    if policy == "mixed_bfloat16":
+    if isinstance(layer, layers.Conv2D) and layer.dtype_policy.name == "mixed_bfloat16":
         config["dtype"] = "bfloat16"  # weights stored in bf16: no cast of every kernel on every call
     kind = type(layer).__name__
     if kind == "SymmetricPadding2D" and layer.pad == 1:
