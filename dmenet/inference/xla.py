@@ -6,7 +6,7 @@ and activations into its convolution loops, was faster on an AVX2 CPU: 5.1 s ins
 B in fp32 on a 640×480 photo (README "Inference"). The graph inference runs now is streamlined
 (dmenet.inference.streamline: the padding is one plain gather, the rest fused by oneDNN), and on
 CPUs with AVX-512 it beats XLA: 2.40 s against 3.04 s in fp32 on an Intel Xeon with AMX (issue 20),
-and about 1.1× less CPU time than XLA on this project's AMD Zen 4 (docs/performance-b.md).
+and about 1.1× less CPU time than XLA on this project's AMD Zen 4 (docs/performance.md, "The streamlined inference graph").
 XLA compiles once per input shape (about 3 s for B): the windows of a large photo share one shape,
 and a photo collection repeats a few (504 CUHK photos have 39 sizes after padding to multiples of 16).
 
