@@ -14,6 +14,10 @@ _API = {
     "synthesize_defocus": "dmenet.api",
     "evaluate": "dmenet.api",
     "read_image": "dmenet.files.images",
+    "deblur": "dmenet.applications.deblur",
+    "magnify_defocus": "dmenet.applications.magnify",
+    "depth_from_defocus": "dmenet.applications.depth",
+    "blur_mask": "dmenet.applications.masks",
 }
 __all__ = sorted(_API)
 

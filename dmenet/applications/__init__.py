@@ -1,1 +1,1 @@
-"""What a defocus map is for: applications built on a σ map (APPLICATIONS.md)."""
+"""What a defocus map is for: all-in-focus images, defocus magnification, depth and binary blur masks (APPLICATIONS.md)."""

@@ -30,8 +30,10 @@ class LayerStack:
 
     @property
     def first_sharp_layer(self):
-        """Index of the farthest layer with CoC ≤ 1 (drawn without blur); occlusion fill starts after it."""
-        return int(np.flatnonzero(self.cocs <= 1)[0])
+        """Index of the farthest layer with CoC ≤ 1 (drawn without blur); occlusion fill starts after it.
+        A stack with no sharp layer (possible outside SYNDOF, e.g. defocus magnification) gets `count`: no fill."""
+        sharp = np.flatnonzero(self.cocs <= 1)
+        return int(sharp[0]) if len(sharp) else self.count
 
     @property
     def focus_layer(self):
