@@ -6,14 +6,17 @@
     python infer.py photos/ --method park17 [--weights DHDE_model.caffemodel]     # Park et al. 2017
     python infer.py photos/ --method zhuo11 [--zhuo11-lambda 0.001]             # Zhuo & Sim 2011 (no network)
     python infer.py photos/ --weights dmenet.weights.pretrained.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
+    python infer.py photos/ --method park17 --all-in-focus --magnify 2 --depth --figure   # what the map is for
+    python infer.py photos/ --sigma-maps outputs/infer --magnify 2 -o outputs/apps          # maps made earlier: no network
 
 For each photo it writes, into --output:
   NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (smaller scale when σ > 65.5 px;
                     the file's dmenet:unit text and summary.json state it; fixed with --png-scale)
   NAME_defocus.png  colour picture of the map with a σ scale bar
   NAME_sigma.npy    float32 σ in pixels (--npy)
-  NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold)
-  NAME_figure.png   photo | map | mask side by side (--figure)
+  NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold SIGMA or otsu)
+  NAME_allinfocus.png, NAME_magnified.png, NAME_depth.png (+ .npy with --npy): the applications below
+  NAME_figure.png   photo | map | mask | applications side by side (--figure)
 and summary.json with the unit of every file, the precision used and the files that failed.
 Exit code: 0 all photos done, 1 some failed, 2 nothing could be done, 130 interrupted (Ctrl-C).
 TensorFlow's own log lines are hidden; --verbose (or DMENET_VERBOSE=1) shows them.
@@ -23,6 +26,7 @@ import os
 import sys
 import threading
 
+from dmenet.cli import applications
 from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
 from dmenet.cli.runtime import quiet_start
 from dmenet.inference.precision import PRECISIONS
@@ -50,7 +54,8 @@ def parse_args(argv):
                              "NAME_park17_* plus a NAME_compare.png figure of both maps")
     parser.add_argument("--output", "-o", default="outputs/infer", help="output folder (default: %(default)s)")
     parser.add_argument("--npy", action="store_true", help="also write float32 σ maps as .npy")
-    parser.add_argument("--mask-threshold", type=float, metavar="SIGMA", help="write a binary focus mask: blurred where σ > SIGMA px")
+    parser.add_argument("--mask-threshold", metavar="SIGMA|otsu",
+                        help="write a binary focus mask: blurred where σ > SIGMA px, or where σ exceeds each photo's Otsu threshold")
     parser.add_argument("--figure", action="store_true", help="write a side-by-side figure per photo")
     parser.add_argument("--no-colormap", action="store_true", help="skip the colour visualisation")
     parser.add_argument("--vmax", type=float, help="top of the colour scale in σ px (default: the largest σ the model can express at the scale used)")
@@ -69,6 +74,7 @@ def parse_args(argv):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     add_zhuo11_options(parser)
+    applications.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -107,11 +113,46 @@ def _run_interruptibly(work):
     return outcome["result"]
 
 
+def _apply_to_sigma_maps(args, options):
+    """--sigma-maps: masks and applications from maps computed earlier; no network, no TensorFlow."""
+    from dmenet.inference.batch import MAPS_SUMMARY, collect_inputs, run_on_sigma_maps
+
+    if not args.inputs:
+        return _error("no input photos given: --sigma-maps needs the photos the maps belong to (matched by name)")
+    try:
+        maps, require_stated_unit = applications.sigma_map_folder(args.sigma_maps, args.sigma_unit)
+    except ValueError as error:
+        return _error(error)
+    paths, problems, skipped = collect_inputs(args.inputs)
+    for line in problems + skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    if not paths:
+        return _error("none of the inputs is an image file; pass photos (.jpg, .png, …) or folders holding them")
+    summary = run_on_sigma_maps(paths, maps, args.output, options, progress=not args.quiet, require_stated_unit=require_stated_unit)
+    done, failed = len(summary["images"]), len(summary["failures"])
+    print(f"{done} of {done + failed} photos' applications written to {args.output} (σ maps from {args.sigma_maps})")
+    if failed:
+        print(f"{failed} failed (see the lines above and {MAPS_SUMMARY})", file=sys.stderr)
+    return 0 if failed + len(problems) == 0 else (1 if done else 2)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    from dmenet.inference.batch import OutputOptions
+
+    try:  # every application's value is checked before TensorFlow or a model loads
+        output_options = OutputOptions(
+            png_scale=args.png_scale, write_npy=args.npy, write_colormap=not args.no_colormap,
+            mask_threshold=applications.mask_threshold(args.mask_threshold), write_figure=args.figure, vmax=args.vmax,
+            applications=applications.application_options(args),
+        )
+    except ValueError as error:
+        return _error(error)
+    if args.sigma_maps is not None:
+        return _apply_to_sigma_maps(args, output_options)
     quiet_start(args.verbose)
     from dmenet.cli.runtime import cpu_description, device_description
-    from dmenet.inference.batch import OutputOptions, collect_inputs, run_inference
+    from dmenet.inference.batch import collect_inputs, run_inference
     from dmenet.inference.tiling import DefocusPredictor
     from dmenet.weights.checkpoints import convert_official
     from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
@@ -156,16 +197,8 @@ def main(argv=None):
     device = cpu_description() if args.method in NETWORK_FREE_METHODS and companion is None else device_description()
     print(f"{device}; precision {predictor.precision} ({predictor.precision_reason}){compiled}", flush=True)
 
-    options = OutputOptions(
-        png_scale=args.png_scale,
-        write_npy=args.npy,
-        write_colormap=not args.no_colormap,
-        mask_threshold=args.mask_threshold,
-        write_figure=args.figure,
-        vmax=args.vmax,
-    )
     summary = _run_interruptibly(
-        lambda stop: run_inference(paths, predictor, args.output, options, progress=not args.quiet, stop=stop,
+        lambda stop: run_inference(paths, predictor, args.output, output_options, progress=not args.quiet, stop=stop,
                                    compare_with=companion)
     )
     if summary is None or summary["interrupted"]:

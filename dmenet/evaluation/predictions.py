@@ -26,7 +26,7 @@ PREDICTIONS_META = "predictions.json"
 AUTO_SUFFIXES = ("", "_sigma")  # plain names, or infer.py's <stem>_sigma.png/.npy
 
 
-def _png_unit_text(path):
+def png_unit_scale(path):
     """infer.py's tEXt chunk 'dmenet:unit' = 'sigma_px = value / S' → S, else None."""
     if path.suffix.lower() != ".png":
         return None
@@ -119,7 +119,7 @@ class PredictionFolder:
         """Settle a unit left as None from the first map actually used."""
         if self.unit is not None:
             return
-        png_scale = _png_unit_text(path)
+        png_scale = png_unit_scale(path)
         if path.suffix.lower() == ".npy":
             self.unit = "sigma"
         elif png_scale is not None:

@@ -50,11 +50,20 @@ def save_sigma_colormap(path, sigma, vmax=None, title=None):
     _save(figure, path)
 
 
-def save_side_by_side(path, image, sigma, mask=None, vmax=None, title=None):
-    """Photo | σ map (with scale bar) | optional binary focus mask, in one figure."""
-    panels = 3 if mask is not None else 2
+def save_side_by_side(path, image, sigma, mask=None, vmax=None, title=None, extras=None):
+    """Photo | σ map (with scale bar) | optional binary focus mask | optional extra panels, in one
+    figure (rows of three when there are more than three panels).
+
+    `extras`: {title: (array, imshow options)}, e.g. the applications' all-in-focus or magnified
+    photo, or a depth map with its colour map.
+    """
+    extras = dict(extras or {})
+    panels = (3 if mask is not None else 2) + len(extras)
+    columns = panels if panels <= 3 else 3
+    rows = -(-panels // columns)
     width, height = _panel_inches(sigma.shape)
-    figure, axes = new_figure(1, panels, figsize=(panels * width + 1.2, height + 0.4))
+    figure, axes = new_figure(rows, columns, figsize=(columns * width + 1.2, rows * (height + 0.4)), squeeze=False)
+    axes = axes.ravel()
     axes[0].imshow(np.clip(image, 0, 1))
     axes[0].set_title("input", fontsize=9)
     vmax = float(vmax if vmax is not None else max(float(np.max(sigma)), 1e-6))
@@ -64,6 +73,11 @@ def save_side_by_side(path, image, sigma, mask=None, vmax=None, title=None):
     if mask is not None:
         axes[2].imshow(mask, cmap="gray", vmin=0, vmax=1)
         axes[2].set_title("blurred (white)", fontsize=9)
+    for axis, (name, (array, options)) in zip(axes[panels - len(extras):], extras.items()):
+        shown = axis.imshow(np.clip(array, 0, 1) if np.ndim(array) == 3 else array, **options)
+        axis.set_title(name, fontsize=9)
+        if np.ndim(array) == 2 and options.get("cmap") not in (None, "gray"):
+            figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02)
     for axis in axes:
         axis.set_axis_off()
     if title:

@@ -31,6 +31,9 @@ DEFAULT_PNG_SCALE = 1000.0  # σ · 1000 in uint16: 0.001 px steps up to 65.5 px
 # When σ does not fit at 1000 (photos shrunk with --max-side), the largest of these that fits.
 FALLBACK_PNG_SCALES = (500.0, 200.0, 100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0)
 UINT16_MAX = 65535
+# What run_on_sigma_maps writes instead of summary.json: the maps' folder (often the output folder
+# too) keeps the summary.json of the run that made them.
+MAPS_SUMMARY = "applications.json"
 
 
 @dataclasses.dataclass
@@ -38,9 +41,10 @@ class OutputOptions:
     png_scale: float | None = None  # σ·scale in the 16-bit PNG; None = 1000, or less when σ needs it
     write_npy: bool = False
     write_colormap: bool = True
-    mask_threshold: float | None = None  # σ in pixels; pixels above it are "blurred"
+    mask_threshold: float | str | None = None  # σ in pixels (pixels above it are "blurred"), or "otsu" per photo
     write_figure: bool = False
     vmax: float | None = None  # colour scale top in σ px; None = the largest σ the model can express
+    applications: object = None  # dmenet.applications.outputs.ApplicationOptions: all-in-focus, magnified, depth
 
 
 class OutputError(ValueError):
@@ -106,8 +110,12 @@ def fitting_png_scale(sigma_max):
     return UINT16_MAX / sigma_max
 
 
-def write_outputs(output_dir, stem, image, prediction, encoding, options):
-    """All requested files for one photo → (file names, notes for the user).
+def write_outputs(output_dir, stem, image, prediction, encoding, options, layer_progress=None):
+    """All requested files for one photo → (file names, notes for the user, PNG scale, record).
+
+    The record holds what summary.json lists for the photo beyond its σ statistics (the mask's
+    threshold, the applications' timings). `layer_progress(description)` gives a progress callback
+    for the applications' layers (or None).
 
     The float maps come first, so nothing computed is lost if a later file fails. Raises
     OutputError (carrying the files that were written) when --png-scale was given and σ does not
@@ -133,13 +141,11 @@ def write_outputs(output_dir, stem, image, prediction, encoding, options):
     if options.write_colormap:
         save_sigma_colormap(output_dir / f"{stem}_defocus.png", sigma, vmax=vmax)
         written.append(f"{stem}_defocus.png")
-    mask = None
-    if options.mask_threshold is not None:
-        mask = sigma > options.mask_threshold
-        write_png(output_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255, text={"dmenet:unit": f"255 = sigma_px > {options.mask_threshold:g}"})
-        written.append(f"{stem}_mask.png")
+    more, extras, more_notes, record = write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress)
+    written += more
+    notes += more_notes
     if options.write_figure:
-        save_side_by_side(output_dir / f"{stem}_figure.png", image, sigma, mask, vmax=vmax, title=stem)
+        save_side_by_side(output_dir / f"{stem}_figure.png", image, sigma, extras.pop("mask", None), vmax=vmax, title=stem, extras=extras)
         written.append(f"{stem}_figure.png")
     if not png_fits:
         raise OutputError(
@@ -148,7 +154,54 @@ def write_outputs(output_dir, stem, image, prediction, encoding, options):
             f"{fitting_png_scale(sigma_max):g} or leave --png-scale out to choose it automatically",
             written,
         )
-    return written, notes, png_scale
+    return written, notes, png_scale, record
+
+
+def write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress=None):
+    """NAME_mask.png (--mask-threshold) and the applications' files → (files, figure panels with
+    the mask under "mask", notes, record). Photo and map may differ in size only as the applications
+    allow (a map smaller than the photo: its top-left region); the library's warnings become notes."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files, panels, notes, record = _write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress)
+    notes += list(dict.fromkeys(f"{output_dir / stem}: {warning.message}" for warning in caught))
+    return files, panels, notes, record
+
+
+def _write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress):
+    files, panels, notes, record = [], {}, [], {}
+    if options.mask_threshold is not None:
+        from dmenet.applications.masks import blur_mask
+
+        mask, used = blur_mask(sigma, options.mask_threshold)
+        write_png(output_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255, text={"dmenet:unit": f"255 = sigma_px > {used:g}"})
+        files.append(f"{stem}_mask.png")
+        panels["mask"] = mask
+        record["mask_threshold_px"] = used
+    if options.applications is not None and options.applications.any:
+        from dmenet.applications.outputs import write_applications
+
+        more, extras, more_notes, more_record = write_applications(output_dir, stem, image, sigma, options.applications,
+                                                                   options.write_npy, layer_progress)
+        files += more
+        panels.update(extras)
+        notes += more_notes
+        record.update(more_record)
+    return files, panels, notes, record
+
+
+def _mask_rule(options):
+    if options.mask_threshold is None:
+        return None
+    if isinstance(options.mask_threshold, str):
+        return f"255 where sigma_px > each image's Otsu threshold (its mask_threshold_px; {options.mask_threshold})"
+    return f"255 where sigma_px > {options.mask_threshold:g}"
+
+
+def _applications_summary(options):
+    return options.applications.describe() if options.applications is not None else {}
 
 
 def _summary(predictor, options, results, failures, interrupted=False, compare_with=None):
@@ -170,7 +223,8 @@ def _summary(predictor, options, results, failures, interrupted=False, compare_w
         "precision_reason": predictor.precision_reason,
         "xla": predictor.xla,
         "sigma_png_unit": unit,
-        "mask_rule": None if options.mask_threshold is None else f"255 where sigma_px > {options.mask_threshold:g}",
+        "mask_rule": _mask_rule(options),
+        "applications": _applications_summary(options),
         "max_side": predictor.max_side,
         "tile": predictor.tile,
         "margin": predictor.margin,
@@ -221,6 +275,7 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
     _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))  # true even if stopped at once
     bar = tqdm(jobs, desc="defocus maps", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
     stage_bar = StageProgress(predictor.method)
+    layer_bars = LayerBars(progress)
     for path, stem in bar:
         bar.set_postfix_str(path.name[-30:], refresh=False)  # drawn with the next update, not twice
         started = time.perf_counter()
@@ -243,7 +298,8 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
             image = read_image(path)
             stage_bar.start(image.shape[0] * image.shape[1])
             prediction = predictor.predict(image, progress=tile_progress, stop=stop)
-            files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options)
+            files, notes, png_scale, record = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options,
+                                                            layer_bars.factory(path))
             if compare_with is not None:
                 files, notes = _write_comparison(output_dir, stem, image, prediction, predictor, compare_with, options,
                                                  files, notes, stop)
@@ -269,11 +325,13 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
                 **({"tiles": prediction.tiles} if predictor.tile is not None else
                    {"stage_seconds": {k: round(v, 3) for k, v in getattr(predictor, "last_stage_seconds", {}).items()}}),
                 "seconds": round(time.perf_counter() - started, 3),
+                **record,
             })
         finally:
             if tile_bar is not None:
                 tile_bar.close()
             stage_bar.close()
+            layer_bars.close()
         _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))
     bar.close()
     summary = _summary(predictor, options, results, failures, interrupted, compare_with)
@@ -335,13 +393,149 @@ def _write_comparison(output_dir, stem, image, prediction, predictor, other, opt
     from dmenet.files.figures import save_method_comparison
 
     second = other.predict(image, stop=stop)
-    more, more_notes, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding, options)
+    # The applications run on the main method's map only: the comparison is of the maps.
+    more, more_notes, _, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding,
+                                           dataclasses.replace(options, applications=None))
     save_method_comparison(
         output_dir / f"{stem}_compare.png", image, {predictor.method: prediction.sigma, other.method: second.sigma},
         limits={predictor.method: prediction.sigma_limit, other.method: second.sigma_limit}, title=stem)
     return files + more + [f"{stem}_compare.png"], notes + more_notes
 
 
-def _write_summary(output_dir, summary):
-    with atomic_path(output_dir / "summary.json") as temporary:
+class LayerBars:
+    """tqdm bars for the applications' layers (the deconvolution's, the magnification's), one per
+    application of the current photo, removed when the photo is done."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.bars = []
+
+    def factory(self, path):
+        """callable(description) → callback(done_layers, total_layers) for this photo, or None."""
+        if not self.enabled:
+            return None
+
+        def for_application(description):
+            from tqdm import tqdm
+
+            bar = None
+
+            def update(done, total):
+                nonlocal bar
+                if bar is None:
+                    bar = tqdm(total=total, desc=f"{description} of {path.name[-24:]}", unit="layer", leave=False, file=sys.stderr)
+                    self.bars.append(bar)
+                bar.update(done - bar.n)
+
+            return update
+
+        return for_application
+
+    def close(self):
+        for bar in self.bars:
+            bar.close()
+        self.bars = []
+
+
+def match_sigma_maps(paths, maps, require_stated_unit=False):
+    """Pair each photo with its map in a `PredictionFolder` by name (NAME_sigma.npy / NAME_sigma.png,
+    or NAME.npy / NAME.png; .npy first) → (pairs of (photo, stem of the outputs), problems).
+    With `require_stated_unit`, a PNG map must carry infer.py's unit text (a .npy is σ in px)."""
+    from dmenet.datasets import DatasetError
+    from dmenet.evaluation.predictions import png_unit_scale
+
+    pairs, problems = [], []
+    for path, stem in zip(paths, _output_stems(paths)):
+        try:
+            found = maps.path_for(path.stem)
+        except DatasetError as error:
+            problems.append({"input": str(path), "error": f"{path}: no σ map for it ({error})", "files": []})
+            continue
+        if require_stated_unit and found.suffix.lower() != ".npy" and png_unit_scale(found) is None:
+            problems.append({"input": str(path), "files": [],
+                             "error": f"{found}: states no unit (not one of infer.py's σ maps); say what its values are with --sigma-unit"})
+            continue
+        pairs.append((path, stem))
+    return pairs, problems
+
+
+def run_on_sigma_maps(paths, maps, output_dir, options, progress=True, log=None, require_stated_unit=False):
+    """The masks and applications for photos whose σ maps were computed earlier: no network runs.
+
+    Args:
+        paths: photo paths (see collect_inputs).
+        maps: a ``dmenet.evaluation.predictions.PredictionFolder`` holding the maps and their unit.
+        output_dir: folder for the outputs; created if needed.
+        options: OutputOptions (mask_threshold, applications, write_npy, write_figure, vmax).
+        progress: show progress bars.
+        log: where one-line notes and failures go (default: stderr).
+        require_stated_unit: refuse PNG maps without infer.py's unit text (their unit was not given).
+
+    Returns:
+        The summary (also saved as applications.json): the maps' unit, the applications' parameters,
+        per-image files, failures.
+
+    Example:
+        >>> run_on_sigma_maps(paths, PredictionFolder("outputs/infer"), "outputs/apps", OutputOptions(applications=...))
+    """
+    from tqdm import tqdm
+
+    from dmenet.applications.inputs import as_sigma
+
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    jobs, failures = match_sigma_maps(paths, maps, require_stated_unit)
+    for failure in failures:
+        log(f"failed: {failure['error']}")
+    results = []
+
+    def summary():
+        return {
+            "method": None,
+            "sigma_maps": maps.describe(),
+            "mask_rule": _mask_rule(options),
+            "applications": _applications_summary(options),
+            "images": results,
+            "failures": failures,
+        }
+
+    _write_summary(output_dir, summary(), MAPS_SUMMARY)
+    bar = tqdm(jobs, desc="photos", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
+    layer_bars = LayerBars(progress)
+    for path, stem in bar:
+        started = time.perf_counter()
+        try:
+            image = read_image(path)
+            sigma = as_sigma(maps.sigma(path.stem))
+            files, extras, notes, record = write_applications_and_mask(output_dir, stem, image, sigma, options, layer_bars.factory(path))
+            if options.write_figure:
+                shown = image[: sigma.shape[0], : sigma.shape[1]]  # a smaller map covers the photo's top-left
+                save_side_by_side(output_dir / f"{stem}_figure.png", shown, sigma, extras.pop("mask", None), vmax=options.vmax,
+                                  title=stem, extras=extras)
+                files.append(f"{stem}_figure.png")
+        except (ValueError, OSError, MemoryError) as error:
+            failures.append({"input": str(path), "error": _failure_message(path, error), "files": []})
+            log(f"failed: {failures[-1]['error']}")
+        else:
+            for note in notes:
+                log(f"note: {note}")
+            results.append({
+                "input": str(path),
+                "sigma_map": str(maps.path_for(path.stem)),
+                "size": [int(image.shape[1]), int(image.shape[0])],
+                "files": files,
+                "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
+                "seconds": round(time.perf_counter() - started, 3),
+                **record,
+            })
+        finally:
+            layer_bars.close()
+        _write_summary(output_dir, summary(), MAPS_SUMMARY)
+    bar.close()
+    return summary()
+
+
+def _write_summary(output_dir, summary, name="summary.json"):
+    with atomic_path(output_dir / name) as temporary:
         temporary.write_text(json.dumps(summary, indent=2))
