@@ -106,6 +106,7 @@ class PredictionFolder:
             raise DatasetError(f"prediction folder {self.folder} does not exist")
         if self.scale is not None and not self.scale > 0:
             raise DatasetError(f"--pred-scale must be positive, got {self.scale}")
+        self._scale_given = self.scale is not None
         self.label = self.label or self.folder.name
         self._files = {}
         for path in sorted(self.folder.iterdir()):
@@ -212,7 +213,10 @@ class PredictionFolder:
                 array = image_io.read_mask(path)
             except image_io.ImageReadError as error:
                 raise DatasetError(f"{error} (prediction maps must be grey, not colour-mapped)") from error
-            scale = self.scale if self.scale is not None else float(np.iinfo(array.dtype).max)
+            # infer.py's σ PNGs each state their scale (smaller where σ exceeds 65.5 px): unless a scale
+            # was given, each is read with its own, also in a folder whose unit came from a .npy.
+            stated = png_unit_scale(path) if self.unit == "sigma" and not self._scale_given else None
+            scale = stated or (self.scale if self.scale is not None else float(np.iinfo(array.dtype).max))
         value = array.astype(np.float64) / scale
         if not np.all(np.isfinite(value)):
             raise DatasetError(f"{path}: map contains NaN or infinite values")
