@@ -187,6 +187,17 @@ def test_otsu_splits_a_two_mode_map_exactly():
     assert sigma[~truth].max() < used < sigma[truth].min()
 
 
+def test_otsu_splits_a_photo_almost_all_blurred_when_its_small_sharp_mode_stands_out():
+    rng = np.random.default_rng(5)
+    truth = np.ones((100, 100), bool)
+    truth[30:55, 30:55] = False  # 6 % sharp (as in Park'17's sample 2; Otsu itself misses much smaller classes)
+    sigma = np.where(truth, rng.normal(1.4, 0.15, truth.shape), rng.normal(0.52, 0.02, truth.shape))  # Park'17-like σ range
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mask, _ = blur_mask(sigma, "otsu")
+    assert np.mean(mask == truth) > 0.99  # Otsu cuts a little into the wide blurred mode's tail
+
+
 def test_otsu_on_a_one_mode_map_says_so_and_calls_it_one_class():
     rng = np.random.default_rng(4)
     for centre, blurred in ((0.3, False), (3.0, True)):

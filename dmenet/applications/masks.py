@@ -13,7 +13,8 @@ import numpy as np
 from dmenet.applications.inputs import as_sigma, positive_number
 
 THRESHOLD_RULES = ("otsu", "fit")
-MIN_MODE_SEPARATION_PX = 0.5  # Otsu's two class means closer than this: the map has one mode
+VALLEY_BINS = 64  # the histogram in which Otsu's two classes must each have a peak …
+VALLEY_DEPTH = 0.5  # … with a dip between them below this fraction of the smaller peak
 ONE_MODE_BLURRED_PX = 1.0  # a one-mode map whose median σ exceeds this is called blurred throughout
 FIT_STEP_PX = 0.001  # "fit" pools maps on a σ grid this fine (the 16-bit σ PNGs' own step)
 
@@ -78,8 +79,9 @@ def fit_threshold(pairs):
 
 
 def otsu_threshold(sigma):
-    """Otsu's threshold of the map's σ values, or None when the map has one mode (its two classes'
-    means closer than MIN_MODE_SEPARATION_PX, or a constant map).
+    """Otsu's threshold of the map's σ values, or None when the map has one mode: a constant map,
+    or one whose histogram does not dip between the peaks of Otsu's two classes (Otsu splits any
+    distribution, a single hump too; a photo almost all sharp or all blurred can still have two).
 
     The values are counted on a FIT_STEP_PX grid and the threshold sits midway between the last
     occupied grid value of the lower class and the first of the upper one, so "σ > threshold" is
@@ -99,10 +101,26 @@ def otsu_threshold(sigma):
         mean_gap = (total_sum - below_sum) / above - below_sum / below
         between = np.where((below > 0) & (above > 0), below * above * mean_gap**2, -1.0)
     split = int(np.argmax(between))  # the first of a plateau: the last occupied value of the lower class
-    if between[split] <= 0 or mean_gap[split] * FIT_STEP_PX < MIN_MODE_SEPARATION_PX:
+    if between[split] <= 0:
         return None
     upper = split + 1 + int(np.flatnonzero(counts[split + 1:])[0])
-    return (low + (split + upper) / 2.0) * FIT_STEP_PX
+    threshold = (low + (split + upper) / 2.0) * FIT_STEP_PX
+    return threshold if _dips_between_classes(sigma, threshold) else None
+
+
+def _dips_between_classes(sigma, threshold):
+    """True when the (lightly smoothed) histogram of σ falls, between the highest bin below the
+    threshold and the highest above it, to VALLEY_DEPTH of the lower of the two: two modes."""
+    counts, edges = np.histogram(sigma, bins=VALLEY_BINS)
+    counts = np.convolve(np.pad(counts.astype(np.float64), 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    centres = (edges[:-1] + edges[1:]) / 2
+    lower, upper = centres <= threshold, centres > threshold
+    if not lower.any() or not upper.any():
+        return False
+    first = int(np.argmax(np.where(lower, counts, -1.0)))
+    second = int(np.argmax(np.where(upper, counts, -1.0)))
+    valley = counts[first : second + 1].min()
+    return bool(valley <= VALLEY_DEPTH * min(counts[first], counts[second]))
 
 
 def blur_mask(sigma, threshold="otsu", labels=None):
