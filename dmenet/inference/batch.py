@@ -110,12 +110,12 @@ def fitting_png_scale(sigma_max):
     return UINT16_MAX / sigma_max
 
 
-def write_outputs(output_dir, stem, image, prediction, encoding, options, layer_progress=None):
-    """All requested files for one photo → (file names, notes for the user, PNG scale, record).
+def write_outputs(output_dir, stem, image, prediction, encoding, options, layer_progress=None, record=None):
+    """All requested files for one photo → (file names, notes for the user, PNG scale).
 
-    The record holds what summary.json lists for the photo beyond its σ statistics (the mask's
-    threshold, the applications' timings). `layer_progress(description)` gives a progress callback
-    for the applications' layers (or None).
+    `record` (a dict), when given, receives what summary.json lists for the photo beyond its σ
+    statistics (the mask's threshold, the applications' timings). `layer_progress(description)`
+    gives a progress callback for the applications' layers (or None).
 
     The float maps come first, so nothing computed is lost if a later file fails. Raises
     OutputError (carrying the files that were written) when --png-scale was given and σ does not
@@ -141,7 +141,9 @@ def write_outputs(output_dir, stem, image, prediction, encoding, options, layer_
     if options.write_colormap:
         save_sigma_colormap(output_dir / f"{stem}_defocus.png", sigma, vmax=vmax)
         written.append(f"{stem}_defocus.png")
-    more, extras, more_notes, record = write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress)
+    more, extras, more_notes, details = write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress)
+    if record is not None:
+        record.update(details)
     written += more
     notes += more_notes
     if options.write_figure:
@@ -154,7 +156,7 @@ def write_outputs(output_dir, stem, image, prediction, encoding, options, layer_
             f"{fitting_png_scale(sigma_max):g} or leave --png-scale out to choose it automatically",
             written,
         )
-    return written, notes, png_scale, record
+    return written, notes, png_scale
 
 
 def write_applications_and_mask(output_dir, stem, image, sigma, options, layer_progress=None):
@@ -298,8 +300,9 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
             image = read_image(path)
             stage_bar.start(image.shape[0] * image.shape[1])
             prediction = predictor.predict(image, progress=tile_progress, stop=stop)
-            files, notes, png_scale, record = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options,
-                                                            layer_bars.factory(path))
+            record = {}
+            files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options,
+                                                    layer_bars.factory(path), record)
             if compare_with is not None:
                 files, notes = _write_comparison(output_dir, stem, image, prediction, predictor, compare_with, options,
                                                  files, notes, stop)
@@ -394,7 +397,7 @@ def _write_comparison(output_dir, stem, image, prediction, predictor, other, opt
 
     second = other.predict(image, stop=stop)
     # The applications run on the main method's map only: the comparison is of the maps.
-    more, more_notes, _, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding,
+    more, more_notes, _ = write_outputs(output_dir, f"{stem}_{other.method}", image, second, other.encoding,
                                            dataclasses.replace(options, applications=None))
     save_method_comparison(
         output_dir / f"{stem}_compare.png", image, {predictor.method: prediction.sigma, other.method: second.sigma},
