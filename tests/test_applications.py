@@ -234,4 +234,4 @@ def test_the_applications_are_public_lazily():
         warnings.simplefilter("error")
         for name in ("magnify_defocus", "depth_from_defocus", "blur_mask"):
             doc = getattr(dmenet, name).__doc__
-            assert "Args:" in doc and "Returns:" in doc and "Example:" in doc
+            assert "Args:" in doc and "Returns:" in doc and "Examples:" in doc

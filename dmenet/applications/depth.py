@@ -71,7 +71,7 @@ def depth_from_defocus(sigma, lens=None, side="far"):
         σ = 0 (inside the depth of field, unresolved), and on the far side +inf where c ≥ K (blur
         beyond what any finite depth gives this camera).
 
-    Example:
+    Examples:
         >>> from dmenet.syndof.lens import ThinLens
         >>> depth_mm = dmenet.depth_from_defocus(sigma, ThinLens(50, 2000, 2.8, 640), side="far")
     """

@@ -76,7 +76,7 @@ def magnify_defocus(image, sigma, factor=2.0, *, side="far", progress=None):
         H×W×3 float64 image in [0, 1]. ``factor == 1`` or a map that is 0 everywhere returns the photo
         unchanged.
 
-    Example:
+    Examples:
         >>> import dmenet
         >>> sigma = dmenet.estimate_defocus("photo.jpg", method="park17")
         >>> wider = dmenet.magnify_defocus("photo.jpg", sigma, factor=2.0)

@@ -61,7 +61,7 @@ def fit_threshold(pairs):
         (threshold, accuracy): "blurred where σ > threshold" scores `accuracy` on the pooled pixels
         (maps rounded to FIT_STEP_PX; ties go to the lowest threshold).
 
-    Example:
+    Examples:
         >>> threshold, accuracy = fit_threshold([(sigma_a, mask_a), (sigma_b, mask_b)])
     """
     from dmenet.evaluation.binary_metrics import ThresholdCounts
@@ -138,7 +138,7 @@ def blur_mask(sigma, threshold="otsu", labels=None):
     Returns:
         (mask, threshold): H×W bool, True = blurred; and the threshold used, in σ px (mask = σ > it).
 
-    Example:
+    Examples:
         >>> mask, used = dmenet.blur_mask(sigma, "otsu")
         >>> mask, used = dmenet.blur_mask(sigma, "fit", labels=[(train_sigma, train_mask)])
     """

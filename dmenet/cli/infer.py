@@ -15,7 +15,7 @@ For each photo it writes, into --output:
   NAME_defocus.png  colour picture of the map with a σ scale bar
   NAME_sigma.npy    float32 σ in pixels (--npy)
   NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold SIGMA or otsu)
-  NAME_allinfocus.png, NAME_magnified.png, NAME_depth.png (+ .npy with --npy): the applications below
+  NAME_allinfocus.png, NAME_magnified.png, NAME_depth.png (+ .npy with --npy): the applications (options above)
   NAME_figure.png   photo | map | mask | applications side by side (--figure)
 and summary.json with the unit of every file, the precision used and the files that failed.
 Exit code: 0 all photos done, 1 some failed, 2 nothing could be done, 130 interrupted (Ctrl-C).

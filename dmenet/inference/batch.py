@@ -478,7 +478,7 @@ def run_on_sigma_maps(paths, maps, output_dir, options, progress=True, log=None,
         The summary (also saved as applications.json): the maps' unit, the applications' parameters,
         per-image files, failures.
 
-    Example:
+    Examples:
         >>> run_on_sigma_maps(paths, PredictionFolder("outputs/infer"), "outputs/apps", OutputOptions(applications=...))
     """
     from tqdm import tqdm
