@@ -206,6 +206,9 @@ def test_otsu_on_a_one_mode_map_says_so_and_calls_it_one_class():
             mask, used = blur_mask(sigma, "otsu")
         assert mask.all() if blurred else not mask.any()
         assert np.array_equal(mask, sigma > used)
+    park17_like = np.abs(rng.normal(0.8, 0.05, (30, 30)))  # Park'17's σ never exceed 2 px: a lower line fits it
+    with pytest.warns(UserWarning, match="all blurred"):
+        assert blur_mask(park17_like, "otsu", one_mode_threshold=0.66)[0].all()
 
 
 def test_fit_picks_the_best_accuracy_threshold_on_labelled_maps():

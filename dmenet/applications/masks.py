@@ -123,17 +123,19 @@ def _dips_between_classes(sigma, threshold):
     return bool(valley <= VALLEY_DEPTH * min(counts[first], counts[second]))
 
 
-def blur_mask(sigma, threshold="otsu", labels=None):
+def blur_mask(sigma, threshold="otsu", labels=None, *, one_mode_threshold=ONE_MODE_BLURRED_PX):
     """Binary blur mask of a defocus map: True where the photo is out of focus.
 
     Args:
         sigma: H×W defocus map, Gaussian σ in pixels.
         threshold: a number (σ px: blurred where σ > it); "otsu" (Otsu's split of this map; a map with
             one mode, e.g. a photo almost all sharp, is called all sharp or all blurred by its median σ
-            against ONE_MODE_BLURRED_PX, with a warning); or "fit" (the best-accuracy threshold on
+            against `one_mode_threshold`, with a warning); or "fit" (the best-accuracy threshold on
             `labels`).
         labels: for "fit": a mask array of this map (True/255 = blurred), or a list of (σ map, mask) pairs
             to fit on (e.g. a method's maps of the CUHK training photos), applied to `sigma`.
+        one_mode_threshold: σ (px) above which a one-mode map's median makes it all blurred (default
+            1 px; Park'17's maps, which never exceed 2 px, read lower: see docs/applications.md).
 
     Returns:
         (mask, threshold): H×W bool, True = blurred; and the threshold used, in σ px (mask = σ > it).
@@ -149,7 +151,7 @@ def blur_mask(sigma, threshold="otsu", labels=None):
             used = otsu_threshold(sigma)
             if used is None:
                 median = float(np.median(sigma))
-                blurred = median > ONE_MODE_BLURRED_PX
+                blurred = median > positive_number(one_mode_threshold, "one_mode_threshold (σ px)", inclusive=True)
                 used = float(np.nextafter(sigma.min(), -np.inf)) if blurred else float(sigma.max())
                 warnings.warn(f"Otsu: the σ map has one mode (σ {sigma.min():.2f}–{sigma.max():.2f} px, median {median:.2f}): "
                               f"calling it all {'blurred' if blurred else 'sharp'}; pass a threshold in px to split it anyway", stacklevel=2)
