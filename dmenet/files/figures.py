@@ -80,6 +80,10 @@ def save_side_by_side(path, image, sigma, mask=None, vmax=None, title=None, extr
             figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02)
     for axis in axes:
         axis.set_axis_off()
+    if mask is not None:  # framed: its white (blurred) part would vanish into the page
+        axes[2].set_axis_on()
+        axes[2].set_xticks([])
+        axes[2].set_yticks([])
     if title:
         figure.suptitle(title, fontsize=10)
     _save(figure, path)
