@@ -8,9 +8,9 @@ from scipy import ndimage
 import dmenet
 from dmenet.applications import depth as depth_module
 from dmenet.applications.depth import defocus_constant, depth_from_defocus
+from dmenet.applications.inputs import SigmaCropWarning
 from dmenet.applications.magnify import LEVEL_STEP_PX, LEVEL_STEP_RELATIVE, MAX_EXACT_LEVELS, blur_levels, magnify_defocus
 from dmenet.applications.masks import blur_mask, fit_threshold
-from dmenet.files.images import to_unit_float
 from dmenet.syndof.lens import ThinLens
 
 
@@ -72,7 +72,7 @@ def test_factor_one_and_a_sharp_map_return_the_photo_exactly(sharp_photo, region
     assert np.array_equal(magnify_defocus(photo, region_map, 1.0), photo)
     assert np.array_equal(magnify_defocus(photo, np.zeros_like(region_map), 3.0), photo)
     as_uint8 = np.round(sharp_photo * 255).astype(np.uint8)
-    assert np.array_equal(magnify_defocus(as_uint8, np.zeros_like(region_map)), to_unit_float(as_uint8))
+    assert np.array_equal(magnify_defocus(as_uint8, np.zeros_like(region_map)), as_uint8 / 255.0)
 
 
 def _subject_on_background(subject_sigma, background_sigma):
@@ -134,7 +134,7 @@ def test_bad_inputs_are_one_clear_value_error(call, message):
 
 def test_a_smaller_map_uses_the_photos_top_left_region_with_a_warning():
     photo, sigma = _subject_on_background(0.0, 2.0)
-    with pytest.warns(UserWarning, match="top-left 64×48"):
+    with pytest.warns(SigmaCropWarning, match="top-left 64×48"):
         magnified = magnify_defocus(photo, sigma[:48, :64], 2.0)
     assert magnified.shape == (48, 64, 3)
 

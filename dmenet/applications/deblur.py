@@ -26,12 +26,12 @@ import math
 import os
 import threading
 import time
-import warnings
 
 import numba
 import numpy as np
 import scipy.fft
 
+from dmenet.applications.inputs import SigmaCropWarning, photo_and_sigma  # noqa: F401  (SigmaCropWarning: part of this API)
 from dmenet.syndof import blas_threads
 from dmenet.syndof.kernels import EPS, fspecial_gaussian
 
@@ -47,10 +47,6 @@ BETA_START, BETA_RATE, BETA_MAX = 1.0, 2.0 * math.sqrt(2.0), 2.0**8
 TABLE_LIMIT, TABLE_STEP = 10.0, 1e-4  # the shrinkage table: v ∈ [−10, 10] by 1e-4
 TABLE_INTERVALS = 200_000
 NEWTON_STEPS = 4
-
-
-class SigmaCropWarning(UserWarning):
-    """The σ map is smaller than the photo: the photo was cropped to the map's top-left region."""
 
 
 class StageClock:
@@ -411,54 +407,6 @@ def fast_deconv(images, kernel, lam, alpha=ALPHA, *, dtype=np.float64):
 # ---------------------------------------------------------------------------------------------
 
 
-def _as_unit_image(image):
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the photo must be H×W×3, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        return image.astype(np.float64) / 255.0
-    if image.dtype == np.uint16:
-        return image.astype(np.float64) / 65535.0
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(f"the photo must be uint8, uint16 or float in [0, 1], got {image.dtype}")
-    image = image.astype(np.float64)
-    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
-        raise ValueError("a float photo must hold finite values in [0, 1]")
-    return image
-
-
-def _as_sigma(sigma):
-    sigma = np.asarray(sigma)
-    if sigma.ndim == 3 and sigma.shape[2] == 1:
-        sigma = sigma[..., 0]
-    if sigma.ndim != 2:
-        raise ValueError(f"the σ map must be H×W, got shape {sigma.shape}")
-    if not np.issubdtype(sigma.dtype, np.number) or np.issubdtype(sigma.dtype, np.complexfloating):
-        raise ValueError(f"the σ map must be real numbers (σ in px), got {sigma.dtype}")
-    sigma = sigma.astype(np.float64)
-    if not np.isfinite(sigma).all():
-        raise ValueError("the σ map holds NaN or infinite values")
-    if sigma.min() < 0:
-        raise ValueError(f"the σ map holds negative values (min {sigma.min():.4g}); σ is a blur width in px, ≥ 0")
-    return sigma
-
-
-def crop_to_sigma(image, sigma):
-    """The official crop: a σ map smaller than the photo (DMENet maps are cut to multiples of 16)
-    keeps the photo's top-left region of the map's size, with a SigmaCropWarning; a larger map, or one
-    larger along either axis, is an error."""
-    (height, width), (map_height, map_width) = image.shape[:2], sigma.shape
-    if (map_height, map_width) == (height, width):
-        return image
-    if map_height > height or map_width > width:
-        raise ValueError(f"the σ map ({map_height}×{map_width}) does not fit the photo ({height}×{width}); "
-                         "it must be the photo's size or smaller (cropped top-left)")
-    warnings.warn(f"the σ map ({map_height}×{map_width}) is smaller than the photo ({height}×{width}): "
-                  f"the photo is cropped to its top-left {map_height}×{map_width} as the official code does",
-                  SigmaCropWarning, stacklevel=3)
-    return image[:map_height, :map_width]
-
-
 def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fast_shape=False, clock=None):
     """One σ layer over the whole frame: replicate pad by ks, 4× edgetaper, solve, crop back.
 
@@ -544,8 +492,9 @@ def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
-    sigma = _as_sigma(sigma)
-    photo = crop_to_sigma(_as_unit_image(image), sigma)
+    photo, sigma = photo_and_sigma(image, sigma)
+    if photo.min(initial=0.0) < 0.0 or photo.max(initial=0.0) > 1.0:
+        raise ValueError("a float photo must hold values in [0, 1] (or pass uint8/uint16 pixels)")
 
     with clock.stage("quantise"):
         plan = LayerPlan(sigma, "conservative" if mode == "conservative" else "lower", bins, **plan_options)

@@ -12,9 +12,9 @@ import numpy as np
 def as_photo(image):
     """A path or an H×W×3 (or H×W grey) array → float64 H×W×3 in [0, 1].
 
-    uint8 and uint16 arrays are scaled to [0, 1]; float arrays are taken as they are and must be finite.
+    uint8 and uint16 arrays are scaled to [0, 1] in float64; float arrays are taken as they are and must be finite.
     """
-    from dmenet.files.images import read_image, to_unit_float
+    from dmenet.files.images import read_image
 
     if isinstance(image, str | pathlib.Path):
         return read_image(image).astype(np.float64)
@@ -25,8 +25,9 @@ def as_photo(image):
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) == 0:
         raise ValueError(f"a photo must be an H×W×3 array, got shape {array.shape}")
-    photo = to_unit_float(array[..., :3]) if array.dtype in (np.uint8, np.uint16) else array[..., :3]
-    photo = np.asarray(photo, np.float64)
+    photo = array[..., :3].astype(np.float64)
+    if array.dtype in (np.uint8, np.uint16):  # in float64 directly, as MATLAB's im2double (exact for deblur)
+        photo /= np.iinfo(array.dtype).max
     if not np.all(np.isfinite(photo)):
         raise ValueError("the photo holds NaN or infinite values")
     return photo
@@ -50,17 +51,24 @@ def as_sigma(sigma):
     return array
 
 
+class SigmaCropWarning(UserWarning):
+    """A σ map smaller than its photo: the photo's top-left region of the map's size is used."""
+
+
 def photo_and_sigma(image, sigma):
-    """(photo, σ) of one size: a map smaller than the photo in both sides crops the photo to their
-    common top-left region, with a warning (DMENet crops its input to multiples of 16, and the
-    official deconvolution does this); any other size mismatch is a ValueError."""
+    """(photo, σ) of one size, checked (``as_photo``, ``as_sigma``).
+
+    A map smaller than the photo in both sides crops the photo to their common top-left region, with a
+    ``SigmaCropWarning`` (DMENet crops its input to multiples of 16, and the official deconvolution
+    does this); any other size mismatch is a ValueError.
+    """
     photo, sigma = as_photo(image), as_sigma(sigma)
     (height, width), (map_height, map_width) = photo.shape[:2], sigma.shape
     if (map_height, map_width) == (height, width):
         return photo, sigma
     if map_height <= height and map_width <= width:
-        warnings.warn(f"the σ map ({map_width}×{map_height}) is smaller than the photo ({width}×{height}): "
-                      f"using the photo's top-left {map_width}×{map_height}", stacklevel=3)
+        warnings.warn(f"the σ map ({map_width}×{map_height}) is smaller than the photo ({width}×{height}): the photo is "
+                      f"cropped to its top-left {map_width}×{map_height}, as the official code does", SigmaCropWarning, stacklevel=3)
         return photo[:map_height, :map_width], sigma
     raise ValueError(f"the σ map is {map_width}×{map_height} but the photo is {width}×{height}; pass the map computed "
                      "for this photo (a map may be smaller, then the photo's top-left region is used, never larger)")
