@@ -4,6 +4,7 @@ Their pipelines run once on the whole photo in named stages rather than in tiles
 than the bound is shrunk first and its σ map is brought back to full-size pixels.
 """
 import math
+import time
 
 import numpy as np
 
@@ -62,3 +63,31 @@ def predict_in_stages(image, estimate, stages, *, max_side=None, max_pixels=None
 
         sigma = resize(sigma / scale, (height, width), order=1, preserve_range=True).astype(np.float32)
     return sigma, scale, result
+
+
+class StageTimer:
+    """Wall time and, on request, the outputs of a pipeline's stages, announced as each one starts.
+
+    Args:
+        on_stage: called as ``on_stage(name)`` when a stage begins (progress display, stop requests).
+        keep_intermediates: keep the outputs passed to ``end``.
+
+    Attributes:
+        seconds: {stage: wall seconds}, in pipeline order.
+        kept: the stages' outputs by name (empty unless ``keep_intermediates``).
+    """
+
+    def __init__(self, on_stage=None, keep_intermediates=False):
+        self.on_stage, self.keep_intermediates = on_stage, keep_intermediates
+        self.seconds, self.kept = {}, {}
+        self.started = time.perf_counter()
+
+    def begin(self, name):
+        if self.on_stage is not None:
+            self.on_stage(name)
+        self.started = time.perf_counter()
+
+    def end(self, name, **outputs):
+        self.seconds[name] = time.perf_counter() - self.started
+        if self.keep_intermediates:
+            self.kept.update(outputs)

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from dmenet.inference.staged import StageTimer
 from dmenet.park17.classify import classify_photo_patches
 from dmenet.park17.edges import multiscale_edge_map, value_channel
 from dmenet.park17.errors import Park17Error
@@ -81,18 +82,8 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
         >>> result.sigma.max()
     """
     rgb = as_unit_rgb(image)
-    seconds, kept = {}, {}
-    clock = [time.perf_counter()]
-
-    def begin(name):
-        if on_stage is not None:
-            on_stage(name)
-        clock[0] = time.perf_counter()
-
-    def end(name, **outputs):
-        seconds[name] = time.perf_counter() - clock[0]
-        if keep_intermediates:
-            kept.update(outputs)
+    timer = StageTimer(on_stage, keep_intermediates)
+    begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
 
     begin("edges")
     gray = value_channel(rgb)

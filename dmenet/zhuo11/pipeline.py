@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from dmenet.inference.staged import StageTimer
 from dmenet.propagation.laplacian import laplacian_stencil
 from dmenet.propagation.solver import Propagation
 from dmenet.zhuo11.bilateral import sparse_bilateral
@@ -74,18 +75,8 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
         >>> float(result.sigma.max())
     """
     rgb = as_unit_rgb(image)
-    seconds, kept = {}, {}
-    clock = [time.perf_counter()]
-
-    def begin(name):
-        if on_stage is not None:
-            on_stage(name)
-        clock[0] = time.perf_counter()
-
-    def end(name, **outputs):
-        seconds[name] = time.perf_counter() - clock[0]
-        if keep_intermediates:
-            kept.update(outputs)
+    timer = StageTimer(on_stage, keep_intermediates)
+    begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
 
     # The Laplacian depends on the photo only, not on the estimates: a second thread builds it while
     # the edge stages run (NumPy releases the GIL in both).
