@@ -4,16 +4,20 @@ Run DMENet (--weights), Park'17 (--method park17) or Zhuo & Sim (--method zhuo11
 (--predictions, several folders overlay in one PR plot). Writes OUT/summary.json (numbers + protocol), OUT/per_image_<run>.csv,
 OUT/pr_curve.png (binary sets) and OUT/sheet_<run>.png (best and worst images).
 
+Compare methods on several benchmarks in one run (--compare): a table in the papers' layout
+(OUT/comparison.md, .csv, .json), all PR curves on one plot per set, and OUT/report.html.
+
 Examples:
   python evaluate.py --dataset cuhk --data-root CUHK --weights blur_net.weights.h5
   python evaluate.py --dataset cuhk --data-root CUHK --method park17 --weights DHDE_model.caffemodel
   python evaluate.py --dataset cuhk --data-root CUHK --method zhuo11
   python evaluate.py --dataset cuhk --data-root CUHK --split all --predictions out/ours out/btbnet --pred-unit score
   python evaluate.py --dataset rtf --data-root RTF --predictions rtf_maps --pred-unit official
+  python evaluate.py --compare dmenet=blur_net.weights.h5 park17 hifst:score=maps/hifst \
+      --benchmark cuhk=CUHK rtf=RTF --out compare_out
 """
 import argparse
 import pathlib
-import re
 import sys
 
 from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
@@ -27,7 +31,7 @@ def parse_args(argv):
 
     parser = argparse.ArgumentParser(description=__doc__, epilog=METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
-    data.add_argument("--dataset", required=True, choices=BENCHMARKS,
+    data.add_argument("--dataset", choices=BENCHMARKS,
                       help="cuhk: masks 255 = blurred; dut: 255 = sharp; folder: say --mask-polarity; "
                            "rtf: .mat blurMap radii; syndof: official generator layout")
     data.add_argument("--data-root", type=pathlib.Path,
@@ -83,6 +87,17 @@ def parse_args(argv):
                         help="pair maps with images by file name, or by sorted position (the original DMENet "
                              "test outputs are 0000.png, 0001.png, ...)")
 
+    compare = parser.add_argument_group("comparing methods (--compare)")
+    compare.add_argument("--compare", nargs="+", metavar="METHOD",
+                         help="every method to score, in table order: dmenet=WEIGHTS, park17[=WEIGHTS] or another method "
+                              "this project runs (e.g. zhuo11), or NAME[:UNIT]=DIR for another method's maps (UNIT: "
+                              "sigma, normalized, official, score; DIR may hold one sub-folder per benchmark)")
+    compare.add_argument("--benchmark", nargs="+", action="extend", default=[], metavar="KIND[:SPLIT]=ROOT",
+                         help="benchmarks to compare on, e.g. cuhk=CUHK cuhk:btbnet_test_100.txt=CUHK rtf=RTF "
+                              "syndof=SYNDOF_TEST (SPLIT: a split name or a file of image stems); --dataset adds one more")
+    compare.add_argument("--report-photos", type=int, default=1, metavar="N",
+                         help="report.html shows the N best, N median and N worst photos of each benchmark (default 1)")
+
     protocol = parser.add_argument_group("protocol and output")
     protocol.add_argument("--threshold", type=float, default=0.5,
                           help="fixed threshold for 'accuracy at a given threshold' (the best threshold is always reported)")
@@ -94,12 +109,19 @@ def parse_args(argv):
     add_zhuo11_options(parser)
     args = parser.parse_args(argv)
 
-    args.run_method = bool(args.weights) or args.method in ("park17", "zhuo11")
-    if not args.run_method and not args.predictions:
-        parser.error("give --weights (or --method park17 / zhuo11) and/or --predictions")
-    if args.method == "zhuo11" and args.weights:
-        parser.error("--method zhuo11 takes no --weights (it has none)")
-    if args.data_root is None and args.gt is None:
+    args.run_method = bool(args.weights) or args.method != "dmenet"
+    if args.compare:
+        _check_compare_args(parser, args)
+    else:
+        if args.benchmark:
+            parser.error("--benchmark goes with --compare (a single run takes --dataset and --data-root)")
+        if args.dataset is None:
+            parser.error("give --dataset (or --compare with --benchmark)")
+        if not args.run_method and not args.predictions:
+            parser.error("give --weights (or --method park17 / zhuo11) and/or --predictions")
+        if args.method in NETWORK_FREE_METHODS and args.weights:
+            parser.error(f"--method {args.method} takes no --weights (it has none)")
+    if args.dataset is not None and args.data_root is None and args.gt is None:
         parser.error("give --data-root (or --gt and --images)")
     if args.dataset == "folder" and args.mask_polarity is None:
         parser.error("--dataset folder needs --mask-polarity (blurred-white or sharp-white)")
@@ -114,11 +136,37 @@ def parse_args(argv):
     for name in ("beta_squared", "sigma_max"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    if args.sheet_count < 0:
-        parser.error("--sheet-count cannot be negative")
+    if args.sheet_count < 0 or args.report_photos < 0:
+        parser.error("--sheet-count and --report-photos cannot be negative")
     if args.out is None:
-        args.out = pathlib.Path("eval_results") / args.dataset
+        args.out = pathlib.Path("eval_results") / ("compare" if args.compare else args.dataset)
     return args
+
+
+def _check_compare_args(parser, args):
+    """--compare names every method itself; parse its methods and benchmarks (errors as usage errors)."""
+    from dmenet.evaluation.compare import BenchmarkSpec, parse_benchmark, parse_method
+
+    single = [flag for flag, given in (("--method", args.method != "dmenet"), ("--weights", args.weights),
+                                        ("--predictions", args.predictions), ("--labels", args.labels)) if given]
+    if single:
+        parser.error(f"{', '.join(single)} go with a single run; with --compare name every method there "
+                     "(dmenet=WEIGHTS, park17[=WEIGHTS], NAME[:UNIT]=DIR)")
+    try:
+        args.methods = [parse_method(text, METHODS) for text in args.compare]
+        args.benchmarks = [parse_benchmark(text) for text in args.benchmark]
+    except ValueError as error:
+        parser.error(str(error))
+    if args.dataset is not None:
+        split_file = args.split_file
+        args.benchmarks.append(BenchmarkSpec(args.dataset, args.data_root, split=args.split, split_file=split_file,
+                                             images=args.images, gt=args.gt))
+    if not args.benchmarks:
+        parser.error("--compare needs benchmarks: --benchmark KIND=ROOT ... (or --dataset and --data-root)")
+    labels = [benchmark.label for benchmark in args.benchmarks]
+    if len(set(labels)) != len(labels):
+        parser.error(f"a benchmark is named twice ({', '.join(labels)})")
+    args.run_method = any(spec.runs for spec in args.methods)
 
 
 def build_dataset(args):
@@ -132,57 +180,62 @@ def build_dataset(args):
 
 def build_sources(args, dataset):
     """Prediction folders to score; a method run first writes its σ maps to OUT/predictions_<name>/."""
-    from dmenet.evaluation.predictions import PredictionFolder, predict_to_folder
+    from dmenet.evaluation.compare import folder_source, load_method, method_source
 
     sources = []
     if args.run_method:
-        predictor, weights = build_predictor(args)
-        if weights is None:  # zhuo11: its parameters say what ran
-            description = f"{args.method} {predictor.params}, max_side={args.max_side}"
-            label = args.method
-        else:
-            stat = weights.stat()
-            description = (f"{args.method} {weights.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
-                           f"max_side={args.max_side}, precision={predictor.precision}")
-            label = _safe(weights.name if args.method == "dmenet" else f"park17_{weights.name}")
-        folder = args.out / f"predictions_{label}"
-        sigma_max = predict_to_folder(predictor, dataset.samples, folder, description, progress=not args.no_progress)
-        sources.append(PredictionFolder(folder, unit="sigma", sigma_max=sigma_max, label=label))
+        predictor, description, label = load_method(args.method, args.weights, args.precision, args.max_side, args.xla,
+                                                    compare_options(args).method_options.get(args.method))
+        sources.append(method_source(predictor, description, dataset.samples, args.out / f"predictions_{label}", label,
+                                     args.method, progress=not args.no_progress))
     labels = args.labels or [None] * len(args.predictions)
     for folder, label in zip(args.predictions, labels):
-        sources.append(PredictionFolder(folder, unit=args.pred_unit, scale=args.pred_scale, suffix=args.pred_suffix,
-                                        sigma_max=args.sigma_max, invert=args.invert,
-                                        size_policy=args.size_mismatch, match=args.match_by, label=label))
+        sources.append(folder_source(folder, label, args.pred_unit, compare_options(args)))
     names = [source.label for source in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs share a label ({', '.join(names)}); name them with --labels")
     return sources
 
 
-def build_predictor(args):
-    """(predictor, weights file or None) for --method and --weights."""
-    if args.method == "zhuo11":
-        from dmenet.api import load_predictor
+def compare_options(args):
+    """The protocol and map-reading flags as ``CompareOptions`` (one place for single runs and --compare)."""
+    from dmenet.evaluation.compare import CompareOptions
 
-        return load_predictor("zhuo11", max_side=args.max_side, **zhuo11_options(args)), None
-    if args.method == "park17":
-        from dmenet.park17.predictor import Park17Predictor
-        from dmenet.weights.park17 import resolve_park17_weights
-
-        weights = pathlib.Path(resolve_park17_weights(args.weights))
-        return Park17Predictor.from_weights(weights, precision=args.precision, max_side=args.max_side), weights
-    from dmenet.inference.tiling import DefocusPredictor
-
-    weights = pathlib.Path(args.weights)
-    return DefocusPredictor.from_weights(weights, precision=args.precision, max_side=args.max_side, xla=args.xla), weights
+    return CompareOptions(threshold=args.threshold, beta_squared=args.beta_squared, polarity=args.mask_polarity,
+                          max_coc=args.max_coc, precision=args.precision, max_side=args.max_side, xla=args.xla,
+                          pred_scale=args.pred_scale, pred_suffix=args.pred_suffix, sigma_max=args.sigma_max,
+                          invert=args.invert, size_mismatch=args.size_mismatch, match_by=args.match_by,
+                          method_options={"zhuo11": zhuo11_options(args)})
 
 
-def _safe(name):
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+def run_compare(args, argv):
+    """--compare: every method on every benchmark; exit 0 all scored, 1 some failed, 2 none scored."""
+    from dmenet.evaluation.compare import run_comparison
+    from dmenet.evaluation.compare_tables import write_tables
+    from dmenet.reports.comparison import write_comparison_report
+
+    device = None
+    if args.run_method:
+        from dmenet.cli.runtime import cpu_description, device_description
+
+        network_free = all(spec.method in NETWORK_FREE_METHODS for spec in args.methods if spec.runs)
+        device = cpu_description() if network_free else device_description()  # network-free: no TensorFlow
+    comparison = run_comparison(args.methods, args.benchmarks, args.out, compare_options(args), progress=not args.no_progress,
+                                command=" ".join(["evaluate.py", *argv]), device=device)
+    write_tables(comparison, args.out)
+    report = write_comparison_report(args.out / "report.html", comparison, args.out, args.report_photos)
+    print(f"wrote {args.out}/comparison.md, .csv, .json and {report}")
+    failed, total = len(comparison.failures), len(comparison.entries)
+    if failed:
+        print(f"{failed} of {total} method × benchmark runs failed (see the error lines above and comparison.md)", file=sys.stderr)
+    return 0 if not failed else (1 if failed < total else 2)
 
 
 def run(args, argv):
+    if args.compare:
+        return run_compare(args, argv)
     from dmenet.evaluation import plots, report, runner
+    from dmenet.evaluation.compare import safe_name
 
     dataset = build_dataset(args)
     print(f"{dataset.name}: {len(dataset.samples)} images (split {dataset.split})")
@@ -193,8 +246,8 @@ def run(args, argv):
                                  progress=not args.no_progress)
         results.append(result)
         print(report.format_result(result))
-        report.write_per_image_csv(args.out / f"per_image_{_safe(result.label)}.csv", result)
-        plots.plot_sheet(args.out / f"sheet_{_safe(result.label)}.png", result, dataset, source, args.sheet_count)
+        report.write_per_image_csv(args.out / f"per_image_{safe_name(result.label)}.csv", result)
+        plots.plot_sheet(args.out / f"sheet_{safe_name(result.label)}.png", result, dataset, source, args.sheet_count)
     if dataset.task == "binary":
         plots.plot_pr_curves(args.out / "pr_curve.png", results)
     report.write_summary(args.out / "summary.json", results, command=" ".join(["evaluate.py", *argv]))
@@ -208,7 +261,7 @@ def main(argv=None):
     from dmenet.cli.runtime import cpu_description, device_description, quiet_start
 
     quiet_start(args.verbose)
-    if args.run_method:
+    if args.run_method and not args.compare:
         print(cpu_description() if args.method in NETWORK_FREE_METHODS else device_description())
     from dmenet.evaluation.datasets import DatasetError
     from dmenet.files.images import ImageReadError

@@ -64,13 +64,28 @@ def read_split_file(path):
     return stems
 
 
+def _resolve_split_line(line, stems, split_file):
+    """A split-file line → a stem: the stem itself, or a bare number such as `0020` naming the one image
+    whose stem ends in that number (`out_of_focus0020`; the defocus image when CUHK's motion one shares it)."""
+    if line in stems or not line.isdigit():
+        return line
+    matches = [stem for stem in stems if _stem_number(stem) == int(line)]
+    if len(matches) > 1:
+        matches = [stem for stem in matches if stem.lower().startswith("out_of_focus")] or matches
+    if len(matches) > 1:
+        raise DatasetError(f"split file {split_file}: the number {line} fits several images ({', '.join(sorted(matches))}); "
+                           "write the image stems (file names without extension) instead")
+    return matches[0] if matches else line
+
+
 def select_split(stems, split="all", split_file=None):
     """The stems of a named split (or a list file) among `stems`; missing ones are an error."""
     if split_file is not None:
-        wanted = read_split_file(split_file)
+        wanted = [_resolve_split_line(line, stems, split_file) for line in read_split_file(split_file)]
         missing = sorted(set(wanted) - set(stems))
         if missing:
-            raise DatasetError(f"split file {split_file} names images without ground truth", missing)
+            raise DatasetError(f"split file {split_file} names images without ground truth (lines are image stems, "
+                               f"the file names without extension, e.g. {min(stems)})", missing)
         return wanted
     if split == "all":
         return sorted(stems)

@@ -14,8 +14,9 @@ def _save(figure, path):
 
 
 def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, positive = blurred)"):
-    """One curve per run, labelled with its AP; the dot marks the max-F_β point."""
+    """One curve per run, labelled with its AP; a dot marks each curve's max-F_β point (named in the legend)."""
     figure, axis = new_figure(figsize=(5.5, 5))
+    dotted = False
     for result in results:
         curve, metrics = result.curve, result.metrics
         recall, precision = curve["recall"], curve["precision"]
@@ -25,6 +26,10 @@ def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, posi
         index = int(np.searchsorted(curve["thresholds"], metrics["max_f_measure_threshold"]))
         if index < recall.size:
             axis.plot(recall[index], precision[index], "o", color=line.get_color())
+            dotted = True
+    if dotted:  # one legend entry explains every dot
+        beta_squared = results[0].protocol.get("f_measure", "").split("beta^2 = ")[-1].split(",")[0] or "0.3"
+        axis.plot([], [], "o", color="black", label=f"max F_β point (β² = {beta_squared})")
     base = results[0].metrics["blurred_fraction"]
     axis.axhline(base, color="grey", linestyle=":", linewidth=1, label=f"chance ({base:.3f})")
     axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=title)
@@ -36,6 +41,28 @@ def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, posi
 def _thumbnail(array):
     step = max(1, math.ceil(max(array.shape[:2]) / SHEET_SIDE))
     return array[::step, ::step]
+
+
+def protocol_view(dataset, source, stem, truth=None):
+    """(ground truth, map, colour-scale top, unit) of one image as the protocol compares them.
+
+    Binary sets: the mask (1 = blurred) and the score map, both on [0, 1] (an --invert map is shown as
+    1 − value so that bright = blurred either way). RTF: both σ in px, clipped and cropped as its
+    protocol does, top 3.275. SYNDOF: both σ in px, the prediction clipped to [0, σ_max].
+    """
+    sample = next(sample for sample in dataset.samples if sample.stem == stem)
+    truth = dataset.load_truth(sample) if truth is None else truth
+    if dataset.task == "binary":
+        score, truth = source.scored_pair(stem, truth)
+        shown = 1.0 + score if source.invert else score
+        return truth.astype(float), np.clip(shown, 0.0, 1.0), 1.0, "blur score (1 = blurred)"
+    if dataset.name == "rtf":
+        from dmenet.evaluation.regression_metrics import RTF_SIGMA_MAX, crop_to_common, rtf_radius_to_sigma
+
+        sigma, truth = crop_to_common(np.clip(source.sigma(stem), 0, RTF_SIGMA_MAX), rtf_radius_to_sigma(truth))
+        return truth, sigma, RTF_SIGMA_MAX, "σ (px)"
+    sigma, truth = source.sigma_pair(stem, truth)
+    return truth, np.clip(sigma, 0, dataset.sigma_max), dataset.sigma_max, "σ (px)"
 
 
 def plot_sheet(path, result, dataset, source, count=3):
@@ -56,29 +83,25 @@ def plot_sheet(path, result, dataset, source, count=3):
     if not chosen:
         return False
     samples = {sample.stem: sample for sample in dataset.samples}
-    columns = (["image", "ground truth (blurred = white)", "score map", "thresholded"] if result.task == "binary"
-               else ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"])
+    if result.task == "binary":
+        from dmenet.evaluation.report import describe_threshold
+
+        columns = ["image", "ground truth (blurred = white)", f"score map ({result.protocol.get('binary_score', 'score')})",
+                   f"blurred where score ≥\n{describe_threshold(result, 'best')}"]
+    else:
+        columns = ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"]
     figure, axes = new_figure(len(chosen), 4, figsize=(12, 2.4 * len(chosen) + 0.6), squeeze=False,
                                 layout="constrained")
     for axes_row, (kind, row) in zip(axes, chosen):
         sample = samples[row["stem"]]
-        truth = dataset.load_truth(sample)
         panels = [image_io.read_image(sample.image) if sample.image is not None else None]
         if result.task == "binary":
-            score, truth = source.scored_pair(sample.stem, truth)
+            score, truth = source.scored_pair(sample.stem, dataset.load_truth(sample))
             threshold = result.metrics["best_threshold"]
             panels += [truth.astype(float), score, (score >= threshold).astype(float)]
             style = [{}, {"cmap": "gray", "vmin": 0, "vmax": 1}, {"cmap": "magma"}, {"cmap": "gray", "vmin": 0, "vmax": 1}]
         else:
-            if dataset.name == "rtf":
-                sigma = source.sigma(sample.stem)
-                from dmenet.evaluation.regression_metrics import RTF_SIGMA_MAX, crop_to_common, rtf_radius_to_sigma
-
-                sigma, truth = crop_to_common(np.clip(sigma, 0, RTF_SIGMA_MAX), rtf_radius_to_sigma(truth))
-                limit = RTF_SIGMA_MAX
-            else:
-                sigma, truth = source.sigma_pair(sample.stem, truth)
-                sigma, limit = np.clip(sigma, 0, dataset.sigma_max), dataset.sigma_max
+            truth, sigma, limit, _ = protocol_view(dataset, source, sample.stem)
             panels += [truth, sigma, np.abs(sigma - truth)]
             style = [{}] + [{"cmap": "viridis", "vmin": 0, "vmax": limit}] * 3
         for column, (axis, panel, options) in enumerate(zip(axes_row, panels, style)):
@@ -88,8 +111,9 @@ def plot_sheet(path, result, dataset, source, count=3):
                 axis.text(0.5, 0.5, "no image", ha="center", va="center")
             else:
                 shown = axis.imshow(_thumbnail(panel), **options)
-                if column == 3 and result.task == "regression":
-                    figure.colorbar(shown, ax=axis, fraction=0.046)
+                if column == 2 or (column == 3 and result.task == "regression"):
+                    bar = figure.colorbar(shown, ax=axis, fraction=0.046)
+                    bar.set_label("score" if result.task == "binary" else "σ (px)", fontsize=7)
         stem = row["stem"] if len(row["stem"]) <= 24 else row["stem"][:11] + "…" + row["stem"][-12:]
         label = f"{kind}: {stem}\n{key} {row[key]:.3f}"
         axes_row[0].set_ylabel(label, fontsize=8)

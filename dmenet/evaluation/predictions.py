@@ -93,6 +93,7 @@ class PredictionFolder:
     size_policy: str = "error"
     match: str = "stem"
     label: str | None = None
+    method: str | None = None  # the registered method that wrote the maps, when known
 
     def __post_init__(self):
         self.folder = pathlib.Path(self.folder)
@@ -254,6 +255,15 @@ class PredictionFolder:
             value = value / self.sigma_max
         return -value if self.invert else value
 
+    def score_to_sigma(self, score):
+        """The σ in pixels that a binary score (e.g. the best threshold) stands for; None for 'score' maps."""
+        if self.unit not in ("sigma", "normalized", "official") or score is None or not np.isfinite(score):
+            return None
+        value = -score if self.invert else score
+        if self.unit == "sigma":
+            value = value * self.sigma_max
+        return float(self.to_sigma(np.float64(value)))
+
     def sigma(self, stem):
         return self.to_sigma(self.read_value(stem))
 
@@ -272,6 +282,7 @@ class PredictionFolder:
         scale = "auto (255 for 8-bit PNG, 65535 for 16-bit PNG, 1 for .npy)" if self.scale is None else self.scale
         return {
             "predictions": str(self.folder),
+            "method": self.method,
             "unit": self.unit,
             "scale": scale,
             "sigma_max": self.sigma_max,
@@ -290,12 +301,40 @@ class PredictionFolder:
         }
 
 
-def predict_to_folder(predictor, samples, folder, weights_description, progress=True):
-    """Run our network on each sample's image and store σ (px) as float32 `<stem>.npy`.
+SECONDS_FILE = "seconds.json"
+
+
+def read_seconds(folder):
+    """{stem: {"wall": s, "cpu": s}} of the maps ``predict_to_folder`` computed in ``folder`` ({} if none)."""
+    path = pathlib.Path(folder) / SECONDS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def predict_to_folder(predictor, samples, folder, weights_description, progress=True, desc="predicting"):
+    """Run a method on each sample's image and store σ (px) as float32 `<stem>.npy`.
 
     Maps already present are kept, so an interrupted evaluation resumes; a folder made with
-    different weights is refused rather than silently mixed.
+    different weights is refused rather than silently mixed. The seconds each map took (wall and
+    process CPU time of ``predict_sigma`` alone) go to ``seconds.json`` beside them, so a resumed run
+    still knows them.
+
+    Args:
+        predictor: any object with ``predict_sigma(image) -> σ`` and an ``encoding`` (``load_predictor``).
+        samples: the dataset's samples (stem and image path).
+        folder: where the maps go.
+        weights_description: what made the maps; a folder holding maps from anything else is refused.
+        progress: show a progress bar, named ``desc``, with the photo being processed.
+
+    Returns:
+        The σ that a binary score of 1 stands for (``predictor.encoding.sigma_max``).
     """
+    import time
+
     from tqdm import tqdm
 
     folder = pathlib.Path(folder)
@@ -312,11 +351,19 @@ def predict_to_folder(predictor, samples, folder, weights_description, progress=
     else:
         with image_io.atomic_path(meta_path) as temporary:
             temporary.write_text(json.dumps(meta, indent=2))
+    seconds = read_seconds(folder)
     todo = [sample for sample in samples if not (folder / f"{sample.stem}.npy").exists()]
-    for sample in tqdm(todo, desc="predicting", unit="image", disable=not progress or not todo):
+    bar = tqdm(todo, desc=desc, unit="image", disable=not progress or not todo)
+    for sample in bar:
+        bar.set_postfix_str(sample.stem[-30:])
+        image = image_io.read_image(sample.image)
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
-            sigma = predictor.predict_sigma(image_io.read_image(sample.image))
+            sigma = predictor.predict_sigma(image)
         except ValueError as error:  # e.g. an image too small for B
             raise DatasetError(f"{sample.image}: {error}") from error
+        seconds[sample.stem] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
         image_io.save_npy(folder / f"{sample.stem}.npy", np.asarray(sigma, np.float32))
+        with image_io.atomic_path(folder / SECONDS_FILE) as temporary:
+            temporary.write_text(json.dumps(seconds, indent=1))
     return float(predictor.encoding.sigma_max)

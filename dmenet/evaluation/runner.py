@@ -77,6 +77,9 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
         "images_without_blurred_pixels": int(np.sum(~np.isfinite(image_aps))),
         "max_f_measure": best_f,
         "max_f_measure_threshold": best_f_threshold,
+        # The thresholds are on the score (binary_score in the protocol); these are the σ they stand for.
+        "best_threshold_sigma_px": source.score_to_sigma(chosen),
+        "fixed_threshold_sigma_px": source.score_to_sigma(threshold),
         "mean_mae": float(np.mean([row["mae"] for row in rows])),
         "blurred_fraction": pooled.positives / pooled.total,
         "pixels": pooled.total,
@@ -92,6 +95,8 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
         **dataset.protocol(),
         **source.describe(),
         "decision": "blurred where score >= threshold",
+        "threshold_unit": "the score (see binary_score), not σ; *_threshold_sigma_px give the σ in pixels it "
+                          "stands for (null for maps in 'score' units)",
         "best_threshold": "the one threshold maximising pooled pixel accuracy over the whole set (chosen on "
                           "the evaluated data, as in the paper's accuracy figure)",
         "average_precision": "pooled over all pixels of the set: sum_k (R_k - R_k+1) * P_k, no interpolation; "
