@@ -12,6 +12,7 @@ import datetime
 import pathlib
 import re
 import statistics
+import sys
 
 from dmenet.evaluation import runner
 from dmenet.evaluation.datasets import BENCHMARKS, SPLITS, open_benchmark
@@ -241,9 +242,11 @@ class Comparison:
 
 
 def maps_folder_for(folder, benchmark):
-    """A map folder holding one sub-folder per benchmark (named like it or its kind) gives that one."""
-    for name in (safe_name(benchmark.label), benchmark.kind):
-        if (folder / name).is_dir():
+    """A map folder holding one sub-folder per benchmark (named like the benchmark, its kind or its root
+    folder, e.g. maps/cuhk or maps/CUHK) gives that sub-folder; otherwise the folder itself."""
+    names = [safe_name(benchmark.label), benchmark.kind] + ([benchmark.root.name] if benchmark.root is not None else [])
+    for name in names:
+        if name and (folder / name).is_dir():
             return folder / name
     return folder
 
@@ -258,6 +261,11 @@ def _one_line(error):
     return f"{type(error).__name__}: {text}"
 
 
+def _print_line(line):
+    """Results to stdout; a failure's one line to stderr."""
+    print(line, file=sys.stderr if line.startswith("error:") else sys.stdout, flush=True)
+
+
 def run_comparison(methods, benchmarks, out, options=None, progress=True, log=None, command=None, device=None):
     """Run and score every method on every benchmark; failures are reported and kept, never fatal.
 
@@ -267,7 +275,7 @@ def run_comparison(methods, benchmarks, out, options=None, progress=True, log=No
         out: output folder; computed maps go to OUT/<benchmark>/maps_<method>/ and are reused.
         options: CompareOptions.
         progress: progress bars per method (with the photo being processed) and per scoring pass.
-        log: called with each line for the user (default: print).
+        log: called with each line for the user (default: stdout, lines starting "error:" to stderr).
         command, device: recorded in the outputs.
 
     Returns:
@@ -278,7 +286,7 @@ def run_comparison(methods, benchmarks, out, options=None, progress=True, log=No
         >>> result = run_comparison(specs, [parse_benchmark("cuhk=CUHK")], "compare_out")
     """
     options = options or CompareOptions()
-    log = log or (lambda line: print(line, flush=True))
+    log = log or _print_line
     out = pathlib.Path(out)
     methods = unique_labels(list(methods))
     comparison = Comparison(methods, list(benchmarks), {}, [], options, command, device)
