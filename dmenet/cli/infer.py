@@ -8,6 +8,8 @@
     python infer.py photos/ --weights dmenet.weights.pretrained.h5 --compare-park17 DHDE_model.caffemodel  # both, side by side
     python infer.py photos/ --method park17 --all-in-focus --magnify 2 --depth --figure   # what the map is for
     python infer.py photos/ --sigma-maps outputs/infer --magnify 2 -o outputs/apps          # maps made earlier: no network
+    python infer.py photos/ --method park17 --mask-threshold 1 --report      # + report.html to look at them all
+    python infer.py --demo                                                   # real maps of bundled photos, no download
 
 For each photo it writes, into --output:
   NAME_sigma.png    lossless 16-bit σ map: σ in pixels = value / 1000 (smaller scale when σ > 65.5 px;
@@ -17,6 +19,7 @@ For each photo it writes, into --output:
   NAME_mask.png     255 where σ > threshold, i.e. out of focus (--mask-threshold SIGMA or otsu)
   NAME_allinfocus.png, NAME_magnified.png, NAME_depth.png (+ .npy with --npy): the applications (options above)
   NAME_figure.png   photo | map | mask | applications side by side (--figure)
+  report.html       every photo with its maps, mask and other outputs in one self-contained page (--report)
 and summary.json with the unit of every file, the precision used and the files that failed.
 Exit code: 0 all photos done, 1 some failed, 2 nothing could be done, 130 interrupted (Ctrl-C).
 TensorFlow's own log lines are hidden; --verbose (or DMENET_VERBOSE=1) shows them.
@@ -52,7 +55,7 @@ def parse_args(argv):
     parser.add_argument("--compare-park17", nargs="?", const="", metavar="WEIGHTS",
                         help="with --method dmenet: also run Park'17 (these weights, or the default ones) and write "
                              "NAME_park17_* plus a NAME_compare.png figure of both maps")
-    parser.add_argument("--output", "-o", default="outputs/infer", help="output folder (default: %(default)s)")
+    parser.add_argument("--output", "-o", default=None, help="output folder (default: outputs/infer; outputs/demo with --demo)")
     parser.add_argument("--npy", action="store_true", help="also write float32 σ maps as .npy")
     parser.add_argument("--mask-threshold", metavar="SIGMA|otsu",
                         help="write a binary focus mask: blurred where σ > SIGMA px, or where σ exceeds each photo's Otsu threshold")
@@ -70,12 +73,20 @@ def parse_args(argv):
     parser.add_argument("--xla", choices=XLA_CHOICES, default="auto",
                         help="compile B with XLA, once per photo size: faster for fp32 on an AVX2 CPU, slower than the "
                              "streamlined graph on AVX-512 CPUs (auto: on for fp32 on CPUs without AVX-512 only; default: auto)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write OUTPUT/report.html: every photo, its σ map, mask and application outputs in one page")
+    parser.add_argument("--demo", action="store_true",
+                        help="no inputs needed: Zhuo & Sim 2011 (and Park'17 when its weights are at hand) on photos scikit-image "
+                             "bundles, plus all-in-focus and magnification where available, ending in OUTPUT/report.html")
     parser.add_argument("--convert-official", metavar="NPZ", help="convert the official checkpoint to our format (write it to --output) and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     add_zhuo11_options(parser)
     applications.add_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = "outputs/demo" if args.demo else "outputs/infer"
+    return args
 
 
 def _error(message):
@@ -136,6 +147,20 @@ def _apply_to_sigma_maps(args, options):
     return 0 if failed + len(problems) == 0 else (1 if done else 2)
 
 
+def _demo(args):
+    """--demo: bundled photos, real maps, report.html (dmenet.reports.demo)."""
+    if args.inputs:
+        return _error("--demo uses photos scikit-image bundles; leave out the inputs")
+    from dmenet.reports.demo import run_demo
+
+    try:
+        report = run_demo(args.output, progress=not args.quiet)
+    except (ValueError, OSError, RuntimeError) as error:
+        return _error(error)
+    print(f"wrote {report}")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     from dmenet.inference.batch import OutputOptions
@@ -157,6 +182,8 @@ def main(argv=None):
     from dmenet.weights.checkpoints import convert_official
     from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
+    if args.demo:
+        return _demo(args)
     try:
         if args.convert_official:
             if not args.output.endswith(".weights.h5"):
@@ -212,6 +239,10 @@ def main(argv=None):
     if done and not args.no_colormap:
         print("look at NAME_defocus.png (colour, with a σ scale); NAME_sigma.png holds σ × 1000 as 16-bit data, "
               "which image viewers show as almost black")
+    if args.report:
+        from dmenet.reports.photos import write_photo_report
+
+        print(f"wrote {write_photo_report(args.output)}")
     if failed:
         print(f"{failed} failed (see the lines above and summary.json)", file=sys.stderr)
     return 0 if failed + len(problems) == 0 else (1 if done else 2)

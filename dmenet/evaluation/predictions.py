@@ -41,6 +41,18 @@ def png_unit_scale(path):
     return float(match.group(1)) if match else None
 
 
+def read_sigma_map(path):
+    """σ in pixels from one map file infer.py wrote: ``NAME_sigma.npy``, or the 16-bit ``NAME_sigma.png``
+    whose dmenet:unit text states its scale (each file its own)."""
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path).astype(np.float64)
+    scale = _png_unit_text(path)
+    if scale is None:
+        raise DatasetError(f"{path}: not a σ map written by infer.py (no dmenet:unit text)")
+    return image_io.read_mask(path).astype(np.float64) / scale
+
+
 MATCHING = ("stem", "order")
 SIZE_POLICIES = ("error", "crop", "resize")
 

@@ -320,6 +320,7 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
             sigma = prediction.sigma
             results.append({
                 "input": str(path),
+                "stem": stem,
                 "size": [int(image.shape[1]), int(image.shape[0])],
                 "files": files,
                 "sigma_png_scale": png_scale,

@@ -49,6 +49,11 @@ def _how_to_get(cached):
     )
 
 
+def official_cache_path(cache_dir=None):
+    """Where the official DHDE_model.caffemodel is (or would be) cached: <Keras cache>/models/."""
+    return _cache_root(cache_dir) / CACHE_SUBDIR / OFFICIAL_FILE
+
+
 def official_caffemodel(cache_dir=None, url=None):
     """The official DHDE_model.caffemodel: from the cache, else downloaded once; its sha256 is checked.
 
@@ -63,7 +68,7 @@ def official_caffemodel(cache_dir=None, url=None):
         WeightsUnavailableError: not cached and not downloadable; the message says where to put the file.
         WeightsMismatchError: the cached or downloaded file has the wrong checksum.
     """
-    cached = _cache_root(cache_dir) / CACHE_SUBDIR / OFFICIAL_FILE
+    cached = official_cache_path(cache_dir)
     if cached.is_file():
         digest = sha256_of(cached)
         if digest != OFFICIAL_SHA256:
