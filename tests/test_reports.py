@@ -1,0 +1,102 @@
+"""infer.py --report and --demo: report.html of a batch of photos, checked as HTML and in headless Chromium."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from dmenet.cli import infer
+from dmenet.cli.methods import METHODS
+from dmenet.files.images import write_png
+from dmenet.reports.photos import write_photo_report
+from tests import browser
+
+
+def chromium_or_skip():
+    executable = browser.find_chromium()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("no chromium here (apt-get install chromium)")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def park17_batch(tmp_path_factory):
+    """infer.py --method park17 --report on two small photos (a random classifier: real code, quick)."""
+    from skimage.data import chelsea, coffee
+
+    from dmenet.park17.network import build_patch_classifier
+    from dmenet.weights.park17 import save_park17_classifier
+
+    root = tmp_path_factory.mktemp("batch")
+    save_park17_classifier(build_patch_classifier(), root / "park.weights.h5")
+    write_png(root / "photos" / "cat.png", chelsea()[::5, ::5])
+    write_png(root / "photos" / "cup.png", coffee()[::6, ::6])
+    (root / "photos" / "notes.txt").write_text("not a photo")
+    out = root / "out"
+    code = infer.main([str(root / "photos"), "--method", "park17", "--weights", str(root / "park.weights.h5"), "-o", str(out),
+                       "--mask-threshold", "1.0", "--report", "--quiet", "--precision", "fp32"])
+    return code, out
+
+
+def test_infer_report_shows_every_photo_with_its_map_and_mask(park17_batch):
+    code, out = park17_batch
+    assert code == 0  # notes.txt is skipped with a warning; both photos are done
+    summary = json.loads((out / "summary.json").read_text())
+    assert [record["stem"] for record in summary["images"]] == ["cat", "cup"]
+    page = (out / "report.html").read_text()
+    alts = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]+)"', page)
+    assert alts == ["colour scale σ (pixels)", "photo cat", "park17 σ map of cat", "park17 mask of cat",
+                    "photo cup", "park17 σ map of cup", "park17 mask of cup"]
+    assert page.count("<img") == len(alts) and "<script" not in page and "sigma_px &gt; 1" in page
+    mean = summary["images"][0]["sigma_px"]["mean"]
+    assert f"park17: σ mean {mean:.2f}" in page
+
+
+def test_report_adds_application_outputs_when_present_and_opens_in_a_browser(park17_batch, tmp_path):
+    _, out = park17_batch
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:, :15] = (200, 40, 40)
+    for suffix in ("_allinfocus.png", "_magnified.png", "_depth.png"):
+        write_png(out / f"cat{suffix}", rgb)
+    page_path = write_photo_report(out, title="batch", ground_truth={"cup": np.full((60, 80), 1.5)})
+    page = page_path.read_text()
+    for alt in ("all-in-focus (deblurred) cat", "defocus magnified cat", "relative depth cat", "ground truth σ map of cup"):
+        assert f'alt="{alt}"' in page, alt
+    assert 'alt="all-in-focus (deblurred) cup"' not in page
+    value, problems = browser.inspect_page(page_path, browser.REPORT_CHECK, chromium_or_skip())
+    assert problems == []
+    assert len(value["images"]) == page.count("<img") and all(image["width"] > 0 and image["decoded"] for image in value["images"])
+    assert value["headings"] == ["cat", "cup"] and value["title"] == "batch"
+
+
+def test_report_needs_an_infer_folder(tmp_path):
+    with pytest.raises(ValueError, match="holds no summary.json; run infer.py"):
+        write_photo_report(tmp_path)
+
+
+def test_demo_refuses_inputs(tmp_path, capsys):
+    assert infer.main(["--demo", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    assert "--demo uses photos scikit-image bundles" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("zhuo11" not in METHODS, reason="Zhuo & Sim 2011 (zhuo11) is not in this build yet")
+def test_demo_writes_real_maps_of_bundled_photos_and_a_report(tmp_path, monkeypatch):
+    from dmenet.reports.demo import run_demo
+
+    monkeypatch.delenv("DMENET_PARK17_WEIGHTS", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_cache"))  # Park'17 left out: nothing may be downloaded
+    lines = []
+    report = run_demo(tmp_path / "demo", progress=False, log=lines.append, side=160)
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["method"] == "zhuo11" and summary["compared_with"] is None
+    assert [record["stem"] for record in summary["images"]] == ["chelsea", "coffee", "motorcycle_syndof"]
+    for record in summary["images"]:
+        sigma = np.load(tmp_path / "demo" / f"{record['stem']}_sigma.npy")
+        assert sigma.shape[0] * sigma.shape[1] > 5000 and np.all(np.isfinite(sigma)) and float(sigma.max()) > 0.3
+    assert any("Park'17 left out" in line for line in lines)
+    value, problems = browser.inspect_page(report, browser.REPORT_CHECK, chromium_or_skip())
+    assert problems == [] and all(image["width"] > 0 for image in value["images"])
+    assert "ground truth σ map of motorcycle_syndof" in [image["alt"] for image in value["images"]]
