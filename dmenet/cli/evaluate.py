@@ -158,9 +158,11 @@ def _check_compare_args(parser, args):
     except ValueError as error:
         parser.error(str(error))
     if args.dataset is not None:
-        split_file = args.split_file
-        args.benchmarks.append(BenchmarkSpec(args.dataset, args.data_root, split=args.split, split_file=split_file,
+        args.benchmarks.append(BenchmarkSpec(args.dataset, args.data_root, split=args.split, split_file=args.split_file,
                                              images=args.images, gt=args.gt))
+    elif args.split or args.split_file or args.images or args.gt or args.data_root:
+        parser.error("--data-root, --split, --split-file, --images and --gt describe --dataset; with --benchmark write "
+                     "the split into it: KIND:SPLIT=ROOT")
     if not args.benchmarks:
         parser.error("--compare needs benchmarks: --benchmark KIND=ROOT ... (or --dataset and --data-root)")
     labels = [benchmark.label for benchmark in args.benchmarks]
