@@ -178,7 +178,7 @@ def load_method(method, weights=None, precision="auto", max_side=None, xla="auto
         stat = path.stat()
         made_by = f"{method} {path.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)})"
         label = path.name if method == "dmenet" else f"{method}_{path.name}"
-    description = f"{made_by}, max_side={max_side}, precision={predictor.precision}"
+    description = f"{made_by}, max_side={max_side}, precision={getattr(predictor, 'precision', None)}"
     return predictor, description, safe_name(label)
 
 

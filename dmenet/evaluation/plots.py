@@ -28,8 +28,7 @@ def plot_pr_curves(path, results, title="Precision–recall (pooled pixels, posi
             axis.plot(recall[index], precision[index], "o", color=line.get_color())
             dotted = True
     if dotted:  # one legend entry explains every dot
-        beta_squared = results[0].protocol.get("f_measure", "").split("beta^2 = ")[-1].split(",")[0] or "0.3"
-        axis.plot([], [], "o", color="black", label=f"max F_β point (β² = {beta_squared})")
+        axis.plot([], [], "o", color="black", label=f"max F_β point (β² = {results[0].protocol['beta_squared']:g})")
     base = results[0].metrics["blurred_fraction"]
     axis.axhline(base, color="grey", linestyle=":", linewidth=1, label=f"chance ({base:.3f})")
     axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=title)
@@ -84,10 +83,10 @@ def plot_sheet(path, result, dataset, source, count=3):
         return False
     samples = {sample.stem: sample for sample in dataset.samples}
     if result.task == "binary":
-        from dmenet.evaluation.report import describe_threshold
-
-        columns = ["image", "ground truth (blurred = white)", f"score map ({result.protocol.get('binary_score', 'score')})",
-                   f"blurred where score ≥\n{describe_threshold(result, 'best')}"]
+        best, best_sigma = result.metrics["best_threshold"], result.metrics.get("best_threshold_sigma_px")
+        score = result.protocol.get("binary_score", "score").replace("sigma", "σ")
+        columns = ["image", "ground truth (blurred = white)", f"score map (score = {score})",
+                   f"blurred where score ≥ {best:.4g}\n(the best threshold" + (f"; σ ≥ {best_sigma:.3g} px)" if best_sigma is not None else ")")]
     else:
         columns = ["image", "ground truth σ (px)", "predicted σ (px)", "|error| σ (px)"]
     figure, axes = new_figure(len(chosen), 4, figsize=(12, 2.4 * len(chosen) + 0.6), squeeze=False,

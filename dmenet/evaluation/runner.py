@@ -102,6 +102,7 @@ def evaluate_binary(dataset, source, threshold=0.5, beta_squared=binary_metrics.
         "average_precision": "pooled over all pixels of the set: sum_k (R_k - R_k+1) * P_k, no interpolation; "
                              "mean_image_average_precision averages the per-image APs instead",
         "f_measure": f"F_beta with beta^2 = {beta_squared:g}, maximum over thresholds (pooled)",
+        "beta_squared": beta_squared,
         "mae": "mean |clip(score, 0, 1) - mask| per image, averaged over images",
         "threshold_grid": grid_description,
     }
