@@ -266,3 +266,30 @@ def test_split_file_lines_may_be_bare_numbers_and_misses_are_explained(workspace
                               workspace / "masks", "--split-file", tmp_path / "numbers.txt", "--predictions",
                               workspace / "score_maps" / "masks", "--pred-unit", "score", "--out", out)
     assert code == 2 and "lines are image stems, the file names without extension, e.g. a01" in stderr and "0005" in stderr
+
+
+def test_maps_only_on_rtf_with_a_set_that_cannot_be_opened(tmp_path, capsys):
+    """No method runs (no TensorFlow): RTF's MSE/MAE columns, its photos in the report, a missing set's failure line."""
+    import scipy.io
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "rtf" / "gt").mkdir(parents=True)
+    for index in range(3):
+        radius = np.where(np.arange(40)[None, :] < 20, 0.5, 4.0) + rng.uniform(0, 0.5, (30, 40))
+        scipy.io.savemat(tmp_path / "rtf" / "gt" / f"{index:02d}.mat", {"blurMap": radius})
+        image_io.write_png(tmp_path / "rtf" / "image" / f"{index:02d}.png", rng.integers(0, 255, (30, 40, 3)).astype(np.uint8))
+        sigma = np.where(np.arange(40)[None, :] < 20, 0.3, 2.5) + rng.normal(0, 0.2 * index, (29, 40))  # one row short
+        image_io.save_npy(tmp_path / "good" / f"{index:02d}.npy", sigma.astype(np.float32))
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, "--compare", f"good={tmp_path / 'good'}", "--benchmark", f"rtf={tmp_path / 'rtf'}",
+                                   f"cuhk={tmp_path / 'nowhere'}", "--out", out)
+    assert code == 1 and "Device:" not in stdout
+    assert stderr.count("error: benchmark cuhk cannot be used") == 1
+    record, results = results_by_key(out)
+    assert record["table"]["columns"] == ["method", "rtf MSE", "rtf MAE", "rtf s/photo",
+                                          "cuhk accuracy", "cuhk AP", "cuhk best-threshold accuracy", "cuhk s/photo"]
+    assert record["table"]["rows"][0][4:] == ["failed"] * 4 and results[("rtf", "good")]["metrics"]["mse"] < 0.05
+    page = (out / "report.html").read_text()
+    for kind, stem in (("best", "00"), ("worst", "02")):
+        assert f"{kind}: {stem}" in page and f'alt="good map of {stem}"' in page
+    assert "Ranked by the mean per-image MSE" in page and "colour scale σ (px)" in page

@@ -136,6 +136,10 @@ def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE
     from dmenet.inference.batch import OutputOptions, run_inference
     from dmenet.reports.photos import write_photo_report
 
+    try:
+        predictor = load_predictor("zhuo11")
+    except ValueError as error:
+        raise ValueError(f"the demo runs Zhuo & Sim 2011 (method zhuo11), which this version cannot load: {error}") from error
     output_dir = pathlib.Path(output_dir)
     photos = output_dir / "demo_photos"
     paths = write_demo_photos(photos, side)
@@ -143,10 +147,6 @@ def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE
     paths.append(synthetic)
     log(f"demo photos in {photos}: {', '.join(path.name for path in paths)} "
         f"({synthetic.name}: defocused by the SYNDOF generator from Middlebury's measured disparity)")
-    try:
-        predictor = load_predictor("zhuo11")
-    except ValueError as error:
-        raise ValueError(f"the demo runs Zhuo & Sim 2011 (method zhuo11), which this version cannot load: {error}") from error
     weights = park17_weights_at_hand()
     companion = load_predictor("park17", str(weights)) if weights is not None else None
     if companion is None:
