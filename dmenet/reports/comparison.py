@@ -118,7 +118,7 @@ def write_comparison_report(path, comparison, out, photos_per_kind=1):
     curves = [(label, file) for label, file in curves if file.is_file()]
     if curves:
         parts.append("<h2>Precision–recall</h2>")
-        parts.append('<div class="row">' + "".join(
+        parts.append('<div class="curves">' + "".join(
             html.image_tag(html.data_uri(file.read_bytes()), f"precision-recall curves on {label}", label) for label, file in curves)
             + "</div>")
     sections = [photos_section(comparison, benchmark.label, photos_per_kind) for benchmark in comparison.benchmarks

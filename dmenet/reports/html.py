@@ -22,7 +22,9 @@ th { background: #f0f0f0; } td.name, th.name { text-align: left; }
 td.failed { color: #a00; text-align: center; }
 .row { display: flex; flex-wrap: wrap; gap: 0.6em; align-items: flex-start; margin: 0.6em 0 1.2em; }
 figure { margin: 0; display: table; } figcaption { display: table-caption; caption-side: bottom; font-size: 0.8em; }
-img { display: block; border: 1px solid #ccc; } .note { color: #555; font-size: 0.85em; }
+img { display: block; border: 1px solid #ccc; }
+.row img { height: 220px; width: auto; }  /* a photo and its maps at one size; small maps enlarged */
+.curves { display: flex; flex-wrap: wrap; gap: 1em; } .note { color: #555; font-size: 0.85em; }
 .error { color: #a00; } code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
