@@ -251,14 +251,19 @@ def maps_folder_for(folder, benchmark):
     return folder
 
 
-def _one_line(error):
-    text = str(error).strip()
-    lines = text.splitlines()
-    if len(lines) > 6:
-        text = "\n".join(lines[:6] + [f"  ... ({len(lines) - 6} more lines)"])
-    if isinstance(error, (ValueError, OSError, LookupError)):
-        return text
-    return f"{type(error).__name__}: {text}"
+LINE_LIMIT = 300
+
+
+def _error_text(error):
+    """The whole message (kept in comparison.json), named by its type when it is not an expected kind."""
+    text = str(error).strip() or type(error).__name__
+    return text if isinstance(error, (ValueError, OSError, LookupError)) else f"{type(error).__name__}: {text}"
+
+
+def one_line(text):
+    """A message as one line for the terminal: its lines joined, cut at LINE_LIMIT characters."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= LINE_LIMIT else line[:LINE_LIMIT - 40].rstrip() + " … (all of it in comparison.json)"
 
 
 def _print_line(line):
@@ -298,8 +303,9 @@ def run_comparison(methods, benchmarks, out, options=None, progress=True, log=No
                                      require_images=any(spec.runs for spec in methods),
                                      **({"split": benchmark.split} if benchmark.split else {}))
         except Exception as error:  # noqa: BLE001  (any failure to open a set is reported, the others go on)
-            log(f"error: benchmark {benchmark.label} cannot be used: {_one_line(error)}")
-            comparison.entries += [Entry(benchmark.label, spec.label, error=f"benchmark: {_one_line(error)}") for spec in methods]
+            text = _error_text(error)
+            log(f"error: benchmark {benchmark.label} cannot be used: {one_line(text)}")
+            comparison.entries += [Entry(benchmark.label, spec.label, error=f"benchmark: {text}") for spec in methods]
             continue
         comparison.datasets[benchmark.label] = dataset
         log(f"{benchmark.label}: {len(dataset.samples)} images (split {dataset.split})")
@@ -331,8 +337,8 @@ def _run_one(spec, benchmark, dataset, out, options, loaded, progress, log):
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001  (one method's failure must not lose the others)
-        entry.error, entry.result = _one_line(error), None
-        log(f"error: {spec.label} on {benchmark.label} failed: {entry.error}")
+        entry.error, entry.result = _error_text(error), None
+        log(f"error: {spec.label} on {benchmark.label} failed: {one_line(entry.error)}")
         return entry
     from dmenet.evaluation.report import format_result
 

@@ -7,7 +7,7 @@ import io
 import json
 
 from dmenet.evaluation import plots
-from dmenet.evaluation.compare import safe_name
+from dmenet.evaluation.compare import one_line, safe_name
 from dmenet.evaluation.report import _plain, describe_threshold, paper_reference, write_per_image_csv
 from dmenet.files.images import atomic_path
 
@@ -97,7 +97,7 @@ def markdown(comparison):
         lines += ["", "Thresholds:"] + [f"- {line}" for line in notes]
     failures = comparison.failures
     if failures:
-        lines += ["", "Failed:"] + [f"- {entry.method} on {entry.benchmark}: {entry.error.splitlines()[0]}" for entry in failures]
+        lines += ["", "Failed:"] + [f"- {entry.method} on {entry.benchmark}: {one_line(entry.error)}" for entry in failures]
     return "\n".join(lines) + "\n"
 
 
