@@ -222,6 +222,7 @@ def run_compare(args, argv):
 
         network_free = all(spec.method in NETWORK_FREE_METHODS for spec in args.methods if spec.runs)
         device = cpu_description() if network_free else device_description()  # network-free: no TensorFlow
+        print(device)
     comparison = run_comparison(args.methods, args.benchmarks, args.out, compare_options(args), progress=not args.no_progress,
                                 command=" ".join(["evaluate.py", *argv]), device=device)
     write_tables(comparison, args.out)
