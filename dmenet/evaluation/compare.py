@@ -223,6 +223,9 @@ class Entry:
 
 @dataclasses.dataclass
 class Comparison:
+    """Everything one --compare run found: the methods and benchmarks in table order, the opened data
+    sets, one Entry per method × benchmark, and what ran it (command, device, time)."""
+
     methods: list
     benchmarks: list
     datasets: dict  # benchmark label → Dataset (absent when it could not be opened)
