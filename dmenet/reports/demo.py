@@ -5,8 +5,8 @@ blurred room; ``coffee``: a cup whose table recedes out of focus) and Middlebury
 (scikit-image's ``stereo_motorcycle``) defocused by the project's SYNDOF generator from its measured
 disparity, so that one photo has a ground-truth σ map. Methods: Zhuo & Sim 2011 (no weights), plus
 Park'17 when its official weights are already here ($DMENET_PARK17_WEIGHTS or Keras' cache; never
-downloaded). Where ``dmenet.deblur`` and ``dmenet.magnify_defocus`` exist, each photo also gets an
-all-in-focus and a magnified version.
+downloaded). Where ``deblur`` (``dmenet.applications.deblur``) and ``magnify_defocus`` exist, each
+photo also gets an all-in-focus and a magnified version.
 """
 import os
 import pathlib
@@ -87,34 +87,60 @@ def park17_weights_at_hand():
     return next((pathlib.Path(path) for path in candidates if path and pathlib.Path(path).is_file()), None)
 
 
-def application_outputs(output_dir, summary, log):
-    """NAME_allinfocus.png and NAME_magnified.png for every photo, where the library has those tools."""
+# (tool, modules that may hold it when ``dmenet`` does not export it, file suffix, keyword arguments)
+APPLICATIONS = (("deblur", ("dmenet.applications.deblur",), "_allinfocus.png", {}),
+                ("magnify_defocus", ("dmenet.applications.magnify",), "_magnified.png", {"factor": MAGNIFY_FACTOR}))
+
+
+def find_application(name, modules=()):
+    """``dmenet.NAME``, else NAME from the first of `modules` that has it, else None."""
+    import importlib
+
     import dmenet
+
+    try:
+        return getattr(dmenet, name)
+    except AttributeError:
+        pass
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def application_outputs(output_dir, summary, log):
+    """NAME_allinfocus.png and NAME_magnified.png for every photo of an infer.py folder, where the
+    library has those tools; returns the files written."""
     from dmenet.evaluation.predictions import read_sigma_map
     from dmenet.files.images import read_image, write_png
+    from dmenet.reports.photos import sigma_file, stem_of
 
     tools = []
-    for attribute, suffix, arguments in (("deblur", "_allinfocus.png", {}),
-                                         ("magnify_defocus", "_magnified.png", {"factor": MAGNIFY_FACTOR})):
-        try:
-            tools.append((attribute, getattr(dmenet, attribute), suffix, arguments))
-        except (AttributeError, ImportError):
-            log(f"note: dmenet.{attribute} is not in this version; the demo skips its {suffix[1:-4]} pictures")
-    output_dir = pathlib.Path(output_dir)
+    for name, modules, suffix, arguments in APPLICATIONS:
+        tool = find_application(name, modules)
+        if tool is None:
+            log(f"note: dmenet.{name} is not in this version; the demo skips its {suffix[1:-4]} pictures")
+        else:
+            tools.append((name, tool, suffix, arguments))
+    output_dir, written = pathlib.Path(output_dir), []
     for record in summary["images"]:
-        stem = record["stem"]
+        stem = stem_of(record)
         image, sigma = read_image(record["input"]), None
-        for attribute, tool, suffix, arguments in tools:
-            sigma = read_sigma_map(output_dir / f"{stem}_sigma.npy") if sigma is None else sigma
+        for name, tool, suffix, arguments in tools:
+            sigma = read_sigma_map(sigma_file(output_dir, stem)) if sigma is None else sigma
             try:
                 result = tool(image, sigma, **arguments)
             except (TypeError, ValueError) as error:
-                log(f"note: dmenet.{attribute} on {stem} failed ({error}); skipped")
+                log(f"note: dmenet.{name} on {stem} failed ({error}); skipped")
                 continue
             result = np.asarray(result)
             if result.dtype != np.uint8:
-                result = np.round(np.clip(result.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+                result = np.floor(np.clip(result.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
             write_png(output_dir / f"{stem}{suffix}", result)
+            written.append(output_dir / f"{stem}{suffix}")
+    return written
 
 
 def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE):

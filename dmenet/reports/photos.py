@@ -16,7 +16,7 @@ APPLICATION_OUTPUTS = (("_allinfocus.png", "all-in-focus (deblurred)"), ("_magni
 REPORT_NAME = "report.html"
 
 
-def _stem_of(record):
+def stem_of(record):
     """The output name of a summary.json image record (batch.py records it; older summaries: from its files)."""
     if record.get("stem"):
         return record["stem"]
@@ -26,7 +26,8 @@ def _stem_of(record):
     return min(names, key=len).rsplit("_sigma.", 1)[0]
 
 
-def _sigma_file(folder, name):
+def sigma_file(folder, name):
+    """NAME_sigma.npy (lossless) or NAME_sigma.png in `folder`, or None."""
     for suffix in (".npy", ".png"):
         path = folder / f"{name}_sigma{suffix}"
         if path.is_file():
@@ -59,12 +60,12 @@ def write_photo_report(output_dir, title=None, ground_truth=None, notes=()):
     other = (summary.get("compared_with") or {}).get("method")
     rows, top = [], 0.0
     for record in summary.get("images", []):
-        stem = _stem_of(record)
+        stem = stem_of(record)
         if stem is None:
             continue
         maps = {}
         for label, name in ((method, stem), (other, f"{stem}_{other}")):
-            path = _sigma_file(folder, name) if label else None
+            path = sigma_file(folder, name) if label else None
             if path is not None:
                 maps[label] = read_sigma_map(path)
         if stem in ground_truth:
