@@ -143,6 +143,7 @@ class CompareOptions:
     invert: bool = False
     size_mismatch: str = "error"
     match_by: str = "stem"
+    method_options: dict = dataclasses.field(default_factory=dict)  # method → extra load_predictor arguments
 
 
 def resolve_method_weights(method, weights=None):
@@ -159,26 +160,27 @@ def resolve_method_weights(method, weights=None):
     return pathlib.Path(weights) if weights else None
 
 
-def load_method(method, weights=None, precision="auto", max_side=None, xla="auto"):
+def load_method(method, weights=None, precision="auto", max_side=None, xla="auto", options=None):
     """(predictor, description, label) for a registered method, through ``dmenet.load_predictor``.
 
-    The description (method, weights file with size and time, options) is stored with the maps, so
-    maps from other weights are never mixed in; the label names the run (dmenet: the weights file).
+    The description (method, weights file with size and time or, without weights, the parameters;
+    options) is stored with the maps, so maps from other weights or parameters are never mixed in;
+    the label names the run (dmenet: the weights file). `options` go to ``load_predictor`` as they are
+    (e.g. zhuo11's parameters).
     """
     from dmenet.api import load_predictor
 
     path = resolve_method_weights(method, weights)
-    options = {"precision": precision, "max_side": max_side}
+    arguments = {"precision": precision, "max_side": max_side, **(options or {})}
     if method == "dmenet":
-        options["xla"] = xla
-    predictor = load_predictor(method, None if path is None else str(path), **options)
-    if path is None:
-        made_by, label = f"{method} (no weights)", method
-    else:
-        stat = path.stat()
-        made_by = f"{method} {path.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)})"
-        label = path.name if method == "dmenet" else f"{method}_{path.name}"
-    description = f"{made_by}, max_side={max_side}, precision={getattr(predictor, 'precision', None)}"
+        arguments["xla"] = xla
+    predictor = load_predictor(method, None if path is None else str(path), **arguments)
+    if path is None:  # a method without weights: its parameters say what ran
+        return predictor, f"{method} {getattr(predictor, 'params', '')}, max_side={max_side}", safe_name(method)
+    stat = path.stat()
+    label = path.name if method == "dmenet" else f"{method}_{path.name}"
+    description = (f"{method} {path.resolve()} ({stat.st_size} bytes, mtime {int(stat.st_mtime)}), "
+                   f"max_side={max_side}, precision={getattr(predictor, 'precision', None)}")
     return predictor, description, safe_name(label)
 
 
@@ -324,7 +326,8 @@ def _run_one(spec, benchmark, dataset, out, options, loaded, progress, log):
             if spec.label not in loaded:
                 log(f"loading {spec.label}")
                 try:
-                    loaded[spec.label] = load_method(spec.method, spec.weights, options.precision, options.max_side, options.xla)
+                    loaded[spec.label] = load_method(spec.method, spec.weights, options.precision, options.max_side, options.xla,
+                                                     options.method_options.get(spec.method))
                 except Exception as error:  # noqa: BLE001
                     loaded[spec.label] = error
             if isinstance(loaded[spec.label], Exception):
