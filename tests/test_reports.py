@@ -72,26 +72,17 @@ def test_report_adds_application_outputs_when_present_and_opens_in_a_browser(par
     assert value["headings"] == ["cat", "cup"] and value["title"] == "batch"
 
 
-def test_demo_applications_write_all_in_focus_pictures_the_report_shows(park17_batch, tmp_path):
-    """The demo's application step on an infer.py folder: the deconvolution where the library has it."""
-    import shutil
-
-    from dmenet.reports.demo import application_outputs, find_application
-
-    if find_application("deblur", ("dmenet.applications.deblur",)) is None:
-        pytest.skip("no deblur in this version")
-    folder = tmp_path / "out"
-    shutil.copytree(park17_batch[1], folder)
-    lines = []
-    written = application_outputs(folder, json.loads((folder / "summary.json").read_text()), lines.append)
-    assert [path.name for path in written if "allinfocus" in path.name] == ["cat_allinfocus.png", "cup_allinfocus.png"]
-    from dmenet.files.images import read_array, read_image
-
-    photo, sharp = read_image(park17_batch[1].parent / "photos" / "cat.png"), read_array(folder / "cat_allinfocus.png")
-    assert sharp.shape == (*photo.shape[:2], 3) and sharp.dtype == np.uint8
-    assert 0 < np.abs(sharp / 255.0 - photo).mean() < 0.1  # deconvolved: changed, yet the same picture
-    page = write_photo_report(folder).read_text()
-    assert 'alt="all-in-focus (deblurred) cat"' in page and 'alt="all-in-focus (deblurred) cup"' in page
+def test_report_shows_the_applications_infer_made(park17_batch, tmp_path):
+    """infer.py --all-in-focus --magnify --depth --report: the pictures the applications wrote are in the report."""
+    out = tmp_path / "apps"
+    photos = park17_batch[1].parent / "photos"
+    code = infer.main([str(photos / "cat.png"), "--method", "park17", "--weights", str(park17_batch[1].parent / "park.weights.h5"),
+                       "-o", str(out), "--all-in-focus", "--magnify", "2", "--depth", "--report", "--quiet", "--precision", "fp32"])
+    assert code == 0
+    page = (out / "report.html").read_text()
+    for alt in ("all-in-focus (deblurred) cat", "defocus magnified cat", "relative depth cat"):
+        assert f'alt="{alt}"' in page, alt
+    assert page.count("<img") == 6  # colour bar, photo, map, three applications (no mask asked for)
 
 
 def test_report_needs_an_infer_folder(tmp_path):
@@ -106,7 +97,7 @@ def test_demo_refuses_inputs(tmp_path, capsys):
 
 @pytest.mark.skipif("zhuo11" not in METHODS, reason="Zhuo & Sim 2011 (zhuo11) is not in this build yet")
 def test_demo_writes_real_maps_of_bundled_photos_and_a_report(tmp_path, monkeypatch):
-    from dmenet.reports.demo import find_application, run_demo, write_synthetic_photo
+    from dmenet.reports.demo import run_demo, write_synthetic_photo
 
     monkeypatch.delenv("DMENET_PARK17_WEIGHTS", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_cache"))  # Park'17 left out: nothing may be downloaded
@@ -127,5 +118,5 @@ def test_demo_writes_real_maps_of_bundled_photos_and_a_report(tmp_path, monkeypa
     assert problems == [] and all(image["width"] > 0 for image in value["images"])
     alts = [image["alt"] for image in value["images"]]
     assert "ground truth σ map of motorcycle_syndof" in alts
-    if find_application("deblur", ("dmenet.applications.deblur",)) is not None:
-        assert all(f"all-in-focus (deblurred) {stem}" in alts for stem in ("chelsea", "coffee", "motorcycle_syndof"))
+    for stem in ("chelsea", "coffee", "motorcycle_syndof"):
+        assert all(f"{what} {stem}" in alts for what in ("all-in-focus (deblurred)", "defocus magnified", "relative depth"))

@@ -47,7 +47,7 @@ def read_sigma_map(path):
     path = pathlib.Path(path)
     if path.suffix.lower() == ".npy":
         return _read_npy(path).astype(np.float64)
-    scale = _png_unit_text(path)
+    scale = png_unit_scale(path)
     if scale is None:
         raise DatasetError(f"{path}: not a σ map written by infer.py (no dmenet:unit text)")
     return image_io.read_mask(path).astype(np.float64) / scale

@@ -5,8 +5,9 @@ blurred room; ``coffee``: a cup whose table recedes out of focus) and Middlebury
 (scikit-image's ``stereo_motorcycle``) defocused by the project's SYNDOF generator from its measured
 disparity, so that one photo has a ground-truth σ map. Methods: Zhuo & Sim 2011 (no weights), plus
 Park'17 when its official weights are already here ($DMENET_PARK17_WEIGHTS or Keras' cache; never
-downloaded). Where ``deblur`` (``dmenet.applications.deblur``) and ``magnify_defocus`` exist, each
-photo also gets an all-in-focus and a magnified version.
+downloaded). Each photo also gets what its map is for, made by infer.py's own application step
+(``dmenet.applications``): an all-in-focus version (the official deconvolution, CUHK's λ), a 2×
+magnified defocus and a relative depth map.
 """
 import os
 import pathlib
@@ -17,6 +18,7 @@ DEMO_PHOTOS = ("chelsea", "coffee")  # scikit-image photos with real shallow dep
 DEMO_SIDE = 400  # long side of the demo photos: a minute or two on a laptop CPU
 MASK_THRESHOLD = 1.0  # σ px above which the demo's mask calls a pixel out of focus
 MAGNIFY_FACTOR = 2.0
+ALL_IN_FOCUS_PRESET = "cuhk"  # the official deconvolution's λ for CUHK-like photos (420)
 SYNTHETIC_NAME = "motorcycle_syndof"
 SYNTHETIC_MAX_COC = 13  # σ up to 3 px: within Zhuo & Sim's range (maxBlur 3)
 # Middlebury 2014 "Motorcycle" calibration (full size, 2964 px wide); scikit-image's copy is a quarter of it.
@@ -87,64 +89,8 @@ def park17_weights_at_hand():
     return next((pathlib.Path(path) for path in candidates if path and pathlib.Path(path).is_file()), None)
 
 
-# (tool, modules that may hold it when ``dmenet`` does not export it, file suffix, keyword arguments)
-APPLICATIONS = (("deblur", ("dmenet.applications.deblur",), "_allinfocus.png", {}),
-                ("magnify_defocus", ("dmenet.applications.magnify",), "_magnified.png", {"factor": MAGNIFY_FACTOR}))
-
-
-def find_application(name, modules=()):
-    """``dmenet.NAME``, else NAME from the first of `modules` that has it, else None."""
-    import importlib
-
-    import dmenet
-
-    try:
-        return getattr(dmenet, name)
-    except AttributeError:
-        pass
-    for module in modules:
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
-def application_outputs(output_dir, summary, log):
-    """NAME_allinfocus.png and NAME_magnified.png for every photo of an infer.py folder, where the
-    library has those tools; returns the files written."""
-    from dmenet.evaluation.predictions import read_sigma_map
-    from dmenet.files.images import read_image, write_png
-    from dmenet.reports.photos import sigma_file, stem_of
-
-    tools = []
-    for name, modules, suffix, arguments in APPLICATIONS:
-        tool = find_application(name, modules)
-        if tool is None:
-            log(f"note: dmenet.{name} is not in this version; the demo skips its {suffix[1:-4]} pictures")
-        else:
-            tools.append((name, tool, suffix, arguments))
-    output_dir, written = pathlib.Path(output_dir), []
-    for record in summary["images"]:
-        stem = stem_of(record)
-        image, sigma = read_image(record["input"]), None
-        for name, tool, suffix, arguments in tools:
-            sigma = read_sigma_map(sigma_file(output_dir, stem)) if sigma is None else sigma
-            try:
-                result = tool(image, sigma, **arguments)
-            except (TypeError, ValueError) as error:
-                log(f"note: dmenet.{name} on {stem} failed ({error}); skipped")
-                continue
-            result = np.asarray(result)
-            if result.dtype != np.uint8:
-                result = np.floor(np.clip(result.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
-            write_png(output_dir / f"{stem}{suffix}", result)
-            written.append(output_dir / f"{stem}{suffix}")
-    return written
-
-
 def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE):
-    """Write the demo photos, estimate their defocus maps, add what the applications make, write report.html.
+    """Write the demo photos, estimate their defocus maps and what they are for, write report.html.
 
     Args:
         output_dir: where everything goes (photos in OUTPUT/demo_photos/).
@@ -159,6 +105,8 @@ def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE
         >>> run_demo("outputs/demo")
     """
     from dmenet.api import load_predictor
+    from dmenet.applications.deblur import resolve_lambda
+    from dmenet.applications.outputs import ApplicationOptions
     from dmenet.inference.batch import OutputOptions, run_inference
     from dmenet.reports.photos import write_photo_report
 
@@ -177,13 +125,15 @@ def run_demo(output_dir="outputs/demo", progress=True, log=print, side=DEMO_SIDE
     companion = load_predictor("park17", str(weights)) if weights is not None else None
     if companion is None:
         log("note: Park'17 left out: its weights are not here (set $DMENET_PARK17_WEIGHTS; the demo downloads nothing)")
-    options = OutputOptions(write_npy=True, mask_threshold=MASK_THRESHOLD)
+    applications = ApplicationOptions(all_in_focus=resolve_lambda(ALL_IN_FOCUS_PRESET), all_in_focus_preset=ALL_IN_FOCUS_PRESET,
+                                      magnify=MAGNIFY_FACTOR, depth=True)
+    options = OutputOptions(write_npy=True, mask_threshold=MASK_THRESHOLD, applications=applications)
     summary = run_inference(paths, predictor, output_dir, options, progress=progress, compare_with=companion)
     if summary["failures"]:
         raise RuntimeError("the demo failed on " + "; ".join(failure["error"] for failure in summary["failures"]))
-    application_outputs(output_dir, summary, log)
     notes = [f"Demo: Zhuo & Sim 2011{' and Park et al. 2017' if companion else ''} on photos scikit-image bundles. "
              f"{synthetic.stem} was defocused by the project's SYNDOF generator (max CoC {SYNTHETIC_MAX_COC} px, σ ≤ "
              f"{(SYNTHETIC_MAX_COC - 1) / 4:g} px) from the Middlebury motorcycle's measured depth: its ground-truth σ is shown. "
-             f"Masks: σ > {MASK_THRESHOLD:g} px."]
+             f"Masks: σ > {MASK_THRESHOLD:g} px. All-in-focus: the official deconvolution (λ {ALL_IN_FOCUS_PRESET}); "
+             f"magnified: a {MAGNIFY_FACTOR:g}× wider aperture; depth: relative (bright = near)."]
     return write_photo_report(output_dir, "dmenet demo: defocus maps of bundled photos", {synthetic.stem: truth}, notes)
