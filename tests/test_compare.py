@@ -13,18 +13,10 @@ from dmenet.cli import evaluate
 from dmenet.evaluation.compare import parse_benchmark, parse_method
 from dmenet.files import images as image_io
 from tests import browser
+from tests.test_eval_cli import run_cli
 
 SIZE = (48, 64)
 STEMS = ("a01", "a02")
-
-
-def run_cli(capsys, *args):
-    try:
-        code = evaluate.main([str(arg) for arg in args] + ["--no-progress"])
-    except SystemExit as exit:  # argparse's usage errors
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def blurred_photo(rng, mask):

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from dmenet.applications import deblur as deconvolution
+from dmenet.bench import SHARED_DATA
 from dmenet.syndof import blas_threads
 
 QUALITY_MAX_COC = 13
@@ -301,7 +302,7 @@ def compose_rule(sigma, rule, solutions):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dmenet.bench deblur", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"),
+    parser.add_argument("--data", default=str(SHARED_DATA),
                         help="the shared data folder (default ../shared/data)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode, best kept (default 3)")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: the CPUs available)")

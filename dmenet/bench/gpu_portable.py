@@ -34,7 +34,9 @@ import time
 
 import numpy as np
 
-SHARED_PHOTOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train" / "image"
+from dmenet.bench import SHARED_DATA
+
+SHARED_PHOTOS = SHARED_DATA / "cuhk_train" / "image"
 FLOAT16_LIMIT = 60000.0  # tensors with larger magnitudes stay float32 in the pack (float16 overflows at 65504)
 
 

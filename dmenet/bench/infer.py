@@ -13,15 +13,15 @@ in turn, round after round, so that load from other processes affects each alike
 over rounds, speed-ups medians of the per-round ratios, GFLOP/s from the best round.
 """
 import argparse
-import pathlib
 import statistics
 import time
 
 import numpy as np
 
+from dmenet.bench import SHARED_DATA
 from dmenet.cli.runtime import quiet_start
 
-SHARED_PHOTOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "cuhk_train" / "image"
+SHARED_PHOTOS = SHARED_DATA / "cuhk_train" / "image"
 
 
 def graph_flops(concrete_function):

@@ -17,11 +17,12 @@ import time
 
 import numpy as np
 
+from dmenet.bench import SHARED_DATA
 from dmenet.cli.runtime import quiet_start
 
 DEFAULT_SIZE = (512, 640)
 OFFICIAL_SECONDS = (106.0, 202.0)  # PARK17.md §14: one 640×512 photo under Octave, 2 shared cores
-REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "park17_reference"
+REFERENCE_DIR = SHARED_DATA / "park17_reference"
 
 
 def _accuracy(photo_name, photo, classifier):

@@ -9,14 +9,15 @@ prints wall and CPU seconds per stage (best of --repeats), the peak traced memor
 error against the reference outputs.
 """
 import argparse
-import pathlib
 import resource
 import time
 import tracemalloc
 
 import numpy as np
 
-REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "park17_reference"
+from dmenet.bench import SHARED_DATA
+
+REFERENCE_DIR = SHARED_DATA / "park17_reference"
 
 
 def _measure(function, repeats):

@@ -28,6 +28,7 @@ import tracemalloc
 
 import numpy as np
 
+from dmenet.bench import SHARED_DATA
 from dmenet.syndof.compositing import composite, composite_reference
 from dmenet.syndof.depth_io import DepthConversion
 from dmenet.syndof.generator import synthesize
@@ -64,7 +65,7 @@ def peak_mb(function):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dmenet.bench syndof", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"),
+    parser.add_argument("--data", default=str(SHARED_DATA),
                         help="the shared data folder (default ../shared/data)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case, best kept (default 3)")
     parser.add_argument("--max-coc", type=int, default=29)

@@ -22,7 +22,9 @@ import time
 
 import numpy as np
 
-REFERENCE_DIR = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "zhuo11_reference"
+from dmenet.bench import SHARED_DATA
+
+REFERENCE_DIR = SHARED_DATA / "zhuo11_reference"
 OFFICIAL_SECONDS_640x427 = 28.0  # ZHUO11.md: the official code under Octave on 2 shared cores
 DEFAULT_SIZE = (427, 640)
 
