@@ -162,8 +162,15 @@ def test_truncated_and_foreign_files_give_one_clear_error(shared_data, tmp_path)
 
     jpeg = tmp_path / "photo.caffemodel"
     jpeg.write_bytes((shared_data / "park17" / "sample_0001.jpg").read_bytes())
-    with pytest.raises(CaffeModelError, match="conv1: missing"):
+    with pytest.raises(CaffeModelError) as error:
         read_park17_blobs(jpeg)
+    message = str(error.value)  # what the file is and what to pass, in one line, no protobuf details
+    assert "not a Caffe model (it looks like a JPEG image)" in message and "DHDE_model.caffemodel" in message
+    assert "\n" not in message and "wire type" not in message
+    unknown = tmp_path / "notes.caffemodel"
+    unknown.write_text("neither protobuf nor an image")
+    with pytest.raises(CaffeModelError, match="is not a Caffe model;"):
+        read_park17_blobs(unknown)
     with pytest.raises(WeightsUnavailableError, match="no such file"):
         read_park17_blobs(tmp_path / "absent.caffemodel")
 
