@@ -14,8 +14,8 @@ import scipy.sparse
 from dmenet.propagation.errors import PropagationError
 
 _WINDOW = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
-_CENTRE = _OFFSETS.index((0, 0))
+OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+_CENTRE = OFFSETS.index((0, 0))
 
 
 def _window_inverse_covariances(neighbours, epsilon):
@@ -108,7 +108,7 @@ def _affinity_diagonals(guide, epsilon):
     negative-offset diagonal is the matching positive one shifted: A[p, p − o] = A[p − o, p].
     """
     height, width, _ = guide.shape
-    diagonals = np.zeros((len(_OFFSETS), height, width))
+    diagonals = np.zeros((len(OFFSETS), height, width))
     if height < 3 or width < 3:
         return diagonals
     centred = _window_colours(guide)
@@ -130,10 +130,10 @@ def _affinity_diagonals(guide, epsilon):
             affinity += product
             affinity += 1.0 / 9.0
             # window pixel a sits at image offset (ay, ax) from the window centre
-            diagonals[_OFFSETS.index(offset), 1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
-    for index, (dy, dx) in enumerate(_OFFSETS):
+            diagonals[OFFSETS.index(offset), 1 + ay:height - 1 + ay, 1 + ax:width - 1 + ax] += affinity
+    for index, (dy, dx) in enumerate(OFFSETS):
         if (dy, dx) < (0, 0):
-            mirror = diagonals[_OFFSETS.index((-dy, -dx))]
+            mirror = diagonals[OFFSETS.index((-dy, -dx))]
             # A[p, p + o] = A[p + o, p] = mirror at pixel p + o (o negative)
             diagonals[index, max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)] = \
                 mirror[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
@@ -149,16 +149,16 @@ def stencil_to_csr(diagonals, extra_diagonal=None):
     """
     _, height, width = diagonals.shape
     count = height * width
-    index_type = np.int32 if count * len(_OFFSETS) < 2 ** 31 else np.int64
-    dy = np.array([o[0] for o in _OFFSETS])
-    dx = np.array([o[1] for o in _OFFSETS])
+    index_type = np.int32 if count * len(OFFSETS) < 2 ** 31 else np.int64
+    dy = np.array([o[0] for o in OFFSETS])
+    dx = np.array([o[1] for o in OFFSETS])
     inside_y = (np.arange(height)[:, None] + dy[None, :] >= 0) & (np.arange(height)[:, None] + dy[None, :] < height)
     inside_x = (np.arange(width)[:, None] + dx[None, :] >= 0) & (np.arange(width)[:, None] + dx[None, :] < width)
-    inside = (inside_y[:, None, :] & inside_x[None, :, :]).reshape(count, len(_OFFSETS))
+    inside = (inside_y[:, None, :] & inside_x[None, :, :]).reshape(count, len(OFFSETS))
     # offsets are listed in increasing column order, so per pixel the columns come out sorted
     steps = (dy * width + dx).astype(index_type)
     columns = np.arange(count, dtype=index_type)[:, None] + steps[None, :]
-    data = diagonals.reshape(len(_OFFSETS), count).T[inside]
+    data = diagonals.reshape(len(OFFSETS), count).T[inside]
     indptr = np.zeros(count + 1, index_type)
     np.cumsum(inside.sum(axis=1), out=indptr[1:])
     if extra_diagonal is not None:
