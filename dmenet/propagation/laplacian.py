@@ -8,6 +8,7 @@ window's mean colour and Σ its population covariance,
 A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; it is
 assembled from 81 vectorised window-pair terms straight into CSR (no 81-entries-per-window COO).
 """
+import numba
 import numpy as np
 import scipy.sparse
 
@@ -150,18 +151,29 @@ def stencil_to_csr(diagonals, extra_diagonal=None):
     _, height, width = diagonals.shape
     count = height * width
     index_type = np.int32 if count * len(OFFSETS) < 2 ** 31 else np.int64
-    dy = np.array([o[0] for o in OFFSETS])
-    dx = np.array([o[1] for o in OFFSETS])
-    inside_y = (np.arange(height)[:, None] + dy[None, :] >= 0) & (np.arange(height)[:, None] + dy[None, :] < height)
-    inside_x = (np.arange(width)[:, None] + dx[None, :] >= 0) & (np.arange(width)[:, None] + dx[None, :] < width)
-    inside = (inside_y[:, None, :] & inside_x[None, :, :]).reshape(count, len(OFFSETS))
-    # offsets are listed in increasing column order, so per pixel the columns come out sorted
-    steps = (dy * width + dx).astype(index_type)
-    columns = np.arange(count, dtype=index_type)[:, None] + steps[None, :]
-    data = diagonals.reshape(len(OFFSETS), count).T[inside]
+    extra = np.zeros(count) if extra_diagonal is None else np.asarray(extra_diagonal, np.float64).ravel()
+    # rows of the image's border have fewer inside offsets; per pixel the offsets come in increasing column order
+    inside_rows = np.minimum(np.arange(height), 2) + 1 + np.minimum(height - 1 - np.arange(height), 2)
+    inside_columns = np.minimum(np.arange(width), 2) + 1 + np.minimum(width - 1 - np.arange(width), 2)
     indptr = np.zeros(count + 1, index_type)
-    np.cumsum(inside.sum(axis=1), out=indptr[1:])
-    if extra_diagonal is not None:
-        # the centre is always inside: its entry follows the row's inside offsets listed before it
-        data[indptr[:-1] + inside[:, :_CENTRE].sum(axis=1)] += np.asarray(extra_diagonal, np.float64).ravel()
-    return scipy.sparse.csr_matrix((data, columns[inside], indptr), shape=(count, count))
+    np.cumsum((inside_rows[:, None] * inside_columns[None, :]).ravel(), out=indptr[1:])
+    data = np.empty(int(indptr[-1]))
+    columns = np.empty(int(indptr[-1]), index_type)
+    _fill_csr(np.ascontiguousarray(diagonals, np.float64), extra, data, columns)
+    return scipy.sparse.csr_matrix((data, columns, indptr), shape=(count, count))
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_csr(diagonals, extra, data, columns):
+    _, height, width = diagonals.shape
+    entry = 0
+    for y in range(height):
+        for x in range(width):
+            for dy in range(-2, 3):
+                if 0 <= y + dy < height:
+                    for dx in range(-2, 3):
+                        if 0 <= x + dx < width:
+                            tap = (dy + 2) * 5 + dx + 2
+                            data[entry] = diagonals[tap, y, x] + (extra[y * width + x] if tap == 12 else 0.0)
+                            columns[entry] = (y + dy) * width + x + dx
+                            entry += 1

@@ -99,7 +99,8 @@ class _StencilSystem:
             inside[:] = self.hierarchy.coarse_solver(levels[0].A, stencil_kernels.from_padded(residual, self.height, self.width)
                                                      ).reshape(self.height, self.width)
             return out
-        stencil_kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out)
+        stencil_kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
+                                               from_zero=True)
         stencil_kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
         np.subtract(residual, self.work, out=self.work)
         coarse_rhs = levels[0].R @ stencil_kernels.from_padded(self.work, self.height, self.width)

@@ -69,7 +69,7 @@ def stencil_product(coefficients, steps, vector, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _gauss_seidel(coefficients, inverse_diagonal, steps, offsets_x, offsets_y, rhs, solution, backward):
+def _gauss_seidel(coefficients, inverse_diagonal, steps, offsets_x, offsets_y, rhs, solution, backward, from_zero):
     height, taps, width = coefficients.shape
     padded_width = width + 2 * PAD
     direction = -1 if backward else 1
@@ -85,20 +85,25 @@ def _gauss_seidel(coefficients, inverse_diagonal, steps, offsets_x, offsets_y, r
         for tap in range(taps):
             if offsets_y[tap] == 0 and (offsets_x[tap] == 0 or offsets_x[tap] * direction < 0):
                 continue
+            if from_zero and (offsets_y[tap] * direction > 0 or (offsets_y[tap] == 0 and offsets_x[tap] * direction > 0)):
+                continue  # pixels ahead of a sweep that started from zero are still zero
             weights = coefficients[y, tap]
             source = solution[base + steps[tap]:base + steps[tap] + width]
             for x in range(width):
                 row[x] -= weights[x] * source[x]
         near = 12 - direction
         far = 12 - 2 * direction
+        # the serial part: the two values just written stay in registers (no store-to-load round trip)
+        start = base + width - 1 if backward else base
+        latest, earlier = solution[start - direction], solution[start - 2 * direction]
         for column in range(width):
             x = width - 1 - column if backward else column
-            pixel = base + x
-            solution[pixel] = (row[x] - coefficients[y, near, x] * solution[pixel - direction]
-                               - coefficients[y, far, x] * solution[pixel - 2 * direction]) * inverse_diagonal[y, x]
+            value = (row[x] - coefficients[y, far, x] * earlier - coefficients[y, near, x] * latest) * inverse_diagonal[y, x]
+            solution[base + x] = value
+            earlier, latest = latest, value
 
 
-def symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution):
+def symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution, from_zero=False):
     """One forward then one backward Gauss–Seidel sweep of A·solution = rhs in place (row-major pixel order).
 
     Args:
@@ -106,9 +111,10 @@ def symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution)
         inverse_diagonal: H×W float64, 1 / A[p, p].
         steps: ``offset_steps(W)``.
         rhs, solution: flat padded float64 vectors; solution is updated in place.
+        from_zero: solution is all zero on entry (the forward sweep then skips the taps ahead of it).
     """
-    _gauss_seidel(coefficients, inverse_diagonal, steps, _OFFSETS_X, _OFFSETS_Y, rhs, solution, False)
-    _gauss_seidel(coefficients, inverse_diagonal, steps, _OFFSETS_X, _OFFSETS_Y, rhs, solution, True)
+    _gauss_seidel(coefficients, inverse_diagonal, steps, _OFFSETS_X, _OFFSETS_Y, rhs, solution, False, from_zero)
+    _gauss_seidel(coefficients, inverse_diagonal, steps, _OFFSETS_X, _OFFSETS_Y, rhs, solution, True, False)
     return solution
 
 

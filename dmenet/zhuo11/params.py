@@ -31,9 +31,10 @@ class Zhuo11Params:
     BILATERAL_SIGMA_SPATIAL = 5.0
     BILATERAL_RADIUS = 10  # a 21×21 window (ceil(4 · 5) + 1)
     LAPLACIAN_EPSILON = 1e-7  # added to each window covariance as is (not Levin's ε/9)
-    # Relative residual of the multigrid CG: on the bird and CUHK photos it leaves |Δσ| ≤ 5e-4 px against
-    # the direct solution (mean ~2e-6), 20× inside the 0.01 px asked of a port (docs/zhuo11.md).
-    PROPAGATION_TOLERANCE = 1e-4
+    # Relative residual of the multigrid CG: on the bird and CUHK photos it leaves |Δσ| ≤ 8e-4 px against
+    # the direct solution (mean ≤ 6e-6), 12× inside the 0.01 px asked of a port, 6 iterations fewer than
+    # 1e-4 (docs/zhuo11.md; 1e-3 reached 1.9e-3 px, too little margin).
+    PROPAGATION_TOLERANCE = 3e-4
 
     def __post_init__(self):
         for name in ("canny_sigma", "reblur_std", "lam", "max_blur"):
