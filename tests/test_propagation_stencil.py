@@ -1,0 +1,104 @@
+"""The compiled 25-point stencil kernels of the propagation against SciPy's CSR matrix of the same system."""
+import numpy as np
+import pytest
+import scipy.sparse
+import scipy.sparse.linalg
+
+from dmenet.propagation import stencil as kernels
+from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.solver import Propagation
+
+HEIGHT, WIDTH = 23, 31  # odd sizes, wider than tall: row steps and borders must not be confused
+
+
+@pytest.fixture(scope="module")
+def system():
+    rng = np.random.default_rng(11)
+    stencil = laplacian_stencil(rng.random((HEIGHT, WIDTH, 3)), 1e-5)
+    data_weight = 0.005 * (rng.random(HEIGHT * WIDTH) < 0.2)
+    csr = stencil_to_csr(stencil, data_weight)
+    rows = np.ascontiguousarray(np.moveaxis(stencil, 0, 1))
+    rows[:, OFFSETS.index((0, 0))] += data_weight.reshape(HEIGHT, WIDTH)
+    return csr, rows
+
+
+def _brute_force_csr(stencil, extra):
+    """The definition: A[p, p + offset] = stencil[offset][p] wherever p + offset is on the image."""
+    _, height, width = stencil.shape
+    dense = np.diag(extra)
+    for tap, (dy, dx) in enumerate(OFFSETS):
+        for y in range(height):
+            for x in range(width):
+                if 0 <= y + dy < height and 0 <= x + dx < width:
+                    dense[y * width + x, (y + dy) * width + x + dx] += stencil[tap, y, x]
+    return dense
+
+
+def test_stencil_to_csr_matches_its_definition():
+    rng = np.random.default_rng(3)
+    stencil = rng.standard_normal((25, 6, 8))
+    extra = rng.random(48)
+    csr = stencil_to_csr(stencil, extra)
+    assert csr.has_sorted_indices
+    np.testing.assert_array_equal(csr.toarray(), _brute_force_csr(stencil, extra))
+    np.testing.assert_array_equal(stencil_to_csr(stencil).toarray(), _brute_force_csr(stencil, np.zeros(48)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stencil_product_matches_csr(system, dtype):
+    csr, rows = system
+    coefficients = rows.astype(dtype)
+    vector = np.random.default_rng(5).standard_normal(HEIGHT * WIDTH)
+    out = np.zeros(int(np.prod(kernels.padded_shape(HEIGHT, WIDTH))))
+    kernels.stencil_product(coefficients, kernels.offset_steps(WIDTH), kernels.to_padded(vector, HEIGHT, WIDTH), out)
+    expected = scipy.sparse.csr_matrix(csr.astype(dtype).astype(np.float64)) @ vector
+    np.testing.assert_allclose(kernels.from_padded(out, HEIGHT, WIDTH), expected, rtol=1e-12, atol=1e-12)
+    assert not out.reshape(kernels.padded_shape(HEIGHT, WIDTH))[[0, 1, -2, -1]].any()  # padding stays zero
+
+
+@pytest.mark.parametrize("from_zero", [False, True])
+def test_symmetric_gauss_seidel_matches_triangular_solves(system, from_zero):
+    csr, rows = system
+    rng = np.random.default_rng(7)
+    rhs = rng.standard_normal(HEIGHT * WIDTH)
+    start = np.zeros(HEIGHT * WIDTH) if from_zero else rng.standard_normal(HEIGHT * WIDTH)
+    # forward sweep: (D + L) x' = b − U x; backward: (D + U) x'' = b − L x'
+    lower, upper = scipy.sparse.tril(csr, format="csr"), scipy.sparse.triu(csr, format="csr")
+    strict_lower, strict_upper = scipy.sparse.tril(csr, -1), scipy.sparse.triu(csr, 1)
+    forward = scipy.sparse.linalg.spsolve_triangular(lower, rhs - strict_upper @ start, lower=True)
+    expected = scipy.sparse.linalg.spsolve_triangular(upper, rhs - strict_lower @ forward, lower=False)
+    solution = kernels.to_padded(start, HEIGHT, WIDTH)
+    kernels.symmetric_gauss_seidel(rows, 1.0 / rows[:, OFFSETS.index((0, 0))], kernels.offset_steps(WIDTH),
+                                   kernels.to_padded(rhs, HEIGHT, WIDTH), solution, from_zero=from_zero)
+    np.testing.assert_allclose(kernels.from_padded(solution, HEIGHT, WIDTH), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_multigrid_preconditioner_is_symmetric_and_cg_reaches_the_direct_solution():
+    # 200×240 makes a three-level hierarchy (fine stencil level, two pyamg levels, sparse-LU coarsest)
+    rng = np.random.default_rng(9)
+    guide = rng.random((200, 240, 3))
+    known = rng.random((200, 240)) < 0.05
+    values = np.where(known, rng.uniform(0.5, 3.0, known.shape), 0.0)
+    propagation = Propagation(guide, known, lam=0.001, epsilon=1e-7, tolerance=1e-9, method="amg")
+    assert len(propagation.hierarchy.levels) >= 3
+    fine = propagation.stencil_system
+    first, second = (kernels.to_padded(rng.standard_normal(200 * 240), 200, 240) for _ in range(2))
+    # CG needs a symmetric preconditioner: ⟨M⁻¹a, b⟩ = ⟨a, M⁻¹b⟩ (float32 smoothing coefficients: to 1e-6)
+    left = fine.precondition(first, np.zeros_like(first)) @ second
+    right = first @ fine.precondition(second, np.zeros_like(second))
+    assert abs(left - right) <= 1e-6 * abs(left)
+    dense = propagation.solve(values)
+    direct = Propagation(guide, known, lam=0.001, epsilon=1e-7, method="direct").solve(values)
+    np.testing.assert_allclose(dense, direct, rtol=0, atol=1e-6)
+    assert 0 < propagation.iterations < 60
+
+
+def test_tiny_system_is_solved_by_the_coarsest_solver_alone():
+    rng = np.random.default_rng(1)
+    guide = rng.random((12, 15, 3))
+    known = rng.random((12, 15)) < 0.3
+    values = np.where(known, 1.7, 0.0)
+    propagation = Propagation(guide, known, method="amg")
+    assert len(propagation.hierarchy.levels) == 1
+    np.testing.assert_allclose(propagation.solve(values), Propagation(guide, known, method="direct").solve(values),
+                               rtol=0, atol=1e-6)
