@@ -7,7 +7,7 @@ import numpy as np
 
 from dmenet.inference.staged import StageTimer
 from dmenet.propagation.laplacian import laplacian_stencil
-from dmenet.propagation.solver import Propagation
+from dmenet.propagation.solver import Propagation, warm_up
 from dmenet.zhuo11.bilateral import sparse_bilateral
 from dmenet.zhuo11.blur_ratio import edge_blur
 from dmenet.zhuo11.edges import edge_map, grey_image
@@ -79,9 +79,12 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
     begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
 
     # The Laplacian depends on the photo only, not on the estimates: a second thread builds it while
-    # the edge stages run (NumPy releases the GIL in both).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    # the edge stages run (NumPy and the compiled kernels release the GIL); a third loads pyamg and the
+    # solver's compiled kernels, a one-off cost of a fresh process otherwise paid at the first solve.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         stencil = pool.submit(_timed, laplacian_stencil, rgb, params.LAPLACIAN_EPSILON)
+        if solver != "direct":
+            pool.submit(warm_up)
         begin("edges")
         grey = grey_image(rgb)
         edges = edge_map(grey, params)
