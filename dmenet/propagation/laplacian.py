@@ -124,13 +124,15 @@ def _add_window_affinities(guide, epsilon, diagonals):
             a, b, c_, d, e, f = a / 9.0 + epsilon, b / 9.0, c_ / 9.0, d / 9.0 + epsilon, e / 9.0, f / 9.0 + epsilon
             c11, c12, c13 = d * f - e * e, c_ * e - b * f, b * e - c_ * d
             c22, c23, c33 = a * f - c_ * c_, b * c_ - a * e, a * d - b * b
-            # 1/9 of the pair terms folded into the inverse once
-            scale = 1.0 / (9.0 * (a * c11 + b * c12 + c_ * c13))
+            inverse_det = 1.0 / (a * c11 + b * c12 + c_ * c13)
+            i11, i12, i13 = c11 * inverse_det, c12 * inverse_det, c13 * inverse_det
+            i22, i23, i33 = c22 * inverse_det, c23 * inverse_det, c33 * inverse_det
             for k in range(9):
                 red, green, blue = centred[0, k], centred[1, k], centred[2, k]
-                projected[0, k] = (c11 * red + c12 * green + c13 * blue) * scale
-                projected[1, k] = (c12 * red + c22 * green + c23 * blue) * scale
-                projected[2, k] = (c13 * red + c23 * green + c33 * blue) * scale
+                # 1/9 of the pair terms folded into the projection once
+                projected[0, k] = (i11 * red + i12 * green + i13 * blue) / 9.0
+                projected[1, k] = (i12 * red + i22 * green + i23 * blue) / 9.0
+                projected[2, k] = (i13 * red + i23 * green + i33 * blue) / 9.0
             for first in range(9):
                 ay, ax = first // 3 - 1, first % 3 - 1
                 for second in range(first, 9):

@@ -80,6 +80,10 @@ class _StencilSystem:
         self.inverse_diagonal = 1.0 / self.coefficients[:, centre]
         self.steps = stencil_kernels.offset_steps(width)
         self.hierarchy = hierarchy
+        if len(hierarchy.levels) > 1:
+            # pyamg keeps P and R = Pᵀ as 4-column blocks (BSR); as CSR their products take half the time
+            self.prolongation = scipy.sparse.csr_matrix(hierarchy.levels[0].P)
+            self.restriction = scipy.sparse.csr_matrix(hierarchy.levels[0].R)
         self.work = np.zeros(self.padded_size)
 
     @property
@@ -104,10 +108,10 @@ class _StencilSystem:
                                                from_zero=True)
         stencil_kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
         np.subtract(residual, self.work, out=self.work)
-        coarse_rhs = levels[0].R @ stencil_kernels.from_padded(self.work, self.height, self.width)
+        coarse_rhs = self.restriction @ stencil_kernels.from_padded(self.work, self.height, self.width)
         coarse_solution = np.zeros_like(coarse_rhs)
         _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
-        inside += (levels[0].P @ coarse_solution).reshape(self.height, self.width)
+        inside += (self.prolongation @ coarse_solution).reshape(self.height, self.width)
         stencil_kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out)
         return out
 
