@@ -8,7 +8,6 @@ window's mean colour and Σ its population covariance,
 A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; it is
 assembled from 81 vectorised window-pair terms straight into CSR (no 81-entries-per-window COO).
 """
-import numba
 import numpy as np
 import scipy.sparse
 
@@ -81,7 +80,9 @@ def _affinity_diagonals(guide, epsilon):
     diagonals = np.zeros((len(OFFSETS), height, width))
     if height < 3 or width < 3:
         return diagonals
-    _add_window_affinities(np.ascontiguousarray(guide), float(epsilon), diagonals)
+    from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
+
+    stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), diagonals)
     for index, (dy, dx) in enumerate(OFFSETS):
         if (dy, dx) < (0, 0):
             mirror = diagonals[OFFSETS.index((-dy, -dx))]
@@ -89,59 +90,6 @@ def _affinity_diagonals(guide, epsilon):
             diagonals[index, max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)] = \
                 mirror[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
     return diagonals
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_window_affinities(guide, epsilon, diagonals):
-    """Adds every interior 3×3 window's pair terms of non-negative offset into the diagonals.
-
-    One pass over the windows with the window's 9 colours, its inverse covariance (symmetric adjugate)
-    and its 45 pair terms in registers: the vectorised NumPy version held 27 + 9 image-sized temporaries
-    and took 4× longer.
-    """
-    height, width, _ = guide.shape
-    centred = np.empty((3, 9))
-    projected = np.empty((3, 9))
-    for cy in range(1, height - 1):
-        for cx in range(1, width - 1):
-            for c in range(3):
-                mean = 0.0
-                for k in range(9):
-                    centred[c, k] = guide[cy - 1 + k // 3, cx - 1 + k % 3, c]
-                    mean += centred[c, k]
-                mean /= 9.0
-                for k in range(9):
-                    centred[c, k] -= mean
-            a = b = c_ = d = e = f = 0.0
-            for k in range(9):
-                red, green, blue = centred[0, k], centred[1, k], centred[2, k]
-                a += red * red
-                b += red * green
-                c_ += red * blue
-                d += green * green
-                e += green * blue
-                f += blue * blue
-            a, b, c_, d, e, f = a / 9.0 + epsilon, b / 9.0, c_ / 9.0, d / 9.0 + epsilon, e / 9.0, f / 9.0 + epsilon
-            c11, c12, c13 = d * f - e * e, c_ * e - b * f, b * e - c_ * d
-            c22, c23, c33 = a * f - c_ * c_, b * c_ - a * e, a * d - b * b
-            inverse_det = 1.0 / (a * c11 + b * c12 + c_ * c13)
-            i11, i12, i13 = c11 * inverse_det, c12 * inverse_det, c13 * inverse_det
-            i22, i23, i33 = c22 * inverse_det, c23 * inverse_det, c33 * inverse_det
-            for k in range(9):
-                red, green, blue = centred[0, k], centred[1, k], centred[2, k]
-                # 1/9 of the pair terms folded into the projection once
-                projected[0, k] = (i11 * red + i12 * green + i13 * blue) / 9.0
-                projected[1, k] = (i12 * red + i22 * green + i23 * blue) / 9.0
-                projected[2, k] = (i13 * red + i23 * green + i33 * blue) / 9.0
-            for first in range(9):
-                ay, ax = first // 3 - 1, first % 3 - 1
-                for second in range(first, 9):
-                    # window pixels in raster order: second ≥ first is exactly offset ≥ (0, 0)
-                    by, bx = second // 3 - 1, second % 3 - 1
-                    affinity = (centred[0, first] * projected[0, second] + centred[1, first] * projected[1, second]
-                                + centred[2, first] * projected[2, second] + 1.0 / 9.0)
-                    tap = (by - ay + 2) * 5 + bx - ax + 2
-                    diagonals[tap, cy + ay, cx + ax] += affinity
 
 
 def stencil_to_csr(diagonals, extra_diagonal=None):
@@ -162,21 +110,7 @@ def stencil_to_csr(diagonals, extra_diagonal=None):
     np.cumsum((inside_rows[:, None] * inside_columns[None, :]).ravel(), out=indptr[1:])
     data = np.empty(int(indptr[-1]))
     columns = np.empty(int(indptr[-1]), index_type)
-    _fill_csr(np.ascontiguousarray(diagonals, np.float64), extra, data, columns)
+    from dmenet.propagation import stencil
+
+    stencil.fill_csr(np.ascontiguousarray(diagonals, np.float64), extra, data, columns)
     return scipy.sparse.csr_matrix((data, columns, indptr), shape=(count, count))
-
-
-@numba.njit(cache=True, nogil=True)
-def _fill_csr(diagonals, extra, data, columns):
-    _, height, width = diagonals.shape
-    entry = 0
-    for y in range(height):
-        for x in range(width):
-            for dy in range(-2, 3):
-                if 0 <= y + dy < height:
-                    for dx in range(-2, 3):
-                        if 0 <= x + dx < width:
-                            tap = (dy + 2) * 5 + dx + 2
-                            data[entry] = diagonals[tap, y, x] + (extra[y * width + x] if tap == 12 else 0.0)
-                            columns[entry] = (y + dy) * width + x + dx
-                            entry += 1

@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from dmenet.propagation import stencil as stencil_kernels
 from dmenet.propagation.errors import PropagationError
 from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.syndof import blas_threads
@@ -71,6 +70,8 @@ class _StencilSystem:
     """
 
     def __init__(self, stencil, data_weight, hierarchy):
+        from dmenet.propagation import stencil as stencil_kernels
+
         _, height, width = stencil.shape
         self.height, self.width = height, width
         centre = OFFSETS.index((0, 0))
@@ -78,6 +79,7 @@ class _StencilSystem:
         self.coefficients[:, centre] += data_weight.reshape(height, width)
         self.smoothing_coefficients = self.coefficients.astype(np.float32)
         self.inverse_diagonal = 1.0 / self.coefficients[:, centre]
+        self.kernels = stencil_kernels
         self.steps = stencil_kernels.offset_steps(width)
         self.hierarchy = hierarchy
         if len(hierarchy.levels) > 1:
@@ -88,31 +90,31 @@ class _StencilSystem:
 
     @property
     def padded_size(self):
-        return int(np.prod(stencil_kernels.padded_shape(self.height, self.width)))
+        return int(np.prod(self.kernels.padded_shape(self.height, self.width)))
 
     def product(self, vector, out):
         """out = A·vector (float64 coefficients) on padded vectors."""
-        return stencil_kernels.stencil_product(self.coefficients, self.steps, vector, out)
+        return self.kernels.stencil_product(self.coefficients, self.steps, vector, out)
 
     def precondition(self, residual, out):
         """out = one V-cycle from zero for A·out = residual (padded vectors); symmetric, as CG needs."""
         out[:] = 0.0
         levels = self.hierarchy.levels
-        image = out.reshape(stencil_kernels.padded_shape(self.height, self.width))
-        inside = image[stencil_kernels.PAD:-stencil_kernels.PAD, stencil_kernels.PAD:-stencil_kernels.PAD]
+        image = out.reshape(self.kernels.padded_shape(self.height, self.width))
+        inside = image[self.kernels.PAD:-self.kernels.PAD, self.kernels.PAD:-self.kernels.PAD]
         if len(levels) == 1:  # a system small enough for the coarsest solver alone
-            inside[:] = self.hierarchy.coarse_solver(levels[0].A, stencil_kernels.from_padded(residual, self.height, self.width)
+            inside[:] = self.hierarchy.coarse_solver(levels[0].A, self.kernels.from_padded(residual, self.height, self.width)
                                                      ).reshape(self.height, self.width)
             return out
-        stencil_kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
+        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
                                                from_zero=True)
-        stencil_kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
+        self.kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
         np.subtract(residual, self.work, out=self.work)
-        coarse_rhs = self.restriction @ stencil_kernels.from_padded(self.work, self.height, self.width)
+        coarse_rhs = self.restriction @ self.kernels.from_padded(self.work, self.height, self.width)
         coarse_solution = np.zeros_like(coarse_rhs)
         _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
         inside += (self.prolongation @ coarse_solution).reshape(self.height, self.width)
-        stencil_kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out)
+        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out)
         return out
 
 
@@ -133,7 +135,7 @@ def _coarse_v_cycle(hierarchy, level_index, solution, rhs):
 
 def _stencil_cg(system, rhs, tolerance):
     """Preconditioned CG on padded vectors until ‖r‖ ≤ tolerance·‖b‖ → (padded solution, iterations)."""
-    rhs = stencil_kernels.to_padded(rhs, system.height, system.width)
+    rhs = system.kernels.to_padded(rhs, system.height, system.width)
     solution = np.zeros_like(rhs)
     residual = rhs.copy()
     preconditioned = system.precondition(residual, np.zeros_like(rhs))
@@ -158,7 +160,7 @@ def _stencil_cg(system, rhs, tolerance):
 def _solve_amg(system, stencil_system, rhs, tolerance):
     """CG preconditioned by the multigrid → (solution or None when it misses the tolerance, iterations)."""
     padded, iterations = _stencil_cg(stencil_system, rhs, tolerance)
-    solution = stencil_kernels.from_padded(padded, stencil_system.height, stencil_system.width)
+    solution = stencil_system.kernels.from_padded(padded, stencil_system.height, stencil_system.width)
     residual = np.linalg.norm(rhs - system @ solution)
     if not np.isfinite(residual) or residual > 10 * tolerance * np.linalg.norm(rhs):
         # not seen on photos; a hierarchy broken by a degenerate guide must fall back, not pass silently
