@@ -87,6 +87,7 @@ class _StencilSystem:
             self.prolongation = scipy.sparse.csr_matrix(hierarchy.levels[0].P)
             self.restriction = scipy.sparse.csr_matrix(hierarchy.levels[0].R)
         self.work = np.zeros(self.padded_size)
+        self.sweep_work = np.empty((height, width))
 
     @property
     def padded_size(self):
@@ -107,14 +108,15 @@ class _StencilSystem:
                                                      ).reshape(self.height, self.width)
             return out
         self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
-                                               from_zero=True)
+                                             from_zero=True, work=self.sweep_work)
         self.kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
         np.subtract(residual, self.work, out=self.work)
         coarse_rhs = self.restriction @ self.kernels.from_padded(self.work, self.height, self.width)
         coarse_solution = np.zeros_like(coarse_rhs)
         _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
         inside += (self.prolongation @ coarse_solution).reshape(self.height, self.width)
-        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out)
+        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
+                                             work=self.sweep_work)
         return out
 
 
