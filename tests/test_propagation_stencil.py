@@ -5,6 +5,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from dmenet.propagation import stencil as kernels
+from dmenet.propagation.errors import PropagationError
 from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.propagation.solver import Propagation
 
@@ -102,3 +103,14 @@ def test_tiny_system_is_solved_by_the_coarsest_solver_alone():
     assert len(propagation.hierarchy.levels) == 1
     np.testing.assert_allclose(propagation.solve(values), Propagation(guide, known, method="direct").solve(values),
                                rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 1000), (1, 50)])
+def test_guide_without_a_window_or_with_nan_is_one_clear_error(shape):
+    # no 3×3 window: L = 0 and the unknown pixels are undetermined (the direct fallback would fail)
+    with pytest.raises(PropagationError, match="at least 3×3"):
+        Propagation(np.full((*shape, 3), 0.5), np.ones(shape, bool))
+    guide = np.full((8, 9, 3), 0.5)
+    guide[2, 3, 1] = np.nan
+    with pytest.raises(PropagationError, match="NaN"):
+        Propagation(guide, np.ones((8, 9), bool))

@@ -75,7 +75,7 @@ class _StencilSystem:
         _, height, width = stencil.shape
         self.height, self.width = height, width
         centre = OFFSETS.index((0, 0))
-        self.coefficients = np.ascontiguousarray(np.moveaxis(stencil, 0, 1))
+        self.coefficients = np.ascontiguousarray(np.moveaxis(np.asarray(stencil, np.float64), 0, 1))
         self.coefficients[:, centre] += data_weight.reshape(height, width)
         self.smoothing_coefficients = self.coefficients.astype(np.float32)
         self.inverse_diagonal = 1.0 / self.coefficients[:, centre]
@@ -218,6 +218,11 @@ class Propagation:
         if known.shape != guide.shape[:2]:
             raise PropagationError(
                 f"propagate: known_mask must be {guide.shape[0]}×{guide.shape[1]} like the guide, got {known.shape}")
+        if min(guide.shape[:2]) < 3:
+            # without a 3×3 window the Laplacian is zero and the unknown pixels are undetermined
+            raise PropagationError(f"propagate: the guide must be at least 3×3 pixels, got {guide.shape[0]}×{guide.shape[1]}")
+        if not np.isfinite(guide).all():
+            raise PropagationError("propagate: the guide has NaN or infinite values")
         if not known.any():
             raise PropagationError("propagate: known_mask has no known pixel; there is nothing to propagate")
         if not lam > 0:
