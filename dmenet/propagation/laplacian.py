@@ -5,15 +5,15 @@ window's mean colour and Σ its population covariance,
     A_ij += (1 + (I_i − μ)ᵀ (Σ + ε·E₃)⁻¹ (I_j − μ)) / 9   for all i, j in the window
 (ε added as is, not ε/9), and L = diag(rowsum A) − A. Both methods then solve (L + λ·D) x = λ·D s with D = diag(known) (``dmenet.propagation.solver``).
 
-A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; it is
-assembled from 81 vectorised window-pair terms straight into CSR (no 81-entries-per-window COO).
+A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; one compiled
+pass over the windows sums their pair terms into those diagonals (``stencil.add_window_affinities``),
+and a second writes them as CSR (no 81-entries-per-window COO).
 """
 import numpy as np
 import scipy.sparse
 
 from dmenet.propagation.errors import PropagationError
 
-_WINDOW = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
 _CENTRE = OFFSETS.index((0, 0))
 
