@@ -176,9 +176,9 @@ def main(argv=None):
     if args.sigma_maps is not None:
         return _apply_to_sigma_maps(args, output_options)
     quiet_start(args.verbose)
+    from dmenet.api import load_predictor
     from dmenet.cli.runtime import cpu_description, device_description
     from dmenet.inference.batch import collect_inputs, run_inference
-    from dmenet.inference.tiling import DefocusPredictor
     from dmenet.weights.checkpoints import convert_official
     from dmenet.weights.pretrained import WeightsMismatchError, WeightsUnavailableError
 
@@ -199,24 +199,14 @@ def main(argv=None):
             print(f"warning: {line}", file=sys.stderr)
         if not paths:
             return _error("none of the inputs is an image file; pass photos (.jpg, .png, …) or folders holding them")
-        if args.method == "zhuo11":
-            from dmenet.api import load_predictor
-
-            predictor = load_predictor("zhuo11", args.weights, max_side=args.max_side, **zhuo11_options(args))
-        elif args.method == "park17":
-            from dmenet.park17.predictor import Park17Predictor
-
-            predictor = Park17Predictor.from_weights(args.weights, precision=args.precision, max_side=args.max_side)
-        else:
-            predictor = DefocusPredictor.from_weights(
-                args.weights, precision=args.precision, max_side=args.max_side,
-                tile=args.tile, margin=args.margin, tile_batch=args.tile_batch, xla=args.xla,
-            )
+        method_options = {
+            "zhuo11": zhuo11_options(args), "park17": {},
+            "dmenet": {"tile": args.tile, "margin": args.margin, "tile_batch": args.tile_batch, "xla": args.xla},
+        }[args.method]
+        predictor = load_predictor(args.method, args.weights, precision=args.precision, max_side=args.max_side, **method_options)
         companion = None
         if args.compare_park17 is not None:
-            from dmenet.park17.predictor import Park17Predictor
-
-            companion = Park17Predictor.from_weights(args.compare_park17 or None, precision=args.precision, max_side=args.max_side)
+            companion = load_predictor("park17", args.compare_park17 or None, precision=args.precision, max_side=args.max_side)
     except (WeightsUnavailableError, WeightsMismatchError, ValueError, OSError) as error:
         return _error(error)
     compiled = f"; XLA ({predictor.xla_reason})" if predictor.xla else ""
