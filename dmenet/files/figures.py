@@ -4,12 +4,34 @@ Figures are ``matplotlib.figure.Figure`` objects rendered straight to files, nev
 backend is selected and no global matplotlib state changes, so the library can be used inside
 notebooks and GUIs.
 """
+import functools
+import threading
+
 import numpy as np
 
 from dmenet.files.images import atomic_path
 
 COLORMAP = "inferno"
 MAX_FIGURE_PIXELS = 1600  # long side of a panel; the lossless σ map keeps full resolution
+
+
+def _load_figure_code():
+    import matplotlib.backends.backend_agg  # noqa: F401  (what savefig renders PNG with)
+    import matplotlib.figure  # noqa: F401
+
+
+@functools.cache
+def prefetch():
+    """Start importing matplotlib in a background thread, once per process.
+
+    Importing it takes ~0.3 s of Python; a caller that will draw later starts it while its own work
+    runs outside the interpreter (the propagation's compiled kernels, TensorFlow), so the first
+    picture does not wait for it. A picture drawn before it finishes simply waits for the import.
+
+    Example:
+        >>> prefetch()  # … a long computation …; then save_sigma_colormap(...)
+    """
+    threading.Thread(target=_load_figure_code, name="dmenet-figure-import", daemon=True).start()
 
 
 def new_figure(nrows=1, ncols=1, figsize=None, dpi=100, **subplot_options):

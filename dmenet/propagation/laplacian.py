@@ -5,9 +5,10 @@ window's mean colour and Σ its population covariance,
     A_ij += (1 + (I_i − μ)ᵀ (Σ + ε·E₃)⁻¹ (I_j − μ)) / 9   for all i, j in the window
 (ε added as is, not ε/9), and L = diag(rowsum A) − A. Both methods then solve (L + λ·D) x = λ·D s with D = diag(known) (``dmenet.propagation.solver``).
 
-A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; one compiled
-pass over the windows sums their pair terms into those diagonals (``stencil.add_window_affinities``),
-and a second writes them as CSR (no 81-entries-per-window COO).
+A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals, kept as 25 taps
+per pixel; one compiled pass over the windows sums their pair terms into those taps
+(``stencil.add_window_affinities``), and another writes them as CSR when a direct solver needs it
+(no 81-entries-per-window COO).
 """
 import numpy as np
 import scipy.sparse
@@ -15,7 +16,6 @@ import scipy.sparse
 from dmenet.propagation.errors import PropagationError
 
 OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
-_CENTRE = OFFSETS.index((0, 0))
 
 
 def matting_laplacian(guide_rgb, epsilon=1e-5):
@@ -40,23 +40,30 @@ def matting_laplacian(guide_rgb, epsilon=1e-5):
 
 
 def laplacian_stencil(guide_rgb, epsilon):
-    """L as 25 stencil diagonals: out[o][y, x] = L[(y, x), (y, x) + offset o], offsets in ``OFFSETS`` order.
+    """L as 25 stencil taps per pixel: out[y, o, x] = L[(y, x), (y, x) + offset o], offsets in ``OFFSETS`` order.
 
-    Depends on the guide only, so it can be built before the known pixels are.
+    Pixel-major ("stencil rows"): one pixel row's 25 taps lie together, as the solver's kernels read
+    them. Depends on the guide only, so it can be built before the known pixels are.
 
     Args:
         guide_rgb: H×W×3 guide.
         epsilon: covariance regulariser.
 
     Returns:
-        25×H×W float64 array.
+        H×25×W float64 array (taps pointing off the image are 0).
     """
     guide = np.asarray(guide_rgb, dtype=np.float64)
-    diagonals = _affinity_diagonals(guide, epsilon)
-    row_sums = diagonals.sum(axis=0)
-    np.negative(diagonals, out=diagonals)
-    diagonals[_CENTRE] += row_sums
-    return diagonals
+    height, width, _ = guide.shape
+    rows = np.zeros((height, len(OFFSETS), width))
+    if height < 3 or width < 3:
+        return rows
+    from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
+
+    # one compiled pass sums every window's pair terms of non-negative offset (A is symmetric) …
+    stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), rows)
+    # … and a second mirrors them to the negative offsets and makes L = diag(row sums) − A
+    stencil.affinities_to_laplacian(rows)
+    return rows
 
 
 def laplacian_csr(guide, epsilon, extra_diagonal=None):
@@ -70,36 +77,14 @@ def laplacian_csr(guide, epsilon, extra_diagonal=None):
     return stencil_to_csr(laplacian_stencil(guide, epsilon), extra_diagonal)
 
 
-def _affinity_diagonals(guide, epsilon):
-    """A as 25 stencil diagonals: out[o][y, x] = A[(y, x), (y, x) + offset o].
-
-    A is symmetric, so only the window pairs of non-negative offset (and the centre) are summed; each
-    negative-offset diagonal is the matching positive one shifted: A[p, p − o] = A[p − o, p].
-    """
-    height, width, _ = guide.shape
-    diagonals = np.zeros((len(OFFSETS), height, width))
-    if height < 3 or width < 3:
-        return diagonals
-    from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
-
-    stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), diagonals)
-    for index, (dy, dx) in enumerate(OFFSETS):
-        if (dy, dx) < (0, 0):
-            mirror = diagonals[OFFSETS.index((-dy, -dx))]
-            # A[p, p + o] = A[p + o, p] = mirror at pixel p + o (o negative)
-            diagonals[index, max(0, -dy):height + min(0, -dy), max(0, -dx):width + min(0, -dx)] = \
-                mirror[max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
-    return diagonals
-
-
-def stencil_to_csr(diagonals, extra_diagonal=None):
-    """CSR from the 25 stencil diagonals (+ diag(extra_diagonal)), dropping entries whose column falls off the image.
+def stencil_to_csr(rows, extra_diagonal=None):
+    """CSR from the H×25×W stencil rows (+ diag(extra_diagonal)), dropping entries whose column falls off the image.
 
     Args:
-        diagonals: 25×H×W from ``laplacian_stencil`` (not modified).
+        rows: H×25×W from ``laplacian_stencil`` (not modified).
         extra_diagonal: H·W values added to the diagonal, or None.
     """
-    _, height, width = diagonals.shape
+    height, _, width = rows.shape
     count = height * width
     index_type = np.int32 if count * len(OFFSETS) < 2 ** 31 else np.int64
     extra = np.zeros(count) if extra_diagonal is None else np.asarray(extra_diagonal, np.float64).ravel()
@@ -112,5 +97,5 @@ def stencil_to_csr(diagonals, extra_diagonal=None):
     columns = np.empty(int(indptr[-1]), index_type)
     from dmenet.propagation import stencil
 
-    stencil.fill_csr(np.ascontiguousarray(diagonals, np.float64), extra, data, columns)
+    stencil.fill_csr(np.ascontiguousarray(rows, np.float64), extra, data, columns)
     return scipy.sparse.csr_matrix((data, columns, indptr), shape=(count, count))

@@ -15,77 +15,69 @@ import scipy.sparse.linalg
 
 from dmenet.propagation.errors import PropagationError
 from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.rows import RowRunner
 from dmenet.syndof import blas_threads
 
-_AGGREGATE_BLOCK = 8
 _AMG_MAX_COARSE = 500
 _AMG_MAX_ITERATIONS = 500
 DEFAULT_TOLERANCE = 1e-6
 METHODS = ("auto", "amg", "direct")
 
 
-def _block_aggregates(height, width, block):
-    """Pixel → aggregate map of square block×block tiles (the first coarsening of the AMG hierarchy)."""
-    block_rows = np.arange(height) // block
-    block_cols = np.arange(width) // block
-    aggregate = (block_rows[:, None] * ((width + block - 1) // block) + block_cols[None, :]).ravel()
-    count = height * width
-    return scipy.sparse.csr_matrix((np.ones(count), (np.arange(count), aggregate)))
+def _coarse_hierarchy(operator, candidates):
+    """pyamg's smoothed aggregation below the tile level, with the tiles' coarse candidates.
 
-
-def _amg_hierarchy(system, guide):
-    """Smoothed-aggregation AMG for the system, whose near-null space is {1, R, G, B}.
-
-    Every window term of the matting Laplacian vanishes on a·I + b (that is what it is built for), so
-    the constant and the three colour channels are the smooth error that aggregation with constants
-    only misses. Measured on Park'17's sample_0001 at rtol 1e-6: 27 CG iterations (Zhuo & Sim's
-    ε = 1e-7 systems: ~45 at 1e-4, docs/zhuo11.md, where the variants tried are listed), against 60 with pyamg's
-    default SA and ~2400 for Jacobi-preconditioned CG. The first coarsening uses 8×8 pixel tiles: pyamg's own aggregation of this
-    25-point stencil makes 5×5 aggregates whose 4-candidate coarse operator is 2/3 the size of the
-    fine one, which costs more than it saves. The Jacobi prolongation smoother is weighted by a
-    local bound instead of an estimated spectral radius (that estimate was half of the setup time).
+    The first coarsening (8×8 pixel tiles, near-null space {1, R, G, B}) is ``aggregation``'s: every
+    window term of the matting Laplacian vanishes on a·I + b, so the constant and the colour channels
+    are the smooth error that aggregation with constants only misses. Measured on Park'17's
+    sample_0001 at rtol 1e-6: 27 CG iterations (Zhuo & Sim's ε = 1e-7 systems: ~45 at 1e-4,
+    docs/zhuo11.md, where the variants tried are listed), against 60 with pyamg's default SA and ~2400
+    for Jacobi-preconditioned CG. Below the tiles pyamg aggregates as usual, with the same Jacobi
+    weighting by each row's absolute sum ("local") instead of an estimated spectral radius.
     """
     import pyamg
 
-    height, width = guide.shape[:2]
-    candidates = np.column_stack([np.ones(system.shape[0]), guide.reshape(-1, 3)])
     return pyamg.smoothed_aggregation_solver(
-        system, B=candidates, improve_candidates=None,
-        strength=[None] + ["symmetric"] * 20,
-        aggregate=[("predefined", {"AggOp": _block_aggregates(height, width, _AGGREGATE_BLOCK)})]
-        + ["standard"] * 20,
+        operator, B=candidates, improve_candidates=None, strength="symmetric", aggregate="standard",
         smooth=("jacobi", {"omega": 4.0 / 3.0, "degree": 1, "weighting": "local"}),
         max_coarse=_AMG_MAX_COARSE, coarse_solver="splu")
 
 
 class _StencilSystem:
-    """The fine level of the system as stencil rows, and the V-cycle whose fine level runs on them.
+    """The system as stencil rows, and the multigrid V-cycle that preconditions CG on it.
 
-    The fine level is 91 % of the hierarchy's non-zeros and took most of each pyamg V-cycle. Here its
-    two symmetric Gauss–Seidel sweeps and its residual run as compiled stencil kernels
-    (``dmenet.propagation.stencil``) on float32 coefficients: half the bytes of float64 and a third of
-    CSR's, and only a preconditioner (CG's own products use the float64 coefficients, so the solution
-    is the float64 system's). The coarse levels stay pyamg's. Measured on a 640×427 Zhuo & Sim system:
-    the same 45 iterations and the same error as pyamg's V-cycle, 2.2× less time (docs/zhuo11.md).
+    The fine level is a 25-point stencil: its two symmetric Gauss–Seidel sweeps and its residual run
+    as compiled stencil kernels (``dmenet.propagation.stencil``) on float32 coefficients, half the
+    bytes of float64 and a third of CSR's, and only a preconditioner (CG's own products use the
+    float64 coefficients, so the solution is the float64 system's). The first coarsening, its
+    restriction and prolongation are tile kernels (``dmenet.propagation.aggregation``); the levels
+    below are pyamg's. A system of at most 500 pixels is solved by a sparse LU instead.
     """
 
-    def __init__(self, stencil, data_weight, hierarchy):
+    def __init__(self, coefficients, guide, csr, run_rows):
+        from dmenet.propagation import aggregation
         from dmenet.propagation import stencil as stencil_kernels
 
-        _, height, width = stencil.shape
+        height, _, width = coefficients.shape
         self.height, self.width = height, width
-        centre = OFFSETS.index((0, 0))
-        self.coefficients = np.ascontiguousarray(np.moveaxis(np.asarray(stencil, np.float64), 0, 1))
-        self.coefficients[:, centre] += data_weight.reshape(height, width)
-        self.smoothing_coefficients = self.coefficients.astype(np.float32)
-        self.inverse_diagonal = 1.0 / self.coefficients[:, centre]
-        self.kernels = stencil_kernels
+        self.run_rows = run_rows
+        self.coefficients = coefficients
+        self.smoothing_coefficients = np.empty(coefficients.shape, np.float32)
+        self.inverse_diagonal, absolute_sum = np.empty((height, width)), np.empty((height, width))
+        run_rows(lambda first, last: stencil_kernels.smoothing_rows(coefficients, first, last, self.smoothing_coefficients,
+                                                                    self.inverse_diagonal, absolute_sum), height)
+        self.kernels, self.aggregation = stencil_kernels, aggregation
         self.steps = stencil_kernels.offset_steps(width)
-        self.hierarchy = hierarchy
-        if len(hierarchy.levels) > 1:
-            # pyamg keeps P and R = Pᵀ as 4-column blocks (BSR); as CSR their products take half the time
-            self.prolongation = scipy.sparse.csr_matrix(hierarchy.levels[0].P)
-            self.restriction = scipy.sparse.csr_matrix(hierarchy.levels[0].R)
+        self.direct_factor = self.hierarchy = None
+        if height * width <= _AMG_MAX_COARSE:
+            self.direct_factor = _factorise(csr())
+            self.levels = 1
+        else:
+            prolongator, operator, candidates = aggregation.first_coarsening(self.coefficients, absolute_sum, guide, run_rows)
+            self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
+            self.hierarchy = _coarse_hierarchy(operator, candidates)
+            self.levels = 1 + len(self.hierarchy.levels)
+            self.coarse_size = operator.shape[0]
         self.work = np.zeros(self.padded_size)
         self.sweep_work = np.empty((height, width))
 
@@ -95,28 +87,29 @@ class _StencilSystem:
 
     def product(self, vector, out):
         """out = A·vector (float64 coefficients) on padded vectors."""
-        return self.kernels.stencil_product(self.coefficients, self.steps, vector, out)
+        return self.kernels.stencil_product(self.coefficients, self.steps, vector, out, self.run_rows)
 
     def precondition(self, residual, out):
         """out = one V-cycle from zero for A·out = residual (padded vectors); symmetric, as CG needs."""
         out[:] = 0.0
-        levels = self.hierarchy.levels
-        image = out.reshape(self.kernels.padded_shape(self.height, self.width))
-        inside = image[self.kernels.PAD:-self.kernels.PAD, self.kernels.PAD:-self.kernels.PAD]
-        if len(levels) == 1:  # a system small enough for the coarsest solver alone
-            inside[:] = self.hierarchy.coarse_solver(levels[0].A, self.kernels.from_padded(residual, self.height, self.width)
-                                                     ).reshape(self.height, self.width)
+        kernels, height, width = self.kernels, self.height, self.width
+        image = out.reshape(kernels.padded_shape(height, width))
+        inside = image[kernels.PAD:-kernels.PAD, kernels.PAD:-kernels.PAD]
+        if self.direct_factor is not None:  # a system small enough for a direct solve
+            inside[:] = self.direct_factor.solve(kernels.from_padded(residual, height, width)).reshape(height, width)
             return out
-        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
-                                             from_zero=True, work=self.sweep_work)
-        self.kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work)
+        kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
+                                       from_zero=True, work=self.sweep_work)
+        kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work, self.run_rows)
         np.subtract(residual, self.work, out=self.work)
-        coarse_rhs = self.restriction @ self.kernels.from_padded(self.work, self.height, self.width)
+        coarse_rhs = np.empty(self.coarse_size)
+        tiles, restrict = self.tile_prolongator, self.aggregation.restrict
+        self.run_rows(lambda first, last: restrict(tiles, height, width, self.work, first, last, coarse_rhs), tiles.shape[0])
         coarse_solution = np.zeros_like(coarse_rhs)
-        _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
-        inside += (self.prolongation @ coarse_solution).reshape(self.height, self.width)
-        self.kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
-                                             work=self.sweep_work)
+        _coarse_v_cycle(self.hierarchy, 0, coarse_solution, coarse_rhs)
+        self.aggregation.prolong(tiles, height, width, coarse_solution, out, self.run_rows)
+        kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
+                                       work=self.sweep_work)
         return out
 
 
@@ -159,15 +152,22 @@ def _stencil_cg(system, rhs, tolerance):
     return solution, iterations
 
 
-def _solve_amg(system, stencil_system, rhs, tolerance):
+def _solve_amg(stencil_system, rhs, tolerance):
     """CG preconditioned by the multigrid → (solution or None when it misses the tolerance, iterations)."""
     padded, iterations = _stencil_cg(stencil_system, rhs, tolerance)
-    solution = stencil_system.kernels.from_padded(padded, stencil_system.height, stencil_system.width)
-    residual = np.linalg.norm(rhs - system @ solution)
+    height, width = stencil_system.height, stencil_system.width
+    product = stencil_system.product(padded, np.zeros_like(padded))
+    solution = stencil_system.kernels.from_padded(padded, height, width)
+    residual = np.linalg.norm(rhs - stencil_system.kernels.from_padded(product, height, width))
     if not np.isfinite(residual) or residual > 10 * tolerance * np.linalg.norm(rhs):
         # not seen on photos; a hierarchy broken by a degenerate guide must fall back, not pass silently
         return None, iterations
     return solution, iterations
+
+
+def _factorise(system):
+    return scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(system), permc_spec="MMD_AT_PLUS_A",
+                                    diag_pivot_thresh=0.0, options={"SymmetricMode": True})
 
 
 def solve_direct(system, rhs):
@@ -180,9 +180,7 @@ def solve_direct(system, rhs):
     Returns:
         N-vector float64.
     """
-    factor = scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(system), permc_spec="MMD_AT_PLUS_A",
-                                      diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-    return factor.solve(np.asarray(rhs, np.float64))
+    return _factorise(system).solve(np.asarray(rhs, np.float64))
 
 
 class Propagation:
@@ -201,6 +199,9 @@ class Propagation:
         method: "amg" (CG preconditioned by pyamg smoothed-aggregation multigrid), "direct" (sparse LU,
             the reference: exact, but 15–60 s at 640×480) or "auto" (amg when pyamg is installed).
         stencil: ``laplacian_stencil(guide_rgb, epsilon)`` when already built.
+        overwrite_stencil: the given stencil may become the system's rows (saves a 55 MB copy at 640×427).
+        threads: threads the multigrid's set-up and the solve's products may use (None: the
+            available cores, at most 4; the result does not depend on it).
 
     Example:
         >>> guide = np.random.default_rng(0).random((20, 30, 3))
@@ -210,7 +211,8 @@ class Propagation:
         True
     """
 
-    def __init__(self, guide_rgb, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto", stencil=None):
+    def __init__(self, guide_rgb, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto", stencil=None,
+                 overwrite_stencil=False, threads=None):
         guide = np.asarray(guide_rgb, dtype=np.float64)
         known = np.asarray(known_mask, dtype=bool)
         if guide.ndim != 3 or guide.shape[2] != 3:
@@ -243,18 +245,31 @@ class Propagation:
         self.shape, self.tolerance, self.method = guide.shape[:2], tolerance, method
         self.data_weight = lam * known.ravel()
         if stencil is None:
-            stencil = laplacian_stencil(guide, epsilon)
-        elif np.shape(stencil) != (25, *self.shape):
-            raise PropagationError(f"propagate: stencil must be 25×{self.shape[0]}×{self.shape[1]}, got {np.shape(stencil)}")
-        self.system = stencil_to_csr(stencil, extra_diagonal=self.data_weight)
-        self.hierarchy = self.stencil_system = None
+            stencil, overwrite_stencil = laplacian_stencil(guide, epsilon), True
+        elif np.shape(stencil) != (self.shape[0], 25, self.shape[1]):
+            raise PropagationError(f"propagate: stencil must be {self.shape[0]}×25×{self.shape[1]}, got {np.shape(stencil)}")
+        # the system's rows: L's plus λ·D on the centre tap (in the stencil's own memory when it may be
+        # overwritten: fresh 55 MB arrays cost more in page faults than the addition)
+        self.rows = stencil if overwrite_stencil and stencil.dtype == np.float64 and stencil.flags.c_contiguous \
+            else np.array(stencil, np.float64)
+        self.rows[:, OFFSETS.index((0, 0))] += self.data_weight.reshape(self.shape)
+        self.stencil_system = None
         if method == "amg":
             import pyamg  # noqa: F401  (loads SciPy's BLAS before the thread limit looks for it)
 
             with blas_threads.limited():
-                self.hierarchy = _amg_hierarchy(self.system, guide)
-            self.stencil_system = _StencilSystem(stencil, self.data_weight, self.hierarchy)
+                self.stencil_system = _StencilSystem(self.rows, guide, lambda: self.system, RowRunner(threads))
         self.iterations = None
+
+    @functools.cached_property
+    def system(self):
+        """(L + λ·D) as a SciPy CSR matrix (the direct solver's input; the iterative one works on the stencil)."""
+        return stencil_to_csr(self.rows)
+
+    @property
+    def levels(self):
+        """Levels of the multigrid hierarchy (fine grid included), or 0 for the direct solver."""
+        return 0 if self.stencil_system is None else self.stencil_system.levels
 
     def solve(self, sparse_values):
         """H×W float32 dense map x for the sparse estimates s (only known pixels are read)."""
@@ -264,11 +279,11 @@ class Propagation:
                 f"propagate: sparse_values must be {self.shape[0]}×{self.shape[1]} like the guide, got {values.shape}")
         rhs = self.data_weight * values.ravel()
         solution = None
-        if self.hierarchy is not None:
+        if self.stencil_system is not None:
             # CG's vector products and the coarsest solve are tiny BLAS calls: on a busy machine a woken
             # BLAS thread pool made the solve 3.5× slower in CPU time (21.8 s against 6.1 s measured)
             with blas_threads.limited():
-                solution, self.iterations = _solve_amg(self.system, self.stencil_system, rhs, self.tolerance)
+                solution, self.iterations = _solve_amg(self.stencil_system, rhs, self.tolerance)
             if solution is None:
                 warnings.warn("propagate: AMG-preconditioned CG did not reach the tolerance; solving directly",
                               RuntimeWarning, stacklevel=2)
@@ -292,7 +307,7 @@ def warm_up():
     guide = np.stack([rows, columns, np.sin(7 * rows * columns)], axis=-1)
     known = np.zeros((40, 50), bool)
     known[::5, ::5] = True
-    # 40×50 is just large enough for a two-level hierarchy, so every kernel runs once
+    # 40×50 is above the direct-solve size, so the tile kernels and pyamg run once
     Propagation(guide, known).solve(np.where(known, 1.0, 0.0))
 
 

@@ -40,11 +40,11 @@ def from_padded(padded, height, width):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _stencil_product(coefficients, steps, vector, out):
-    height, taps, width = coefficients.shape
+def _stencil_product(coefficients, steps, vector, out, first_row, last_row):
+    _, taps, width = coefficients.shape
     padded_width = width + 2 * PAD
     row = np.empty(width)
-    for y in range(height):
+    for y in range(first_row, last_row):
         base = (y + PAD) * padded_width + PAD
         row[:] = 0.0
         # tap outer, pixel inner over row views (indices provably ≥ 0): contiguous, so the loop vectorises
@@ -58,15 +58,20 @@ def _stencil_product(coefficients, steps, vector, out):
             target[x] = row[x]
 
 
-def stencil_product(coefficients, steps, vector, out):
+def stencil_product(coefficients, steps, vector, out, run_rows=None):
     """out = A·vector on padded vectors (out's padding is left untouched: keep it zero).
 
     Args:
-        coefficients: H×25×W stencil coefficients, A[p, p + offset] per pixel (``pixel_rows`` of the ``laplacian_stencil``).
+        coefficients: H×25×W stencil coefficients, A[p, p + offset] per pixel (as ``laplacian_stencil`` gives them).
         steps: ``offset_steps(W)``.
         vector, out: flat padded float64 vectors (``to_padded``).
+        run_rows: ``dmenet.propagation.rows.RowRunner`` to share the rows between threads (None: this thread).
     """
-    _stencil_product(coefficients, steps, vector, out)
+    height = coefficients.shape[0]
+    if run_rows is None:
+        _stencil_product(coefficients, steps, vector, out, 0, height)
+    else:
+        run_rows(lambda first, last: _stencil_product(coefficients, steps, vector, out, first, last), height)
     return out
 
 
@@ -142,8 +147,8 @@ assert OFFSETS[10:15] == [(0, -2), (0, -1), (0, 0), (0, 1), (0, 2)]  # the tap n
 
 
 @numba.njit(cache=True, nogil=True)
-def add_window_affinities(guide, epsilon, diagonals):
-    """Adds every interior 3×3 window's pair terms of non-negative offset into the diagonals.
+def add_window_affinities(guide, epsilon, rows):
+    """Adds every interior 3×3 window's pair terms of non-negative offset into the H×25×W stencil rows.
 
     One pass over the windows with the window's 9 colours, its inverse covariance (symmetric adjugate)
     and its 45 pair terms in registers: the vectorised NumPy version held 27 + 9 image-sized temporaries
@@ -191,13 +196,56 @@ def add_window_affinities(guide, epsilon, diagonals):
                     affinity = (centred[0, first] * projected[0, second] + centred[1, first] * projected[1, second]
                                 + centred[2, first] * projected[2, second] + 1.0 / 9.0)
                     tap = (by - ay + 2) * 5 + bx - ax + 2
-                    diagonals[tap, cy + ay, cx + ax] += affinity
+                    rows[cy + ay, tap, cx + ax] += affinity
 
 
 @numba.njit(cache=True, nogil=True)
-def fill_csr(diagonals, extra, data, columns):
-    """CSR data and column indices of the 25 stencil diagonals (+ extra on the diagonal), row by row (``laplacian.stencil_to_csr``)."""
-    _, height, width = diagonals.shape
+def affinities_to_laplacian(rows):
+    """In place: the affinity taps of non-negative offset (``add_window_affinities``) → L = diag(Σ A) − A.
+
+    A is symmetric, so a negative-offset tap is the matching positive one of the pixel it points to:
+    A[p, p + o] = A[p + o, p].
+    """
+    height, taps, width = rows.shape
+    centre = taps // 2
+    for y in range(height):
+        for tap in range(centre):  # negative offsets: read from the rows above or pixels to the left
+            dy, dx = tap // 5 - 2, tap % 5 - 2
+            if 0 <= y + dy:
+                for x in range(max(0, -dx), min(width, width - dx)):
+                    rows[y, tap, x] = rows[y + dy, taps - 1 - tap, x + dx]
+    for y in range(height):
+        for x in range(width):
+            total = 0.0
+            for tap in range(taps):
+                total += rows[y, tap, x]
+            for tap in range(taps):
+                rows[y, tap, x] = -rows[y, tap, x]
+            rows[y, centre, x] += total
+
+
+@numba.njit(cache=True, nogil=True)
+def smoothing_rows(coefficients, first_row, last_row, smoothing_coefficients, inverse_diagonal, absolute_sum):
+    """For image rows first_row … last_row − 1: the coefficients in float32 (the smoother's), 1 / diagonal,
+    and each row's absolute sum (the prolongator's Jacobi weights)."""
+    _, taps, width = coefficients.shape
+    centre = taps // 2
+    for y in range(first_row, last_row):
+        for tap in range(taps):
+            for x in range(width):
+                smoothing_coefficients[y, tap, x] = coefficients[y, tap, x]
+        for x in range(width):
+            inverse_diagonal[y, x] = 1.0 / coefficients[y, centre, x]
+            total = 0.0
+            for tap in range(taps):
+                total += abs(coefficients[y, tap, x])
+            absolute_sum[y, x] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_csr(rows, extra, data, columns):
+    """CSR data and column indices of the H×25×W stencil rows (+ extra on the diagonal), row by row (``laplacian.stencil_to_csr``)."""
+    height, _, width = rows.shape
     entry = 0
     for y in range(height):
         for x in range(width):
@@ -206,6 +254,6 @@ def fill_csr(diagonals, extra, data, columns):
                     for dx in range(-2, 3):
                         if 0 <= x + dx < width:
                             tap = (dy + 2) * 5 + dx + 2
-                            data[entry] = diagonals[tap, y, x] + (extra[y * width + x] if tap == 12 else 0.0)
+                            data[entry] = rows[y, tap, x] + (extra[y * width + x] if tap == 12 else 0.0)
                             columns[entry] = (y + dy) * width + x + dx
                             entry += 1

@@ -103,7 +103,7 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
     begin("propagation_setup")
     tolerance = params.PROPAGATION_TOLERANCE if tolerance is None else tolerance
     propagation = Propagation(rgb, known, lam=params.lam, epsilon=params.LAPLACIAN_EPSILON, tolerance=tolerance,
-                              method=solver, stencil=laplacian)
+                              method=solver, stencil=laplacian, overwrite_stencil=True)
     end("propagation_setup")
     begin("propagation_solve")
     sigma = propagation.solve(sparse)

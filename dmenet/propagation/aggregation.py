@@ -1,0 +1,283 @@
+"""The multigrid's first coarsening, built on the pixel grid: 8×8 tiles, near-null space {1, R, G, B}.
+
+It is smoothed aggregation as pyamg builds it with predefined aggregates (the previous set-up here):
+  * T, the tentative prolongator: on every tile the four candidates (1, R, G, B of the guide) made
+    orthonormal by modified Gram–Schmidt; a candidate that is (almost) a combination of the earlier
+    ones on a tile, as on a flat patch of sky, is dropped there (pyamg's ``fit_candidates``, tol 1e-10);
+  * P = (I − ω D⁻¹ A) T, with D the rows' absolute sums (pyamg's "local" Jacobi weighting), ω = 4/3;
+  * A_c = Pᵀ A P, the coarse operator, and the tiles' Gram–Schmidt factors as its candidates.
+Because a tile is 8×8 and the stencil reaches 2 pixels, every tile's P lives on the 12×12 pixels
+around it and couples only with its 8 neighbour tiles, so P is stored per tile as a dense 12×12×4
+block (candidate-major) and A_c as a 3×3 stencil of 4×4 blocks: no sparse matrix products, which took 0.4 s of the
+0.5 s set-up of a 640×427 photo. Restriction (Pᵀ) and prolongation (P) are compiled kernels on
+these blocks, and every kernel works on a range of rows so that two threads can share the work.
+"""
+import numba
+import numpy as np
+import scipy.sparse
+
+from dmenet.propagation.stencil import PAD
+
+TILE = 8
+REACH = 2  # pixels the stencil (and so P) reaches beyond a tile on every side
+SPAN = TILE + 2 * REACH  # side of the pixels a tile's prolongator covers
+CANDIDATES = 4  # 1, R, G, B
+OMEGA = 4.0 / 3.0
+DROP_TOLERANCE = 1e-10
+
+
+def tile_grid(height, width):
+    """(tile rows, tile columns) of an image: partial tiles at the bottom and right edges."""
+    return -(-height // TILE), -(-width // TILE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tentative(guide, first_row, last_row, basis, factors):
+    """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile)."""
+    height, width, _ = guide.shape
+    tile_columns = basis.shape[1]
+    columns = np.empty((CANDIDATES, TILE * TILE))
+    for by in range(first_row, last_row):
+        for bx in range(tile_columns):
+            rows, cols = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
+            count = rows * cols
+            for k in range(count):
+                y, x = by * TILE + k // cols, bx * TILE + k % cols
+                columns[0, k] = 1.0
+                for channel in range(3):
+                    columns[1 + channel, k] = guide[y, x, channel]
+            for j in range(CANDIDATES):
+                before = 0.0
+                for k in range(count):
+                    before += columns[j, k] * columns[j, k]
+                for i in range(j):
+                    projection = 0.0
+                    for k in range(count):
+                        projection += columns[i, k] * columns[j, k]
+                    factors[by, bx, i, j] = projection
+                    for k in range(count):
+                        columns[j, k] -= projection * columns[i, k]
+                after = 0.0
+                for k in range(count):
+                    after += columns[j, k] * columns[j, k]
+                if after > 0.0 and after > DROP_TOLERANCE * DROP_TOLERANCE * before:
+                    norm = np.sqrt(after)
+                    factors[by, bx, j, j] = norm
+                    for k in range(count):
+                        columns[j, k] /= norm
+                else:  # dependent on the earlier candidates here: this coarse unknown is unused
+                    factors[by, bx, j, j] = 0.0
+                    for k in range(count):
+                        columns[j, k] = 0.0
+            for k in range(count):
+                for j in range(CANDIDATES):
+                    basis[by, bx, j, k // cols, k % cols] = columns[j, k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _smoothed_prolongator(coefficients, jacobi_weight, basis, first_row, last_row, prolongator):
+    """P = T − diag(jacobi_weight)·A·T on the SPAN×SPAN pixels around each tile of rows first_row … last_row − 1.
+
+    Each span pixel sums only the taps that land on the tile (their ranges computed, not tested tap
+    by tap), the four candidates at once."""
+    height, _, width = coefficients.shape
+    tile_columns = basis.shape[1]
+    for by in range(first_row, last_row):
+        for bx in range(tile_columns):
+            rows, cols = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
+            prolongator[by, bx] = 0.0
+            for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
+                y = by * TILE - REACH + qy
+                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
+                    x = bx * TILE - REACH + qx
+                    a0 = a1 = a2 = a3 = 0.0
+                    for dy in range(max(-2, REACH - qy), min(2, rows - 1 + REACH - qy) + 1):
+                        ty = qy - REACH + dy
+                        for dx in range(max(-2, REACH - qx), min(2, cols - 1 + REACH - qx) + 1):
+                            tx = qx - REACH + dx
+                            weight = coefficients[y, (dy + 2) * 5 + dx + 2, x]
+                            a0 += weight * basis[by, bx, 0, ty, tx]
+                            a1 += weight * basis[by, bx, 1, ty, tx]
+                            a2 += weight * basis[by, bx, 2, ty, tx]
+                            a3 += weight * basis[by, bx, 3, ty, tx]
+                    scale = jacobi_weight[y, x]
+                    prolongator[by, bx, 0, qy, qx] = -scale * a0
+                    prolongator[by, bx, 1, qy, qx] = -scale * a1
+                    prolongator[by, bx, 2, qy, qx] = -scale * a2
+                    prolongator[by, bx, 3, qy, qx] = -scale * a3
+            for k in range(CANDIDATES):
+                prolongator[by, bx, k, REACH:REACH + rows, REACH:REACH + cols] += basis[by, bx, k, :rows, :cols]
+
+
+@numba.njit(cache=True, nogil=True)
+def _galerkin(coefficients, prolongator, first_row, last_row, coarse):
+    """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
+    neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest."""
+    height, _, width = coefficients.shape
+    tile_rows, tile_columns = prolongator.shape[:2]
+    side = SPAN + 2 * REACH  # A·P of one tile reaches 2 more pixels
+    product = np.empty((side, side, CANDIDATES))
+    for by in range(first_row, last_row):
+        for bx in range(tile_columns):
+            # A·P_b on the pixels it reaches, each summing only the taps that land on P_b's span
+            product[:] = 0.0
+            for ry in range(max(0, 2 * REACH - by * TILE), min(side, height - by * TILE + 2 * REACH)):
+                y = by * TILE - 2 * REACH + ry
+                for rx in range(max(0, 2 * REACH - bx * TILE), min(side, width - bx * TILE + 2 * REACH)):
+                    x = bx * TILE - 2 * REACH + rx
+                    a0 = a1 = a2 = a3 = 0.0
+                    for dy in range(max(-2, REACH - ry), min(2, SPAN - 1 + REACH - ry) + 1):
+                        qy = ry - REACH + dy
+                        for dx in range(max(-2, REACH - rx), min(2, SPAN - 1 + REACH - rx) + 1):
+                            qx = rx - REACH + dx
+                            weight = coefficients[y, (dy + 2) * 5 + dx + 2, x]
+                            a0 += weight * prolongator[by, bx, 0, qy, qx]
+                            a1 += weight * prolongator[by, bx, 1, qy, qx]
+                            a2 += weight * prolongator[by, bx, 2, qy, qx]
+                            a3 += weight * prolongator[by, bx, 3, qy, qx]
+                    product[ry, rx, 0], product[ry, rx, 1], product[ry, rx, 2], product[ry, rx, 3] = a0, a1, a2, a3
+            coarse[by, bx] = 0.0
+            for neighbour in range(4, 9):
+                ny, nx = neighbour // 3 - 1, neighbour % 3 - 1
+                ay, ax = by + ny, bx + nx
+                if ay < 0 or ay >= tile_rows or ax < 0 or ax >= tile_columns:
+                    continue
+                # P_a's span meets A·P_b's pixels shifted by a tile
+                for qy in range(max(0, -TILE * ny - REACH), min(SPAN, side - REACH - TILE * ny)):
+                    ry = qy + REACH + TILE * ny
+                    for qx in range(max(0, -TILE * nx - REACH), min(SPAN, side - REACH - TILE * nx)):
+                        rx = qx + REACH + TILE * nx
+                        p0, p1, p2, p3 = (prolongator[ay, ax, 0, qy, qx], prolongator[ay, ax, 1, qy, qx],
+                                          prolongator[ay, ax, 2, qy, qx], prolongator[ay, ax, 3, qy, qx])
+                        for j in range(CANDIDATES):
+                            value = product[ry, rx, j]
+                            coarse[by, bx, neighbour, j, 0] += p0 * value
+                            coarse[by, bx, neighbour, j, 1] += p1 * value
+                            coarse[by, bx, neighbour, j, 2] += p2 * value
+                            coarse[by, bx, neighbour, j, 3] += p3 * value
+
+
+def _mirror_neighbours(coarse):
+    """Fill neighbours 0 … 3 (the row above, left) from the tiles they point to: A_c[b, a] = A_c[a, b]ᵀ."""
+    for neighbour in range(4):
+        ny, nx = neighbour // 3 - 1, neighbour % 3 - 1
+        tile_rows, tile_columns = coarse.shape[:2]
+        # tile b at (by, bx) points to a = (by + ny, bx + nx), whose neighbour 8 − n is b
+        rows_b = slice(max(0, -ny), tile_rows + min(0, -ny))
+        columns_b = slice(max(0, -nx), tile_columns + min(0, -nx))
+        rows_a = slice(max(0, ny), tile_rows + min(0, ny))
+        columns_a = slice(max(0, nx), tile_columns + min(0, nx))
+        coarse[rows_b, columns_b, neighbour] = np.swapaxes(coarse[rows_a, columns_a, 8 - neighbour], -1, -2)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def restrict(prolongator, height, width, fine, first_row, last_row, coarse):
+    """coarse = Pᵀ·fine for the tiles of rows first_row … last_row − 1 (fine: a flat padded vector)."""
+    tile_columns = prolongator.shape[1]
+    padded_width = width + 2 * PAD
+    for by in range(first_row, last_row):
+        for bx in range(tile_columns):
+            t0 = t1 = t2 = t3 = 0.0
+            for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
+                row = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD
+                p0, p1, p2, p3 = prolongator[by, bx, 0, qy], prolongator[by, bx, 1, qy], prolongator[by, bx, 2, qy], prolongator[by, bx, 3, qy]
+                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
+                    value = fine[row + qx]
+                    t0 += p0[qx] * value
+                    t1 += p1[qx] * value
+                    t2 += p2[qx] * value
+                    t3 += p3[qx] * value
+            base = (by * tile_columns + bx) * CANDIDATES
+            coarse[base], coarse[base + 1], coarse[base + 2], coarse[base + 3] = t0, t1, t2, t3
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def prolong_add(prolongator, height, width, coarse, first_row, last_row, step, fine):
+    """fine += P·coarse from the tile rows first_row, first_row + step, … < last_row (fine: a flat padded vector).
+
+    Tiles' pixel spans overlap two rows of tiles apart at most, so tile rows of one parity can be
+    shared between threads (``prolong``)."""
+    tile_columns = prolongator.shape[1]
+    padded_width = width + 2 * PAD
+    for by in range(first_row, last_row, step):
+        for bx in range(tile_columns):
+            base = (by * tile_columns + bx) * CANDIDATES
+            c0, c1, c2, c3 = coarse[base], coarse[base + 1], coarse[base + 2], coarse[base + 3]
+            for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
+                row = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD
+                p0, p1, p2, p3 = prolongator[by, bx, 0, qy], prolongator[by, bx, 1, qy], prolongator[by, bx, 2, qy], prolongator[by, bx, 3, qy]
+                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
+                    fine[row + qx] += p0[qx] * c0 + p1[qx] * c1 + p2[qx] * c2 + p3[qx] * c3
+
+
+def prolong(prolongator, height, width, coarse, fine, run_rows):
+    """fine += P·coarse (a flat padded vector), even tile rows then odd ones, each shared between threads."""
+    tile_rows = prolongator.shape[0]
+    for parity in (0, 1):
+        rows = (tile_rows - parity + 1) // 2  # tile rows of this parity
+
+        def part(first, last, parity=parity):
+            prolong_add(prolongator, height, width, coarse, 2 * first + parity, min(tile_rows, 2 * last + parity), 2, fine)
+
+        run_rows(part, rows)
+
+
+def tentative_prolongator(guide, run_rows):
+    """T per tile and the coarse candidates: (basis BH×BW×4×8×8, Gram–Schmidt factors BH×BW×4×4).
+
+    basis[by, bx, k] is column k of T on tile (by, bx), orthonormal over the tile's pixels (or
+    zero where candidate k was dropped); the candidates on the tile are basis · factors.
+    """
+    height, width = np.shape(guide)[:2]
+    tile_rows, tile_columns = tile_grid(height, width)
+    guide = np.ascontiguousarray(guide, np.float64)
+    basis = np.zeros((tile_rows, tile_columns, CANDIDATES, TILE, TILE))
+    factors = np.zeros((tile_rows, tile_columns, CANDIDATES, CANDIDATES))
+    run_rows(lambda first, last: _tentative(guide, first, last, basis, factors), tile_rows)
+    return basis, factors
+
+
+def first_coarsening(coefficients, absolute_sum, guide, run_rows):
+    """Smoothed-aggregation prolongator, coarse operator and coarse candidates of the fine system.
+
+    Args:
+        coefficients: H×25×W stencil rows of the system A (float64).
+        absolute_sum: H×W sums of |A| along each row (the Jacobi weights).
+        guide: H×W×3 guide whose colours are the near-null space candidates.
+        run_rows: ``run_rows(function, count)`` calls ``function(first, last)`` over row ranges
+            covering 0 … count − 1 (``dmenet.propagation.rows.RowRunner``).
+
+    Returns:
+        (prolongator BH×BW×4×12×12, coarse operator as a BSR matrix of 4×4 blocks, its candidates
+        (4·BH·BW)×4): unknown k of tile (by, bx) is row (by·BW + bx)·4 + k. Coarse unknowns whose
+        candidate was dropped have a unit diagonal (their P column is zero, so they stay zero).
+    """
+    height, _, width = coefficients.shape
+    tile_rows, tile_columns = tile_grid(height, width)
+    basis, factors = tentative_prolongator(guide, run_rows)
+    prolongator = np.empty((tile_rows, tile_columns, CANDIDATES, SPAN, SPAN))
+    jacobi_weight = np.divide(OMEGA, absolute_sum, out=np.zeros_like(absolute_sum), where=absolute_sum != 0)
+    run_rows(lambda first, last: _smoothed_prolongator(coefficients, jacobi_weight, basis, first, last, prolongator), tile_rows)
+    blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
+    run_rows(lambda first, last: _galerkin(coefficients, prolongator, first, last, blocks), tile_rows)
+    _mirror_neighbours(blocks)
+    unused = np.diagonal(factors, axis1=2, axis2=3) == 0.0
+    centre = blocks[:, :, 4]
+    centre[unused] += np.eye(CANDIDATES)[np.nonzero(unused)[2]]
+    operator = _block_stencil_to_bsr(blocks)
+    candidates = factors.reshape(-1, CANDIDATES)
+    return prolongator, operator, candidates
+
+
+def _block_stencil_to_bsr(blocks):
+    """BSR matrix of a 3×3 stencil of 4×4 blocks on the tile grid (neighbours off the grid dropped)."""
+    tile_rows, tile_columns = blocks.shape[:2]
+    by, bx = np.meshgrid(np.arange(tile_rows), np.arange(tile_columns), indexing="ij")
+    ny, nx = np.divmod(np.arange(9), 3)
+    neighbour_rows, neighbour_columns = by[..., None] + ny - 1, bx[..., None] + nx - 1
+    present = (neighbour_rows >= 0) & (neighbour_rows < tile_rows) & (neighbour_columns >= 0) & (neighbour_columns < tile_columns)
+    indices = (neighbour_rows * tile_columns + neighbour_columns)[present].astype(np.int32)
+    indptr = np.zeros(tile_rows * tile_columns + 1, np.int32)
+    np.cumsum(present.reshape(-1, 9).sum(axis=1), out=indptr[1:])
+    size = tile_rows * tile_columns * CANDIDATES
+    return scipy.sparse.bsr_matrix((blocks[present], indices, indptr), shape=(size, size))

@@ -1,0 +1,95 @@
+"""The multigrid's first coarsening on 8×8 tiles against its sparse-matrix definition (pyamg's smoothed aggregation)."""
+import numpy as np
+import pytest
+import scipy.sparse
+
+from dmenet.propagation import aggregation
+from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.rows import RowRunner
+from dmenet.propagation.stencil import PAD, from_padded, padded_shape, to_padded
+
+HEIGHT, WIDTH = 21, 30  # partial tiles on both edges: 3×4 tiles, the last ones 5×6 pixels
+
+
+def _prolongator_csr(tiles, height, width):
+    """The tile blocks as the (H·W)×(4·tiles) sparse matrix P they stand for."""
+    rows, columns, values = [], [], []
+    tile_rows, tile_columns = tiles.shape[:2]
+    for by in range(tile_rows):
+        for bx in range(tile_columns):
+            for k in range(aggregation.CANDIDATES):
+                for qy in range(aggregation.SPAN):
+                    for qx in range(aggregation.SPAN):
+                        y, x = by * 8 - 2 + qy, bx * 8 - 2 + qx
+                        if 0 <= y < height and 0 <= x < width and tiles[by, bx, k, qy, qx] != 0:
+                            rows.append(y * width + x)
+                            columns.append((by * tile_columns + bx) * 4 + k)
+                            values.append(tiles[by, bx, k, qy, qx])
+    return scipy.sparse.csr_matrix((values, (rows, columns)), shape=(height * width, 4 * tile_rows * tile_columns))
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["one thread", "two threads"])
+def coarsening(request):
+    rng = np.random.default_rng(5)
+    guide = rng.random((HEIGHT, WIDTH, 3))
+    guide[:8, :8] = 0.5  # a flat tile: its colour candidates are dropped
+    rows = laplacian_stencil(guide, 1e-5)
+    rows[:, OFFSETS.index((0, 0))] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
+    absolute_sum = np.abs(rows).sum(axis=1)
+    tiles, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
+    return guide, rows, tiles, operator, candidates, RowRunner(request.param)
+
+
+def _tentative_csr(basis, height, width):
+    rows, columns, values = [], [], []
+    tile_columns = basis.shape[1]
+    for (by, bx, k, ty, tx), value in np.ndenumerate(basis):
+        y, x = by * 8 + ty, bx * 8 + tx
+        if y < height and x < width and value != 0:
+            rows.append(y * width + x)
+            columns.append((by * tile_columns + bx) * 4 + k)
+            values.append(value)
+    return scipy.sparse.csr_matrix((values, (rows, columns)), shape=(height * width, 4 * basis.shape[0] * tile_columns))
+
+
+def test_prolongator_is_jacobi_smoothed_orthonormal_candidates(coarsening):
+    guide, rows, tiles, _, candidates, run_rows = coarsening
+    basis, factors = aggregation.tentative_prolongator(guide, run_rows)
+    np.testing.assert_array_equal(factors.reshape(-1, 4), candidates)
+    tentative = _tentative_csr(basis, HEIGHT, WIDTH)
+    gram = (tentative.T @ tentative).toarray()
+    used = np.diag(gram) > 0.5
+    np.testing.assert_allclose(gram, np.diag(used.astype(float)), atol=1e-12)  # orthonormal columns, tile by tile
+    assert (~used).sum() == 3  # the flat tile keeps only the constant
+    wanted = np.column_stack([np.ones(HEIGHT * WIDTH), guide.reshape(-1, 3)])
+    np.testing.assert_allclose(tentative @ candidates, wanted, atol=1e-12)  # T·B_c = [1, R, G, B]
+    system = stencil_to_csr(rows)
+    jacobi = scipy.sparse.diags(aggregation.OMEGA / np.asarray(abs(system).sum(axis=1)).ravel())
+    expected = tentative - jacobi @ system @ tentative  # P = (I − ω D⁻¹ A) T
+    np.testing.assert_allclose(_prolongator_csr(tiles, HEIGHT, WIDTH).toarray(), expected.toarray(), rtol=0, atol=1e-12)
+
+
+def test_coarse_operator_is_the_galerkin_product(coarsening):
+    _, rows, tiles, operator, _, _ = coarsening
+    prolongator = _prolongator_csr(tiles, HEIGHT, WIDTH)
+    galerkin = (prolongator.T @ stencil_to_csr(rows) @ prolongator).toarray()
+    unused = np.abs(prolongator).sum(axis=0).A1 == 0
+    galerkin[unused, unused] = 1.0  # unused coarse unknowns get a unit diagonal
+    np.testing.assert_allclose(operator.toarray(), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+
+
+def test_restriction_and_prolongation_are_p_transposed_and_p(coarsening):
+    _, _, tiles, operator, _, run_rows = coarsening
+    prolongator = _prolongator_csr(tiles, HEIGHT, WIDTH)
+    rng = np.random.default_rng(2)
+    fine = to_padded(rng.standard_normal(HEIGHT * WIDTH), HEIGHT, WIDTH)
+    coarse = np.empty(operator.shape[0])
+    run_rows(lambda first, last: aggregation.restrict(tiles, HEIGHT, WIDTH, fine, first, last, coarse), tiles.shape[0])
+    np.testing.assert_allclose(coarse, prolongator.T @ from_padded(fine, HEIGHT, WIDTH), rtol=1e-12, atol=1e-12)
+    correction = rng.standard_normal(operator.shape[0])
+    before = fine.copy()
+    aggregation.prolong(tiles, HEIGHT, WIDTH, correction, fine, run_rows)
+    np.testing.assert_allclose(from_padded(fine - before, HEIGHT, WIDTH), prolongator @ correction, rtol=1e-12, atol=1e-12)
+    border = np.ones(padded_shape(HEIGHT, WIDTH), bool)
+    border[PAD:-PAD, PAD:-PAD] = False
+    assert not fine.reshape(padded_shape(HEIGHT, WIDTH))[border].any()  # padding stays zero
