@@ -36,8 +36,8 @@ def coarsening(request):
     rows = laplacian_stencil(guide, 1e-5)
     rows[:, OFFSETS.index((0, 0))] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
     absolute_sum = np.abs(rows).sum(axis=1)
-    tiles, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
-    return guide, rows, tiles, operator, candidates, RowRunner(request.param)
+    tiles, blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
+    return guide, rows, tiles, blocks, operator, candidates, RowRunner(request.param)
 
 
 def _tentative_csr(basis, height, width):
@@ -53,7 +53,7 @@ def _tentative_csr(basis, height, width):
 
 
 def test_prolongator_is_jacobi_smoothed_orthonormal_candidates(coarsening):
-    guide, rows, tiles, _, candidates, run_rows = coarsening
+    guide, rows, tiles, _, _, candidates, run_rows = coarsening
     basis, factors = aggregation.tentative_prolongator(guide, run_rows)
     np.testing.assert_array_equal(factors.reshape(-1, 4), candidates)
     tentative = _tentative_csr(basis, HEIGHT, WIDTH)
@@ -70,7 +70,7 @@ def test_prolongator_is_jacobi_smoothed_orthonormal_candidates(coarsening):
 
 
 def test_coarse_operator_is_the_galerkin_product(coarsening):
-    _, rows, tiles, operator, _, _ = coarsening
+    _, rows, tiles, _, operator, _, _ = coarsening
     prolongator = _prolongator_csr(tiles, HEIGHT, WIDTH)
     galerkin = (prolongator.T @ stencil_to_csr(rows) @ prolongator).toarray()
     unused = np.abs(prolongator).sum(axis=0).A1 == 0
@@ -79,7 +79,7 @@ def test_coarse_operator_is_the_galerkin_product(coarsening):
 
 
 def test_restriction_and_prolongation_are_p_transposed_and_p(coarsening):
-    _, _, tiles, operator, _, run_rows = coarsening
+    _, _, tiles, _, operator, _, run_rows = coarsening
     prolongator = _prolongator_csr(tiles, HEIGHT, WIDTH)
     rng = np.random.default_rng(2)
     fine = to_padded(rng.standard_normal(HEIGHT * WIDTH), HEIGHT, WIDTH)
@@ -93,3 +93,16 @@ def test_restriction_and_prolongation_are_p_transposed_and_p(coarsening):
     border = np.ones(padded_shape(HEIGHT, WIDTH), bool)
     border[PAD:-PAD, PAD:-PAD] = False
     assert not fine.reshape(padded_shape(HEIGHT, WIDTH))[border].any()  # padding stays zero
+
+
+def test_tile_smoother_is_pyamgs_symmetric_block_gauss_seidel(coarsening):
+    import pyamg.relaxation.relaxation as relaxation
+
+    *_, blocks, operator, _, _ = coarsening
+    rng = np.random.default_rng(4)
+    rhs, start = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
+    expected = start.copy()
+    relaxation.block_gauss_seidel(operator, expected, rhs, iterations=1, sweep="symmetric", blocksize=4)
+    solution = start.copy()
+    aggregation.tile_gauss_seidel(blocks, np.linalg.inv(blocks[:, :, 4]), rhs, solution)
+    np.testing.assert_allclose(solution, expected, rtol=1e-10, atol=1e-10)

@@ -7,6 +7,7 @@ import scipy.sparse.linalg
 from dmenet.propagation import stencil as kernels
 from dmenet.propagation.errors import PropagationError
 from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.rows import RowRunner
 from dmenet.propagation.solver import Propagation
 
 HEIGHT, WIDTH = 23, 31  # odd sizes, wider than tall: row steps and borders must not be confused
@@ -57,21 +58,26 @@ def test_stencil_product_matches_csr(system, dtype):
     assert not out.reshape(kernels.padded_shape(HEIGHT, WIDTH))[[0, 1, -2, -1]].any()  # padding stays zero
 
 
-@pytest.mark.parametrize("from_zero", [False, True])
-def test_symmetric_gauss_seidel_matches_triangular_solves(system, from_zero):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_block_gauss_seidel_matches_triangular_solves_in_each_half(system, threads):
     csr, rows = system
     rng = np.random.default_rng(7)
     rhs = rng.standard_normal(HEIGHT * WIDTH)
-    start = np.zeros(HEIGHT * WIDTH) if from_zero else rng.standard_normal(HEIGHT * WIDTH)
-    # forward sweep: (D + L) x' = b − U x; backward: (D + U) x'' = b − L x'
-    lower, upper = scipy.sparse.tril(csr, format="csr"), scipy.sparse.triu(csr, format="csr")
-    strict_lower, strict_upper = scipy.sparse.tril(csr, -1), scipy.sparse.triu(csr, 1)
-    forward = scipy.sparse.linalg.spsolve_triangular(lower, rhs - strict_upper @ start, lower=True)
-    expected = scipy.sparse.linalg.spsolve_triangular(upper, rhs - strict_lower @ forward, lower=False)
-    solution = kernels.to_padded(start, HEIGHT, WIDTH)
-    kernels.symmetric_gauss_seidel(rows, 1.0 / rows[:, OFFSETS.index((0, 0))], kernels.offset_steps(WIDTH),
-                                   kernels.to_padded(rhs, HEIGHT, WIDTH), solution, from_zero=from_zero)
-    np.testing.assert_allclose(kernels.from_padded(solution, HEIGHT, WIDTH), expected, rtol=1e-9, atol=1e-9)
+    # block Jacobi between the two halves of the rows, a symmetric Gauss–Seidel sweep from zero in each:
+    # forward (D + L) x' = b, backward (D + U) x'' = b − L x'
+    halves = kernels.smoothing_blocks(HEIGHT)
+    assert [last - first for first, last in halves] == [HEIGHT // 2, HEIGHT - HEIGHT // 2]
+    expected = np.empty(HEIGHT * WIDTH)
+    for first, last in halves:
+        block = slice(first * WIDTH, last * WIDTH)
+        matrix = csr[block, block]
+        lower, upper = scipy.sparse.tril(matrix, format="csr"), scipy.sparse.triu(matrix, format="csr")
+        forward = scipy.sparse.linalg.spsolve_triangular(lower, rhs[block], lower=True)
+        expected[block] = scipy.sparse.linalg.spsolve_triangular(upper, rhs[block] - scipy.sparse.tril(matrix, -1) @ forward, lower=False)
+    out = kernels.to_padded(rng.standard_normal(HEIGHT * WIDTH), HEIGHT, WIDTH)  # any values inside: they are not read
+    kernels.block_gauss_seidel(rows, 1.0 / rows[:, OFFSETS.index((0, 0))], kernels.offset_steps(WIDTH),
+                               kernels.to_padded(rhs, HEIGHT, WIDTH), out, run_rows=RowRunner(threads))
+    np.testing.assert_allclose(kernels.from_padded(out, HEIGHT, WIDTH), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_multigrid_preconditioner_is_symmetric_and_cg_reaches_the_direct_solution():

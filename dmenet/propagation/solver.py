@@ -46,7 +46,7 @@ def _coarse_hierarchy(operator, candidates):
 class _StencilSystem:
     """The system as stencil rows, and the multigrid V-cycle that preconditions CG on it.
 
-    The fine level is a 25-point stencil: its two symmetric Gauss–Seidel sweeps and its residual run
+    The fine level is a 25-point stencil: its Gauss–Seidel smoothing and its residuals run
     as compiled stencil kernels (``dmenet.propagation.stencil``) on float32 coefficients, half the
     bytes of float64 and a third of CSR's, and only a preconditioner (CG's own products use the
     float64 coefficients, so the solution is the float64 system's). The first coarsening, its
@@ -73,12 +73,14 @@ class _StencilSystem:
             self.direct_factor = _factorise(csr())
             self.levels = 1
         else:
-            prolongator, operator, candidates = aggregation.first_coarsening(self.coefficients, absolute_sum, guide, run_rows)
+            prolongator, self.tile_blocks, operator, candidates = aggregation.first_coarsening(self.coefficients, absolute_sum, guide,
+                                                                                               run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
+            self.tile_inverse_diagonal = np.linalg.inv(self.tile_blocks[:, :, 4])
             self.hierarchy = _coarse_hierarchy(operator, candidates)
             self.levels = 1 + len(self.hierarchy.levels)
             self.coarse_size = operator.shape[0]
-        self.work = np.zeros(self.padded_size)
+        self.work, self.correction = np.zeros(self.padded_size), np.zeros(self.padded_size)
         self.sweep_work = np.empty((height, width))
 
     @property
@@ -90,27 +92,45 @@ class _StencilSystem:
         return self.kernels.stencil_product(self.coefficients, self.steps, vector, out, self.run_rows)
 
     def precondition(self, residual, out):
-        """out = one V-cycle from zero for A·out = residual (padded vectors); symmetric, as CG needs."""
-        out[:] = 0.0
+        """out = one V-cycle from zero for A·out = residual (padded vectors); symmetric, as CG needs.
+
+        Smoothing S is the same symmetric operator before and after the coarse correction (block
+        Gauss–Seidel on the residual), so the cycle is symmetric: out = S r, then the coarse
+        correction of r − A·out, then out += S (r − A·out).
+        """
         kernels, height, width = self.kernels, self.height, self.width
-        image = out.reshape(kernels.padded_shape(height, width))
-        inside = image[kernels.PAD:-kernels.PAD, kernels.PAD:-kernels.PAD]
         if self.direct_factor is not None:  # a system small enough for a direct solve
+            out[:] = 0.0
+            inside = out.reshape(kernels.padded_shape(height, width))[kernels.PAD:-kernels.PAD, kernels.PAD:-kernels.PAD]
             inside[:] = self.direct_factor.solve(kernels.from_padded(residual, height, width)).reshape(height, width)
             return out
-        kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
-                                       from_zero=True, work=self.sweep_work)
-        kernels.stencil_product(self.smoothing_coefficients, self.steps, out, self.work, self.run_rows)
-        np.subtract(residual, self.work, out=self.work)
+        coefficients, run_rows = self.smoothing_coefficients, self.run_rows
+        kernels.block_gauss_seidel(coefficients, self.inverse_diagonal, self.steps, residual, out, self.sweep_work, run_rows)
+        kernels.stencil_residual(coefficients, self.steps, residual, out, self.work, run_rows)
         coarse_rhs = np.empty(self.coarse_size)
         tiles, restrict = self.tile_prolongator, self.aggregation.restrict
-        self.run_rows(lambda first, last: restrict(tiles, height, width, self.work, first, last, coarse_rhs), tiles.shape[0])
-        coarse_solution = np.zeros_like(coarse_rhs)
-        _coarse_v_cycle(self.hierarchy, 0, coarse_solution, coarse_rhs)
-        self.aggregation.prolong(tiles, height, width, coarse_solution, out, self.run_rows)
-        kernels.symmetric_gauss_seidel(self.smoothing_coefficients, self.inverse_diagonal, self.steps, residual, out,
-                                       work=self.sweep_work)
+        run_rows(lambda first, last: restrict(tiles, height, width, self.work, first, last, coarse_rhs), tiles.shape[0])
+        coarse_solution = self._tile_cycle(coarse_rhs)
+        self.aggregation.prolong(tiles, height, width, coarse_solution, out, run_rows)
+        kernels.stencil_residual(coefficients, self.steps, residual, out, self.work, run_rows)
+        kernels.block_gauss_seidel(coefficients, self.inverse_diagonal, self.steps, self.work, self.correction, self.sweep_work, run_rows)
+        out += self.correction
         return out
+
+
+    def _tile_cycle(self, rhs):
+        """The V-cycle's tile level: compiled block Gauss–Seidel around pyamg's levels below."""
+        levels = self.hierarchy.levels
+        if len(levels) == 1:  # few enough tiles for the coarsest solver alone
+            return self.hierarchy.coarse_solver(levels[0].A, rhs)
+        solution = np.zeros_like(rhs)
+        self.aggregation.tile_gauss_seidel(self.tile_blocks, self.tile_inverse_diagonal, rhs, solution)
+        coarse_rhs = levels[0].R @ (rhs - levels[0].A @ solution)
+        coarse_solution = np.zeros_like(coarse_rhs)
+        _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
+        solution += levels[0].P @ coarse_solution
+        self.aggregation.tile_gauss_seidel(self.tile_blocks, self.tile_inverse_diagonal, rhs, solution)
+        return solution
 
 
 def _coarse_v_cycle(hierarchy, level_index, solution, rhs):

@@ -40,22 +40,39 @@ def from_padded(padded, height, width):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _row_taps(coefficients, steps, solution, y, base, first_tap, last_tap, out):
+    """out = Σ coefficient·value over the taps first_tap … last_tap − 1 of image row y (vectorised over x)."""
+    width = out.shape[0]
+    out[:] = 0.0
+    # tap outer, pixel inner over row views (indices provably ≥ 0): contiguous, so the loop vectorises
+    for tap in range(first_tap, last_tap):
+        weights = coefficients[y, tap]
+        source = solution[base + steps[tap]:base + steps[tap] + width]
+        for x in range(width):
+            out[x] += weights[x] * source[x]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _stencil_product(coefficients, steps, vector, out, first_row, last_row):
     _, taps, width = coefficients.shape
     padded_width = width + 2 * PAD
     row = np.empty(width)
     for y in range(first_row, last_row):
         base = (y + PAD) * padded_width + PAD
-        row[:] = 0.0
-        # tap outer, pixel inner over row views (indices provably ≥ 0): contiguous, so the loop vectorises
-        for tap in range(taps):
-            weights = coefficients[y, tap]
-            source = vector[base + steps[tap]:base + steps[tap] + width]
-            for x in range(width):
-                row[x] += weights[x] * source[x]
-        target = out[base:base + width]
+        _row_taps(coefficients, steps, vector, y, base, 0, taps, row)
+        out[base:base + width] = row
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _stencil_residual(coefficients, steps, rhs, vector, out, first_row, last_row):
+    _, taps, width = coefficients.shape
+    padded_width = width + 2 * PAD
+    row = np.empty(width)
+    for y in range(first_row, last_row):
+        base = (y + PAD) * padded_width + PAD
+        _row_taps(coefficients, steps, vector, y, base, 0, taps, row)
         for x in range(width):
-            target[x] = row[x]
+            out[base + x] = rhs[base + x] - row[x]
 
 
 def stencil_product(coefficients, steps, vector, out, run_rows=None):
@@ -68,53 +85,49 @@ def stencil_product(coefficients, steps, vector, out, run_rows=None):
         run_rows: ``dmenet.propagation.rows.RowRunner`` to share the rows between threads (None: this thread).
     """
     height = coefficients.shape[0]
-    if run_rows is None:
-        _stencil_product(coefficients, steps, vector, out, 0, height)
-    else:
-        run_rows(lambda first, last: _stencil_product(coefficients, steps, vector, out, first, last), height)
+    (run_rows or _one_thread)(lambda first, last: _stencil_product(coefficients, steps, vector, out, first, last), height)
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _row_taps(coefficients, steps, solution, y, base, first_tap, last_tap, out):
-    """out = Σ coefficient·value over the taps first_tap … last_tap − 1 of image row y (vectorised over x)."""
-    width = out.shape[0]
-    out[:] = 0.0
-    for tap in range(first_tap, last_tap):
-        weights = coefficients[y, tap]
-        source = solution[base + steps[tap]:base + steps[tap] + width]
-        for x in range(width):
-            out[x] += weights[x] * source[x]
+def stencil_residual(coefficients, steps, rhs, vector, out, run_rows=None):
+    """out = rhs − A·vector on padded vectors (as ``stencil_product``; out's padding stays untouched)."""
+    height = coefficients.shape[0]
+    (run_rows or _one_thread)(lambda first, last: _stencil_residual(coefficients, steps, rhs, vector, out, first, last), height)
+    return out
+
+
+def _one_thread(function, count):
+    function(0, count)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution, from_zero, behind):
-    # taps 0–9: the two rows above, 10/11: two pixels left, 12: centre, 13/14: two pixels right, 15–24: rows below
-    height, _, width = coefficients.shape
+def _gauss_seidel_from_zero(coefficients, inverse_diagonal, steps, rhs, solution, behind, first_row, last_row):
+    # taps 0–4: row y − 2, 5–9: row y − 1, 10/11: two pixels left, 12: centre, 13/14: two pixels right,
+    # 15–19: row y + 1, 20–24: row y + 2
+    _, _, width = coefficients.shape
     padded_width = width + 2 * PAD
     above = np.empty(width)
     ahead = np.empty(width)
-    for y in range(height):  # forward sweep
+    for y in range(first_row, last_row):  # forward sweep: the pixels ahead of it are still zero
         base = (y + PAD) * padded_width + PAD
-        _row_taps(coefficients, steps, solution, y, base, 0, 10, above)
-        if from_zero:
-            ahead[:] = 0.0  # pixels ahead of a sweep that started from zero are still zero
-        else:
-            _row_taps(coefficients, steps, solution, y, base, 13, 25, ahead)
+        # rows before the block belong to another block: their taps are left out
+        first_tap = 0 if y - 2 >= first_row else (5 if y - 1 >= first_row else 10)
+        _row_taps(coefficients, steps, solution, y, base, first_tap, 10, above)
         # the serial part: the two values just written stay in registers (no store-to-load round trip)
-        earlier, latest = solution[base - 2], solution[base - 1]
+        earlier, latest = 0.0, 0.0
         for x in range(width):
             lower = above[x] + coefficients[y, 10, x] * earlier + coefficients[y, 11, x] * latest
             # the backward sweep meets the same values before each pixel: it reuses this sum
             behind[y, x] = lower
-            value = (rhs[base + x] - lower - ahead[x]) * inverse_diagonal[y, x]
+            value = (rhs[base + x] - lower) * inverse_diagonal[y, x]
             solution[base + x] = value
             earlier, latest = latest, value
-    for index in range(height):  # backward sweep
-        y = height - 1 - index
+    for index in range(last_row - first_row):  # backward sweep
+        y = last_row - 1 - index
         base = (y + PAD) * padded_width + PAD
-        _row_taps(coefficients, steps, solution, y, base, 15, 25, ahead)
-        earlier, latest = solution[base + width + 1], solution[base + width]
+        last_tap = 25 if y + 2 < last_row else (20 if y + 1 < last_row else 15)
+        _row_taps(coefficients, steps, solution, y, base, 15, last_tap, ahead)
+        earlier, latest = 0.0, 0.0
         for column in range(width):
             x = width - 1 - column
             value = (rhs[base + x] - behind[y, x] - ahead[x] - coefficients[y, 14, x] * earlier
@@ -123,27 +136,47 @@ def _symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution
             earlier, latest = latest, value
 
 
-def symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution, from_zero=False, work=None):
-    """One forward then one backward Gauss–Seidel sweep of A·solution = rhs in place (row-major pixel order).
+SMOOTHING_BLOCKS = 2
 
-    The backward sweep reuses the forward sweep's sums over the pixels before each pixel (they have not
-    changed in between), so it reads only the taps after it: 1.5 sweeps' work instead of 2.
+
+def smoothing_blocks(height):
+    """The row ranges the smoother treats as independent blocks: always two halves (one when too
+    short), whatever the thread count, so that the result is the same on every machine."""
+    parts = SMOOTHING_BLOCKS if height >= 2 * SMOOTHING_BLOCKS else 1
+    return [(height * part // parts, height * (part + 1) // parts) for part in range(parts)]
+
+
+def block_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, out, work=None, run_rows=None):
+    """out = S·rhs: one forward then one backward Gauss–Seidel sweep from zero, in each of two halves of
+    the rows on its own (block Jacobi between the halves, Gauss–Seidel inside), the halves in parallel.
+
+    S is symmetric, so as the multigrid's pre- and post-smoother (applied to residuals) it keeps the
+    preconditioner symmetric. Within a half, the backward sweep reuses the forward sweep's sums over
+    the pixels before each pixel (they have not changed in between), so it reads only the taps after
+    it: 1.5 sweeps' work instead of 2. Only pixels written in the same call are read: `out` needs no
+    clearing, only zero padding.
 
     Args:
         coefficients: H×25×W stencil coefficients.
         inverse_diagonal: H×W float64, 1 / A[p, p].
         steps: ``offset_steps(W)``.
-        rhs, solution: flat padded float64 vectors; solution is updated in place.
-        from_zero: solution is all zero on entry (the forward sweep then skips the taps ahead of it).
+        rhs, out: flat padded float64 vectors.
         work: H×W float64 scratch (allocated when None).
+        run_rows: ``dmenet.propagation.rows.RowRunner`` (None: both halves in this thread).
     """
     height, _, width = coefficients.shape
     behind = np.empty((height, width)) if work is None else work
-    _symmetric_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, solution, from_zero, behind)
-    return solution
+    blocks = smoothing_blocks(height)
+
+    def sweep(first, last):
+        for block_first, block_last in blocks[first:last]:
+            _gauss_seidel_from_zero(coefficients, inverse_diagonal, steps, rhs, out, behind, block_first, block_last)
+
+    (run_rows or _one_thread)(sweep, len(blocks))
+    return out
 
 
-assert OFFSETS[10:15] == [(0, -2), (0, -1), (0, 0), (0, 1), (0, 2)]  # the tap numbers the sweeps use
+assert OFFSETS[5:20:5] == [(-1, -2), (0, -2), (1, -2)] and OFFSETS[10:15] == [(0, -2), (0, -1), (0, 0), (0, 1), (0, 2)]  # the sweeps' tap numbers
 
 
 @numba.njit(cache=True, nogil=True)
