@@ -4,34 +4,12 @@ Figures are ``matplotlib.figure.Figure`` objects rendered straight to files, nev
 backend is selected and no global matplotlib state changes, so the library can be used inside
 notebooks and GUIs.
 """
-import functools
-import threading
-
 import numpy as np
 
 from dmenet.files.images import atomic_path
 
 COLORMAP = "inferno"
 MAX_FIGURE_PIXELS = 1600  # long side of a panel; the lossless σ map keeps full resolution
-
-
-def _load_figure_code():
-    import matplotlib.backends.backend_agg  # noqa: F401  (what savefig renders PNG with)
-    import matplotlib.figure  # noqa: F401
-
-
-@functools.cache
-def prefetch():
-    """Start importing matplotlib in a background thread, once per process.
-
-    Importing it takes ~0.3 s of Python; a caller that will draw later starts it while its own work
-    runs outside the interpreter (the propagation's compiled kernels, TensorFlow), so the first
-    picture does not wait for it. A picture drawn before it finishes simply waits for the import.
-
-    Example:
-        >>> prefetch()  # … a long computation …; then save_sigma_colormap(...)
-    """
-    threading.Thread(target=_load_figure_code, name="dmenet-figure-import", daemon=True).start()
 
 
 def new_figure(nrows=1, ncols=1, figsize=None, dpi=100, **subplot_options):
@@ -60,16 +38,12 @@ def _panel_inches(shape, dpi=100):
 
 
 def save_sigma_colormap(path, sigma, vmax=None, title=None):
-    """σ map in colour with a labelled scale bar (σ in pixels)."""
+    """σ map in colour with a labelled scale bar (σ in pixels), drawn with Pillow (``dmenet.files.colormap``)."""
+    from dmenet.files.colormap import sigma_picture
+    from dmenet.files.images import write_png
+
     vmax = float(vmax if vmax is not None else max(float(np.max(sigma)), 1e-6))
-    width, height = _panel_inches(sigma.shape)
-    figure, axis = new_figure(figsize=(width + 1.2, height))
-    shown = axis.imshow(sigma, cmap=COLORMAP, vmin=0.0, vmax=vmax, interpolation="nearest")
-    axis.set_axis_off()
-    if title:
-        axis.set_title(title, fontsize=9)
-    figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02).set_label("defocus blur σ (pixels)")
-    _save(figure, path)
+    write_png(path, sigma_picture(sigma, vmax, title=title, max_side=MAX_FIGURE_PIXELS))
 
 
 def save_side_by_side(path, image, sigma, mask=None, vmax=None, title=None, extras=None):

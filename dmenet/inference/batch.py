@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 
-from dmenet.files.figures import prefetch as prefetch_figure_code
 from dmenet.files.figures import save_side_by_side, save_sigma_colormap
 from dmenet.files.images import (
     IMAGE_SUFFIXES,
@@ -286,9 +285,6 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
 
         def tile_progress(done, total, stage=None, path=path):
             nonlocal tile_bar
-            if done == total - 1 and (options.write_colormap or options.write_figure):
-                # the last stage or tile runs mostly outside the interpreter: load the drawing code beside it
-                prefetch_figure_code()
             if total < 2 or not progress:
                 return
             if stage is not None:
