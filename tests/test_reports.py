@@ -2,14 +2,16 @@
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
 
 from dmenet.cli import infer
 from dmenet.cli.methods import METHODS
+from dmenet.evaluation.predictions import read_sigma_map
 from dmenet.files.images import write_png
-from dmenet.reports.photos import write_photo_report
+from dmenet.reports.photos import write_photo_report, write_sigma_maps_report
 from tests import browser
 
 
@@ -86,8 +88,87 @@ def test_report_shows_the_applications_infer_made(park17_batch, tmp_path):
 
 
 def test_report_needs_an_infer_folder(tmp_path):
-    with pytest.raises(ValueError, match="holds no summary.json; run infer.py"):
+    with pytest.raises(ValueError, match=r"holds no summary.json \(nor a --sigma-maps run's applications.json\); run infer.py"):
         write_photo_report(tmp_path)
+    with pytest.raises(ValueError, match="holds no applications.json; run infer.py PHOTOS --sigma-maps DIR"):
+        write_sigma_maps_report(tmp_path)
+
+
+def _alts(page):
+    return re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]+)"', page)
+
+
+@pytest.fixture(scope="module")
+def sigma_maps_run(tmp_path_factory):
+    """infer.py PHOTOS --sigma-maps DIR --sigma-unit scale=10 with every application and --report: two ~96 px
+    photos whose maps are another method's 16-bit σ·10 PNGs (no unit text: read right only with the stated unit)."""
+    from skimage import data, transform
+
+    root = tmp_path_factory.mktemp("sigma_maps")
+    sigmas = {}
+    for name, photo in (("astro", data.astronaut()), ("cat", data.chelsea())):
+        image = np.round(transform.resize(photo, (72, 96), anti_aliasing=True) * 255).astype(np.uint8)
+        write_png(root / "photos" / f"{name}.png", image)
+        sigma = np.tile(np.linspace(0.0, 3.0 if name == "astro" else 1.5, 96), (72, 1))
+        write_png(root / "maps" / f"{name}.png", np.round(sigma * 10).astype(np.uint16))
+        sigmas[name] = np.round(sigma * 10) / 10
+    out = root / "apps"
+    arguments = [str(root / "photos"), "--sigma-maps", str(root / "maps"), "--sigma-unit", "scale=10", "--magnify", "2",
+                 "--all-in-focus", "--depth", "--mask-threshold", "otsu", "--report", "-o", str(out), "--quiet"]
+    return infer.main(arguments), out, root / "maps", sigmas
+
+
+def test_sigma_maps_report_shows_each_photo_with_its_map_mask_and_applications(sigma_maps_run):
+    code, out, maps, sigmas = sigma_maps_run
+    assert code == 0 and not (out / "summary.json").exists()
+    page_path = out / "report.html"
+    page = page_path.read_text()
+    rows = []
+    for stem in ("astro", "cat"):
+        rows += [f"photo {stem}", f"given σ map of {stem}", f"mask of {stem}", f"all-in-focus (deblurred) {stem}",
+                 f"defocus magnified {stem}", f"relative depth {stem}"]
+        # read with the stated unit (σ = value / 10); auto (value / 65535) would give about 0.00
+        sigma = sigmas[stem]
+        assert f"given: σ mean {sigma.mean():.2f}, max {sigma.max():.2f} px" in page
+    assert _alts(page) == ["colour scale σ (pixels)", *rows]
+    assert f"σ maps made earlier, read from {maps} (unit sigma, σ = value / 10); no network ran. 2 photos." in page
+    assert "each image&#x27;s Otsu threshold" in page and "<script" not in page
+    assert write_photo_report(out) == page_path and page_path.read_text() == page  # applications.json alone: the same page
+    value, problems = browser.inspect_page(page_path, browser.REPORT_CHECK, chromium_or_skip())
+    assert problems == []
+    assert len(value["images"]) == len(rows) + 1 and all(image["width"] > 0 and image["decoded"] for image in value["images"])
+    assert value["headings"] == ["astro", "cat"]
+
+
+def test_sigma_maps_report_in_the_maps_own_folder_and_a_map_gone_since(park17_batch, tmp_path, capsys):
+    """--sigma-maps DIR -o DIR beside the summary.json that made the maps: the report is of this run (infer.py's
+    PNGs read by their own unit text); a map deleted afterwards is one line in its row, the page still whole."""
+    folder = tmp_path / "infer"
+    folder.mkdir()
+    for path in park17_batch[1].iterdir():  # the maps and the run's summary (not what other tests added)
+        if path.name == "summary.json" or path.name.endswith("_sigma.png"):
+            shutil.copy2(path, folder)
+    made = json.loads((folder / "summary.json").read_text())
+    # as infer.py stores a map whose σ exceeds 65.5 px: at its own scale, which the report must read it by
+    cup = read_sigma_map(folder / "cup_sigma.png")
+    write_png(folder / "cup_sigma.png", np.round(cup * 500).astype(np.uint16), text={"dmenet:unit": "sigma_px = value / 500"})
+    photos = park17_batch[1].parent / "photos"
+    assert infer.main([str(photos), "--sigma-maps", str(folder), "--mask-threshold", "0.5", "--report", "-o", str(folder), "--quiet"]) == 0
+    assert f"wrote {folder / 'report.html'}" in capsys.readouterr().out
+    page = (folder / "report.html").read_text()
+    assert _alts(page) == ["colour scale σ (pixels)", "photo cat", "given σ map of cat", "mask of cat",
+                           "photo cup", "given σ map of cup", "mask of cup"]
+    assert "σ in px: .npy as stored, each PNG by the scale its dmenet:unit text states" in page and "sigma_px &gt; 0.5" in page
+    for record in made["images"]:
+        assert f"given: σ mean {record['sigma_px']['mean']:.2f}" in page
+    (folder / "cup_sigma.png").unlink()
+    page_path = write_sigma_maps_report(folder, title="gone")
+    page = page_path.read_text()
+    assert page.count('<p class="error">') == 1
+    assert f"σ map {folder / 'cup_sigma.png'} is gone (moved or deleted since the masks and applications were made from it)" in page
+    assert _alts(page) == ["colour scale σ (pixels)", "photo cat", "given σ map of cat", "mask of cat", "photo cup", "mask of cup"]
+    value, problems = browser.inspect_page(page_path, browser.REPORT_CHECK, chromium_or_skip())
+    assert problems == [] and all(image["decoded"] for image in value["images"]) and value["headings"] == ["cat", "cup"]
 
 
 def test_demo_refuses_inputs(tmp_path, capsys):

@@ -74,7 +74,8 @@ def parse_args(argv):
                         help="compile B with XLA, once per photo size: faster for fp32 on an AVX2 CPU, slower than the "
                              "streamlined graph on AVX-512 CPUs (auto: on for fp32 on CPUs without AVX-512 only; default: auto)")
     parser.add_argument("--report", action="store_true",
-                        help="also write OUTPUT/report.html: every photo, its σ map, mask and application outputs in one page")
+                        help="also write OUTPUT/report.html: every photo, its σ map, mask and application outputs in one page "
+                             "(with --sigma-maps: the maps read from DIR)")
     parser.add_argument("--demo", action="store_true",
                         help="no inputs needed: Zhuo & Sim 2011 (and Park'17 when its weights are at hand) on photos scikit-image "
                              "bundles, plus all-in-focus and magnification where available, ending in OUTPUT/report.html")
@@ -142,6 +143,10 @@ def _apply_to_sigma_maps(args, options):
     summary = run_on_sigma_maps(paths, maps, args.output, options, progress=not args.quiet, require_stated_unit=require_stated_unit)
     done, failed = len(summary["images"]), len(summary["failures"])
     print(f"{done} of {done + failed} photos' applications written to {args.output} (σ maps from {args.sigma_maps})")
+    if args.report:
+        from dmenet.reports.photos import write_sigma_maps_report
+
+        print(f"wrote {write_sigma_maps_report(args.output)}")
     if failed:
         print(f"{failed} failed (see the lines above and {MAPS_SUMMARY})", file=sys.stderr)
     return 0 if failed + len(problems) == 0 else (1 if done else 2)

@@ -216,7 +216,11 @@ class PredictionFolder:
 
     def read_value(self, stem):
         """The stored map divided by its scale, float64 H×W."""
-        path = self.path_for(stem)
+        return self.read_value_at(self.path_for(stem))
+
+    def read_value_at(self, path):
+        """One map file's stored values divided by its scale, float64 H×W (read_value for a known path)."""
+        path = pathlib.Path(path)
         self._infer_unit(path)
         if path.suffix.lower() == ".npy":
             array = _read_npy(path)
@@ -279,6 +283,34 @@ class PredictionFolder:
     def sigma(self, stem):
         return self.to_sigma(self.read_value(stem))
 
+    def sigma_at(self, path):
+        """σ in pixels of one map file, read as this folder reads its maps."""
+        return self.to_sigma(self.read_value_at(path))
+
+    @classmethod
+    def from_description(cls, description, folder=None):
+        """The reader that `describe()` wrote down (e.g. applications.json's "sigma_maps"), so that a map
+        is read again with the unit and scale it was read with then.
+
+        Args:
+            description: a dict from `describe()`.
+            folder: where the maps are now (default: the described folder).
+
+        Returns:
+            A PredictionFolder; DatasetError when the folder no longer exists.
+
+        Example:
+            >>> maps = PredictionFolder.from_description(summary["sigma_maps"])
+            >>> sigma = maps.sigma_at(record["sigma_map"])
+        """
+        scale = description.get("scale")
+        # Descriptions written before "scale_given": a unit left to inference means the scale was too.
+        given = description.get("scale_given", not description.get("inferred"))
+        return cls(folder or description["predictions"], unit=description.get("unit"),
+                   scale=float(scale) if given and isinstance(scale, (int, float)) else None,
+                   sigma_max=float(description.get("sigma_max", sigma_max_for(DEFAULT_MAX_COC))),
+                   invert=bool(description.get("inverted", False)), method=description.get("method"))
+
     def score(self, stem):
         return self.to_score(self.read_value(stem))
 
@@ -297,6 +329,7 @@ class PredictionFolder:
             "method": self.method,
             "unit": self.unit,
             "scale": scale,
+            "scale_given": self._scale_given,  # False: each infer.py PNG is read with the scale its text states
             "sigma_max": self.sigma_max,
             "inverted": self.invert,
             "matching": {"stem": "by file name", "order": "by sorted position (i-th map <-> i-th ground truth)"}[self.match],

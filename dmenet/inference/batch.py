@@ -526,6 +526,7 @@ def run_on_sigma_maps(paths, maps, output_dir, options, progress=True, log=None,
                 log(f"note: {note}")
             results.append({
                 "input": str(path),
+                "stem": stem,
                 "sigma_map": str(maps.path_for(path.stem)),
                 "size": [int(image.shape[1]), int(image.shape[0])],
                 "files": files,
