@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse
 
 from dmenet.propagation import aggregation
-from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.propagation.rows import RowRunner
 from dmenet.propagation.stencil import PAD, from_padded, padded_shape, to_padded
 
@@ -34,8 +34,8 @@ def coarsening(request):
     guide = rng.random((HEIGHT, WIDTH, 3))
     guide[:8, :8] = 0.5  # a flat tile: its colour candidates are dropped
     rows = laplacian_stencil(guide, 1e-5)
-    rows[:, OFFSETS.index((0, 0))] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
-    absolute_sum = np.abs(rows).sum(axis=1)
+    rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
+    absolute_sum = np.asarray(abs(stencil_to_csr(rows)).sum(axis=1)).reshape(HEIGHT, WIDTH)
     tiles, blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
     return guide, rows, tiles, blocks, operator, candidates, RowRunner(request.param)
 

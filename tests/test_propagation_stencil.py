@@ -1,4 +1,4 @@
-"""The compiled 25-point stencil kernels of the propagation against SciPy's CSR matrix of the same system."""
+"""The compiled 25-point stencil kernels of the propagation (13 stored taps) against SciPy's CSR matrix of the same system."""
 import numpy as np
 import pytest
 import scipy.sparse
@@ -6,7 +6,7 @@ import scipy.sparse.linalg
 
 from dmenet.propagation import stencil as kernels
 from dmenet.propagation.errors import PropagationError
-from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.propagation.rows import RowRunner
 from dmenet.propagation.solver import Propagation
 
@@ -20,30 +20,41 @@ def system():
     data_weight = 0.005 * (rng.random(HEIGHT * WIDTH) < 0.2)
     csr = stencil_to_csr(stencil, data_weight)
     rows = stencil.copy()
-    rows[:, OFFSETS.index((0, 0))] += data_weight.reshape(HEIGHT, WIDTH)
+    rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += data_weight.reshape(HEIGHT, WIDTH)
     return csr, rows
 
 
 def _brute_force_csr(stencil, extra):
-    """The definition: A[p, p + offset] = stencil[y, offset, x] wherever p + offset is on the image."""
-    height, _, width = stencil.shape
+    """The definition: A[p, p + o] = A[p + o, p] = stencil[y, u, x + 2] for upper offset o = UPPER_OFFSETS[u],
+    wherever p + o is on the image."""
+    height, _, padded_width = stencil.shape
+    width = padded_width - 4
     dense = np.diag(extra)
-    for tap, (dy, dx) in enumerate(OFFSETS):
+    for tap, (dy, dx) in enumerate(UPPER_OFFSETS):
         for y in range(height):
             for x in range(width):
                 if 0 <= y + dy < height and 0 <= x + dx < width:
-                    dense[y * width + x, (y + dy) * width + x + dx] += stencil[y, tap, x]
+                    dense[y * width + x, (y + dy) * width + x + dx] += stencil[y, tap, x + 2]
+                    if (dy, dx) != (0, 0):
+                        dense[(y + dy) * width + x + dx, y * width + x] += stencil[y, tap, x + 2]
     return dense
 
 
 def test_stencil_to_csr_matches_its_definition():
     rng = np.random.default_rng(3)
-    stencil = rng.standard_normal((6, 25, 8))
+    stencil = rng.standard_normal((6, 13, 12))
     extra = rng.random(48)
     csr = stencil_to_csr(stencil, extra)
     assert csr.has_sorted_indices
     np.testing.assert_array_equal(csr.toarray(), _brute_force_csr(stencil, extra))
     np.testing.assert_array_equal(stencil_to_csr(stencil).toarray(), _brute_force_csr(stencil, np.zeros(48)))
+
+
+def test_laplacian_stencil_rows_sum_to_zero_and_pads_stay_zero():
+    stencil = laplacian_stencil(np.random.default_rng(8).random((9, 11, 3)), 1e-5)
+    assert stencil.shape == (9, 13, 15) and not stencil[:, :, [0, 1, -2, -1]].any()
+    laplacian = stencil_to_csr(stencil)
+    assert abs(laplacian.sum(axis=1)).max() < 1e-9 and abs(laplacian - laplacian.T).max() == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -52,7 +63,7 @@ def test_stencil_product_matches_csr(system, dtype):
     coefficients = rows.astype(dtype)
     vector = np.random.default_rng(5).standard_normal(HEIGHT * WIDTH)
     out = np.zeros(int(np.prod(kernels.padded_shape(HEIGHT, WIDTH))))
-    kernels.stencil_product(coefficients, kernels.offset_steps(WIDTH), kernels.to_padded(vector, HEIGHT, WIDTH), out)
+    kernels.stencil_product(coefficients, kernels.to_padded(vector, HEIGHT, WIDTH), out)
     expected = scipy.sparse.csr_matrix(csr.astype(dtype).astype(np.float64)) @ vector
     np.testing.assert_allclose(kernels.from_padded(out, HEIGHT, WIDTH), expected, rtol=1e-12, atol=1e-12)
     assert not out.reshape(kernels.padded_shape(HEIGHT, WIDTH))[[0, 1, -2, -1]].any()  # padding stays zero
@@ -75,8 +86,8 @@ def test_block_gauss_seidel_matches_triangular_solves_in_each_half(system, threa
         forward = scipy.sparse.linalg.spsolve_triangular(lower, rhs[block], lower=True)
         expected[block] = scipy.sparse.linalg.spsolve_triangular(upper, rhs[block] - scipy.sparse.tril(matrix, -1) @ forward, lower=False)
     out = kernels.to_padded(rng.standard_normal(HEIGHT * WIDTH), HEIGHT, WIDTH)  # any values inside: they are not read
-    kernels.block_gauss_seidel(rows, 1.0 / rows[:, OFFSETS.index((0, 0))], kernels.offset_steps(WIDTH),
-                               kernels.to_padded(rhs, HEIGHT, WIDTH), out, run_rows=RowRunner(threads))
+    kernels.block_gauss_seidel(rows, 1.0 / rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2], kernels.to_padded(rhs, HEIGHT, WIDTH), out,
+                               run_rows=RowRunner(threads))
     np.testing.assert_allclose(kernels.from_padded(out, HEIGHT, WIDTH), expected, rtol=1e-9, atol=1e-9)
 
 

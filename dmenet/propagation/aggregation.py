@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from dmenet.propagation.stencil import PAD
+from dmenet.propagation.stencil import PAD, entry
 
 TILE = 8
 REACH = 2  # pixels the stencil (and so P) reaches beyond a tile on every side
@@ -75,27 +75,27 @@ def _tentative(guide, first_row, last_row, basis, factors):
 
 
 @numba.njit(cache=True, nogil=True)
-def _smoothed_prolongator(coefficients, jacobi_weight, basis, first_row, last_row, prolongator):
+def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolongator):
     """P = T − diag(jacobi_weight)·A·T on the SPAN×SPAN pixels around each tile of rows first_row … last_row − 1.
 
     Each span pixel sums only the taps that land on the tile (their ranges computed, not tested tap
     by tap), the four candidates at once."""
-    height, _, width = coefficients.shape
+    height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_columns = basis.shape[1]
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
-            rows, cols = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
+            tile_height, tile_width = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
             prolongator[by, bx] = 0.0
             for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
                 y = by * TILE - REACH + qy
                 for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
                     x = bx * TILE - REACH + qx
                     a0 = a1 = a2 = a3 = 0.0
-                    for dy in range(max(-2, REACH - qy), min(2, rows - 1 + REACH - qy) + 1):
+                    for dy in range(max(-2, REACH - qy), min(2, tile_height - 1 + REACH - qy) + 1):
                         ty = qy - REACH + dy
-                        for dx in range(max(-2, REACH - qx), min(2, cols - 1 + REACH - qx) + 1):
+                        for dx in range(max(-2, REACH - qx), min(2, tile_width - 1 + REACH - qx) + 1):
                             tx = qx - REACH + dx
-                            weight = coefficients[y, (dy + 2) * 5 + dx + 2, x]
+                            weight = entry(rows, y, x, dy, dx)
                             a0 += weight * basis[by, bx, 0, ty, tx]
                             a1 += weight * basis[by, bx, 1, ty, tx]
                             a2 += weight * basis[by, bx, 2, ty, tx]
@@ -106,14 +106,14 @@ def _smoothed_prolongator(coefficients, jacobi_weight, basis, first_row, last_ro
                     prolongator[by, bx, 2, qy, qx] = -scale * a2
                     prolongator[by, bx, 3, qy, qx] = -scale * a3
             for k in range(CANDIDATES):
-                prolongator[by, bx, k, REACH:REACH + rows, REACH:REACH + cols] += basis[by, bx, k, :rows, :cols]
+                prolongator[by, bx, k, REACH:REACH + tile_height, REACH:REACH + tile_width] += basis[by, bx, k, :tile_height, :tile_width]
 
 
 @numba.njit(cache=True, nogil=True)
-def _galerkin(coefficients, prolongator, first_row, last_row, coarse):
+def _galerkin(rows, prolongator, first_row, last_row, coarse):
     """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
     neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest."""
-    height, _, width = coefficients.shape
+    height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = prolongator.shape[:2]
     side = SPAN + 2 * REACH  # A·P of one tile reaches 2 more pixels
     product = np.empty((side, side, CANDIDATES))
@@ -130,7 +130,7 @@ def _galerkin(coefficients, prolongator, first_row, last_row, coarse):
                         qy = ry - REACH + dy
                         for dx in range(max(-2, REACH - rx), min(2, SPAN - 1 + REACH - rx) + 1):
                             qx = rx - REACH + dx
-                            weight = coefficients[y, (dy + 2) * 5 + dx + 2, x]
+                            weight = entry(rows, y, x, dy, dx)
                             a0 += weight * prolongator[by, bx, 0, qy, qx]
                             a1 += weight * prolongator[by, bx, 1, qy, qx]
                             a2 += weight * prolongator[by, bx, 2, qy, qx]
@@ -237,11 +237,11 @@ def tentative_prolongator(guide, run_rows):
     return basis, factors
 
 
-def first_coarsening(coefficients, absolute_sum, guide, run_rows):
+def first_coarsening(rows, absolute_sum, guide, run_rows):
     """Smoothed-aggregation prolongator, coarse operator and coarse candidates of the fine system.
 
     Args:
-        coefficients: H×25×W stencil rows of the system A (float64).
+        rows: the system A as upper stencil rows H×13×(W + 4) (float64, ``dmenet.propagation.stencil``).
         absolute_sum: H×W sums of |A| along each row (the Jacobi weights).
         guide: H×W×3 guide whose colours are the near-null space candidates.
         run_rows: ``run_rows(function, count)`` calls ``function(first, last)`` over row ranges
@@ -253,14 +253,14 @@ def first_coarsening(coefficients, absolute_sum, guide, run_rows):
         Coarse unknowns whose candidate was dropped have a unit diagonal (their P column is zero, so
         they stay zero).
     """
-    height, _, width = coefficients.shape
+    height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = tile_grid(height, width)
     basis, factors = tentative_prolongator(guide, run_rows)
     prolongator = np.empty((tile_rows, tile_columns, CANDIDATES, SPAN, SPAN))
     jacobi_weight = np.divide(OMEGA, absolute_sum, out=np.zeros_like(absolute_sum), where=absolute_sum != 0)
-    run_rows(lambda first, last: _smoothed_prolongator(coefficients, jacobi_weight, basis, first, last, prolongator), tile_rows)
+    run_rows(lambda first, last: _smoothed_prolongator(rows, jacobi_weight, basis, first, last, prolongator), tile_rows)
     blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
-    run_rows(lambda first, last: _galerkin(coefficients, prolongator, first, last, blocks), tile_rows)
+    run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks), tile_rows)
     _mirror_neighbours(blocks)
     unused = np.diagonal(factors, axis1=2, axis2=3) == 0.0
     centre = blocks[:, :, 4]

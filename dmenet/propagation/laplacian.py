@@ -5,10 +5,10 @@ window's mean colour and Σ its population covariance,
     A_ij += (1 + (I_i − μ)ᵀ (Σ + ε·E₃)⁻¹ (I_j − μ)) / 9   for all i, j in the window
 (ε added as is, not ε/9), and L = diag(rowsum A) − A. Both methods then solve (L + λ·D) x = λ·D s with D = diag(known) (``dmenet.propagation.solver``).
 
-A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals, kept as 25 taps
-per pixel; one compiled pass over the windows sums their pair terms into those taps
-(``stencil.add_window_affinities``), and another writes them as CSR when a direct solver needs it
-(no 81-entries-per-window COO).
+A pixel only meets pixels at most 2 rows and 2 columns away, so L has 25 diagonals; being symmetric,
+it is kept as the 13 taps of non-negative offset per pixel. One compiled pass over the windows sums
+their pair terms into those taps (``stencil.add_window_affinities``), and another writes them as CSR
+when a direct solver needs it (no 81-entries-per-window COO).
 """
 import numpy as np
 import scipy.sparse
@@ -16,6 +16,8 @@ import scipy.sparse
 from dmenet.propagation.errors import PropagationError
 
 OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+# the 13 offsets ≥ (0, 0) a symmetric stencil is stored by: the centre, two to the right, the two rows below
+UPPER_OFFSETS = [(0, 0), (0, 1), (0, 2)] + [(dy, dx) for dy in (1, 2) for dx in range(-2, 3)]
 
 
 def matting_laplacian(guide_rgb, epsilon=1e-5):
@@ -40,28 +42,29 @@ def matting_laplacian(guide_rgb, epsilon=1e-5):
 
 
 def laplacian_stencil(guide_rgb, epsilon):
-    """L as 25 stencil taps per pixel: out[y, o, x] = L[(y, x), (y, x) + offset o], offsets in ``OFFSETS`` order.
+    """L as its upper stencil taps: out[y, u, x + 2] = L[(y, x), (y, x) + offset u], offsets in ``UPPER_OFFSETS`` order.
 
-    Pixel-major ("stencil rows"): one pixel row's 25 taps lie together, as the solver's kernels read
-    them. Depends on the guide only, so it can be built before the known pixels are.
+    L is symmetric, so the 13 taps of non-negative offset hold all of it (``dmenet.propagation.stencil``);
+    pixel-major, with 2 zero columns on either side, as the solver's kernels read them. Depends on
+    the guide only, so it can be built before the known pixels are.
 
     Args:
         guide_rgb: H×W×3 guide.
         epsilon: covariance regulariser.
 
     Returns:
-        H×25×W float64 array (taps pointing off the image are 0).
+        H×13×(W + 4) float64 array (taps pointing off the image are 0).
     """
     guide = np.asarray(guide_rgb, dtype=np.float64)
     height, width, _ = guide.shape
-    rows = np.zeros((height, len(OFFSETS), width))
+    rows = np.zeros((height, len(UPPER_OFFSETS), width + 4))
     if height < 3 or width < 3:
         return rows
     from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
 
     # one compiled pass sums every window's pair terms of non-negative offset (A is symmetric) …
     stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), rows)
-    # … and a second mirrors them to the negative offsets and makes L = diag(row sums) − A
+    # … and a second makes L = diag(row sums) − A
     stencil.affinities_to_laplacian(rows)
     return rows
 
@@ -78,13 +81,14 @@ def laplacian_csr(guide, epsilon, extra_diagonal=None):
 
 
 def stencil_to_csr(rows, extra_diagonal=None):
-    """CSR from the H×25×W stencil rows (+ diag(extra_diagonal)), dropping entries whose column falls off the image.
+    """CSR of the upper stencil rows (+ diag(extra_diagonal)), dropping entries whose column falls off the image.
 
     Args:
-        rows: H×25×W from ``laplacian_stencil`` (not modified).
+        rows: H×13×(W + 4) from ``laplacian_stencil`` (not modified).
         extra_diagonal: H·W values added to the diagonal, or None.
     """
-    height, _, width = rows.shape
+    height, _, padded_width = rows.shape
+    width = padded_width - 4
     count = height * width
     index_type = np.int32 if count * len(OFFSETS) < 2 ** 31 else np.int64
     extra = np.zeros(count) if extra_diagonal is None else np.asarray(extra_diagonal, np.float64).ravel()

@@ -14,7 +14,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from dmenet.propagation.errors import PropagationError
-from dmenet.propagation.laplacian import OFFSETS, laplacian_stencil, stencil_to_csr
+from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.propagation.rows import RowRunner
 from dmenet.syndof import blas_threads
 
@@ -54,27 +54,25 @@ class _StencilSystem:
     below are pyamg's. A system of at most 500 pixels is solved by a sparse LU instead.
     """
 
-    def __init__(self, coefficients, guide, csr, run_rows):
+    def __init__(self, rows, guide, csr, run_rows):
         from dmenet.propagation import aggregation
         from dmenet.propagation import stencil as stencil_kernels
 
-        height, _, width = coefficients.shape
+        height, width = guide.shape[:2]
         self.height, self.width = height, width
         self.run_rows = run_rows
-        self.coefficients = coefficients
-        self.smoothing_coefficients = np.empty(coefficients.shape, np.float32)
+        self.rows = rows
+        self.smoothing_rows = np.empty(rows.shape, np.float32)
         self.inverse_diagonal, absolute_sum = np.empty((height, width)), np.empty((height, width))
-        run_rows(lambda first, last: stencil_kernels.smoothing_rows(coefficients, first, last, self.smoothing_coefficients,
+        run_rows(lambda first, last: stencil_kernels.smoothing_rows(rows, first, last, self.smoothing_rows,
                                                                     self.inverse_diagonal, absolute_sum), height)
         self.kernels, self.aggregation = stencil_kernels, aggregation
-        self.steps = stencil_kernels.offset_steps(width)
         self.direct_factor = self.hierarchy = None
         if height * width <= _AMG_MAX_COARSE:
             self.direct_factor = _factorise(csr())
             self.levels = 1
         else:
-            prolongator, self.tile_blocks, operator, candidates = aggregation.first_coarsening(self.coefficients, absolute_sum, guide,
-                                                                                               run_rows)
+            prolongator, self.tile_blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
             self.tile_inverse_diagonal = np.linalg.inv(self.tile_blocks[:, :, 4])
             self.hierarchy = _coarse_hierarchy(operator, candidates)
@@ -89,7 +87,7 @@ class _StencilSystem:
 
     def product(self, vector, out):
         """out = A·vector (float64 coefficients) on padded vectors."""
-        return self.kernels.stencil_product(self.coefficients, self.steps, vector, out, self.run_rows)
+        return self.kernels.stencil_product(self.rows, vector, out, self.run_rows)
 
     def precondition(self, residual, out):
         """out = one V-cycle from zero for A·out = residual (padded vectors); symmetric, as CG needs.
@@ -104,16 +102,16 @@ class _StencilSystem:
             inside = out.reshape(kernels.padded_shape(height, width))[kernels.PAD:-kernels.PAD, kernels.PAD:-kernels.PAD]
             inside[:] = self.direct_factor.solve(kernels.from_padded(residual, height, width)).reshape(height, width)
             return out
-        coefficients, run_rows = self.smoothing_coefficients, self.run_rows
-        kernels.block_gauss_seidel(coefficients, self.inverse_diagonal, self.steps, residual, out, self.sweep_work, run_rows)
-        kernels.stencil_residual(coefficients, self.steps, residual, out, self.work, run_rows)
+        rows, run_rows = self.smoothing_rows, self.run_rows
+        kernels.block_gauss_seidel(rows, self.inverse_diagonal, residual, out, self.sweep_work, run_rows)
+        kernels.stencil_residual(rows, residual, out, self.work, run_rows)
         coarse_rhs = np.empty(self.coarse_size)
         tiles, restrict = self.tile_prolongator, self.aggregation.restrict
         run_rows(lambda first, last: restrict(tiles, height, width, self.work, first, last, coarse_rhs), tiles.shape[0])
         coarse_solution = self._tile_cycle(coarse_rhs)
         self.aggregation.prolong(tiles, height, width, coarse_solution, out, run_rows)
-        kernels.stencil_residual(coefficients, self.steps, residual, out, self.work, run_rows)
-        kernels.block_gauss_seidel(coefficients, self.inverse_diagonal, self.steps, self.work, self.correction, self.sweep_work, run_rows)
+        kernels.stencil_residual(rows, residual, out, self.work, run_rows)
+        kernels.block_gauss_seidel(rows, self.inverse_diagonal, self.work, self.correction, self.sweep_work, run_rows)
         out += self.correction
         return out
 
@@ -219,7 +217,7 @@ class Propagation:
         method: "amg" (CG preconditioned by pyamg smoothed-aggregation multigrid), "direct" (sparse LU,
             the reference: exact, but 15–60 s at 640×480) or "auto" (amg when pyamg is installed).
         stencil: ``laplacian_stencil(guide_rgb, epsilon)`` when already built.
-        overwrite_stencil: the given stencil may become the system's rows (saves a 55 MB copy at 640×427).
+        overwrite_stencil: the given stencil may become the system's rows (saves a 28 MB copy at 640×427).
         threads: threads the multigrid's set-up and the solve's products may use (None: the
             available cores, at most 4; the result does not depend on it).
 
@@ -266,13 +264,14 @@ class Propagation:
         self.data_weight = lam * known.ravel()
         if stencil is None:
             stencil, overwrite_stencil = laplacian_stencil(guide, epsilon), True
-        elif np.shape(stencil) != (self.shape[0], 25, self.shape[1]):
-            raise PropagationError(f"propagate: stencil must be {self.shape[0]}×25×{self.shape[1]}, got {np.shape(stencil)}")
+        elif np.shape(stencil) != (self.shape[0], len(UPPER_OFFSETS), self.shape[1] + 4):
+            raise PropagationError(f"propagate: stencil must be {self.shape[0]}×{len(UPPER_OFFSETS)}×{self.shape[1] + 4} "
+                                   f"(laplacian_stencil), got {np.shape(stencil)}")
         # the system's rows: L's plus λ·D on the centre tap (in the stencil's own memory when it may be
         # overwritten: fresh 55 MB arrays cost more in page faults than the addition)
         self.rows = stencil if overwrite_stencil and stencil.dtype == np.float64 and stencil.flags.c_contiguous \
             else np.array(stencil, np.float64)
-        self.rows[:, OFFSETS.index((0, 0))] += self.data_weight.reshape(self.shape)
+        self.rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += self.data_weight.reshape(self.shape)
         self.stencil_system = None
         if method == "amg":
             import pyamg  # noqa: F401  (loads SciPy's BLAS before the thread limit looks for it)

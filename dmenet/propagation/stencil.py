@@ -1,19 +1,28 @@
 """Compiled (numba) kernels on the 25-point stencil of the propagation system, without a sparse matrix.
 
 The fine level of the propagation system is a 5×5 stencil: every pixel meets the pixels at most 2 rows
-and 2 columns away. Stored per pixel as its 25 coefficients (H×W×25, no column indices), a product or a
-Gauss–Seidel sweep reads about half the bytes of the CSR matrix, and vectors padded by 2 zero pixels on
-every side need no bounds checks (a coefficient pointing off the image meets a zero). ``solver`` runs
-its fine-level multigrid smoothing and CG products with these kernels, and ``laplacian`` builds the
-stencil and its CSR matrix with the last two. Importing this module imports numba (~0.2 s), so the
-other modules import it where they first need it.
+and 2 columns away. The system is symmetric, A[p, p − o] = A[p − o, p], so only the 13 taps of
+non-negative offset ("upper" taps: the centre, two to the right, the two rows below) are stored, per
+pixel row as H×13×(W + 4) with 2 zero columns on either side; a tap of negative offset is the
+matching upper tap of the pixel it points to. Every fine-level kernel is bound by memory bandwidth,
+so this halves their time against storing all 25. Vectors are padded by 2 zero pixels on every
+side, so a coefficient row lines up with a vector row and nothing needs a bounds check (a coefficient
+pointing off the image is zero, or meets a zero). ``solver`` runs its fine-level multigrid smoothing
+and CG products with these kernels, and ``laplacian`` builds the stencil and its CSR matrix with the
+last ones. Importing this module imports numba (~0.2 s), so the other modules import it where they
+first need it.
 """
 import numba
 import numpy as np
 
-from dmenet.propagation.laplacian import OFFSETS
+from dmenet.propagation.laplacian import UPPER_OFFSETS
 
 PAD = 2
+UPPER_TAPS = len(UPPER_OFFSETS)
+# upper tap u ↔ offset (dy, dx): u = 0, 1, 2 are (0, 0), (0, 1), (0, 2); u = 3 … 7 row +1, u = 8 … 12 row +2, dx = −2 … 2
+_DY = np.array([dy for dy, _ in UPPER_OFFSETS], np.int64)
+_DX = np.array([dx for _, dx in UPPER_OFFSETS], np.int64)
+ROW_BELOW = 3  # the first upper tap in a row below
 
 
 def padded_shape(height, width):
@@ -21,9 +30,9 @@ def padded_shape(height, width):
     return height + 2 * PAD, width + 2 * PAD
 
 
-def offset_steps(width):
-    """Flat steps of the 25 offsets in a padded vector of an image `width` pixels wide."""
-    return np.array([dy * (width + 2 * PAD) + dx for dy, dx in OFFSETS], np.int64)
+def stencil_shape(height, width):
+    """Shape of the upper stencil rows of an H×W image: H×13×(W + 4)."""
+    return height, UPPER_TAPS, width + 2 * PAD
 
 
 def to_padded(values, height, width, out=None):
@@ -39,60 +48,90 @@ def from_padded(padded, height, width):
     return padded.reshape(padded_shape(height, width))[PAD:-PAD, PAD:-PAD].ravel()
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def upper_tap(dy, dx):
+    """The upper tap of offset (dy, dx) ≥ (0, 0)."""
+    return dx if dy == 0 else ROW_BELOW + (dy - 1) * 5 + dx + 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def entry(rows, y, x, dy, dx):
+    """A[(y, x), (y + dy, x + dx)] for any offset within 2 (0 where the neighbour is off the image's sides)."""
+    if dy > 0 or (dy == 0 and dx >= 0):
+        return rows[y, upper_tap(dy, dx), x + PAD]
+    return rows[y + dy, upper_tap(-dy, -dx), x + dx + PAD]
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _row_taps(coefficients, steps, solution, y, base, first_tap, last_tap, out):
-    """out = Σ coefficient·value over the taps first_tap … last_tap − 1 of image row y (vectorised over x)."""
-    width = out.shape[0]
-    out[:] = 0.0
+def _add_upper(rows, vector, y, first_tap, last_tap, width, out):
+    """out[x] += Σ A[p, p + o]·v[p + o] over the upper taps first_tap … last_tap − 1 of image row y."""
+    padded_width = width + 2 * PAD
     # tap outer, pixel inner over row views (indices provably ≥ 0): contiguous, so the loop vectorises
     for tap in range(first_tap, last_tap):
-        weights = coefficients[y, tap]
-        source = solution[base + steps[tap]:base + steps[tap] + width]
+        weights = rows[y, tap, PAD:PAD + width]
+        start = (y + PAD + _DY[tap]) * padded_width + PAD + _DX[tap]
+        source = vector[start:start + width]
         for x in range(width):
             out[x] += weights[x] * source[x]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _stencil_product(coefficients, steps, vector, out, first_row, last_row):
-    _, taps, width = coefficients.shape
+def _add_lower(rows, vector, y, first_tap, last_tap, first_row, width, out):
+    """out[x] += Σ A[p, p − o]·v[p − o] = Σ A[p − o, p]·v[p − o] over the mirrors of upper taps first_tap … last_tap − 1
+    whose source row y − dy is at least first_row."""
     padded_width = width + 2 * PAD
-    row = np.empty(width)
-    for y in range(first_row, last_row):
-        base = (y + PAD) * padded_width + PAD
-        _row_taps(coefficients, steps, vector, y, base, 0, taps, row)
-        out[base:base + width] = row
+    for tap in range(first_tap, last_tap):
+        dy, dx = _DY[tap], _DX[tap]
+        if y - dy < first_row:
+            continue
+        weights = rows[y - dy, tap, PAD - dx:PAD - dx + width]
+        start = (y - dy + PAD) * padded_width + PAD - dx
+        source = vector[start:start + width]
+        for x in range(width):
+            out[x] += weights[x] * source[x]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _stencil_residual(coefficients, steps, rhs, vector, out, first_row, last_row):
-    _, taps, width = coefficients.shape
-    padded_width = width + 2 * PAD
+def _stencil_product(rows, vector, out, first_row, last_row, subtract_from):
+    """out = A·vector (or subtract_from − A·vector when it has any elements) on rows first_row … last_row − 1."""
+    _, _, padded_width = rows.shape
+    width = padded_width - 2 * PAD
     row = np.empty(width)
     for y in range(first_row, last_row):
+        row[:] = 0.0
+        _add_upper(rows, vector, y, 0, UPPER_TAPS, width, row)
+        _add_lower(rows, vector, y, 1, UPPER_TAPS, 0, width, row)
         base = (y + PAD) * padded_width + PAD
-        _row_taps(coefficients, steps, vector, y, base, 0, taps, row)
-        for x in range(width):
-            out[base + x] = rhs[base + x] - row[x]
+        target = out[base:base + width]
+        if subtract_from.shape[0] > 0:
+            given = subtract_from[base:base + width]
+            for x in range(width):
+                target[x] = given[x] - row[x]
+        else:
+            for x in range(width):
+                target[x] = row[x]
 
 
-def stencil_product(coefficients, steps, vector, out, run_rows=None):
+_NOTHING = np.zeros(0)
+
+
+def stencil_product(rows, vector, out, run_rows=None):
     """out = A·vector on padded vectors (out's padding is left untouched: keep it zero).
 
     Args:
-        coefficients: H×25×W stencil coefficients, A[p, p + offset] per pixel (as ``laplacian_stencil`` gives them).
-        steps: ``offset_steps(W)``.
+        rows: upper stencil rows H×13×(W + 4) (``laplacian_stencil``), float64 or float32.
         vector, out: flat padded float64 vectors (``to_padded``).
         run_rows: ``dmenet.propagation.rows.RowRunner`` to share the rows between threads (None: this thread).
     """
-    height = coefficients.shape[0]
-    (run_rows or _one_thread)(lambda first, last: _stencil_product(coefficients, steps, vector, out, first, last), height)
+    height = rows.shape[0]
+    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, _NOTHING), height)
     return out
 
 
-def stencil_residual(coefficients, steps, rhs, vector, out, run_rows=None):
+def stencil_residual(rows, rhs, vector, out, run_rows=None):
     """out = rhs − A·vector on padded vectors (as ``stencil_product``; out's padding stays untouched)."""
-    height = coefficients.shape[0]
-    (run_rows or _one_thread)(lambda first, last: _stencil_residual(coefficients, steps, rhs, vector, out, first, last), height)
+    height = rows.shape[0]
+    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, rhs), height)
     return out
 
 
@@ -101,38 +140,42 @@ def _one_thread(function, count):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _gauss_seidel_from_zero(coefficients, inverse_diagonal, steps, rhs, solution, behind, first_row, last_row):
-    # taps 0–4: row y − 2, 5–9: row y − 1, 10/11: two pixels left, 12: centre, 13/14: two pixels right,
-    # 15–19: row y + 1, 20–24: row y + 2
-    _, _, width = coefficients.shape
-    padded_width = width + 2 * PAD
+def _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, solution, behind, first_row, last_row):
+    _, _, padded_width = rows.shape
+    width = padded_width - 2 * PAD
     above = np.empty(width)
     ahead = np.empty(width)
     for y in range(first_row, last_row):  # forward sweep: the pixels ahead of it are still zero
+        # the rows above within the block (rows before it belong to another block: left out)
+        above[:] = 0.0
+        _add_lower(rows, solution, y, ROW_BELOW, UPPER_TAPS, first_row, width, above)
         base = (y + PAD) * padded_width + PAD
-        # rows before the block belong to another block: their taps are left out
-        first_tap = 0 if y - 2 >= first_row else (5 if y - 1 >= first_row else 10)
-        _row_taps(coefficients, steps, solution, y, base, first_tap, 10, above)
+        given, values, inverse, sums = rhs[base:base + width], solution[base:base + width], inverse_diagonal[y], behind[y]
+        # A[p, p − 1] and A[p, p − 2] are the upper taps (0, 1) and (0, 2) of the pixels to the left
+        left, second_left = rows[y, 1, PAD - 1:PAD - 1 + width], rows[y, 2, PAD - 2:PAD - 2 + width]
         # the serial part: the two values just written stay in registers (no store-to-load round trip)
         earlier, latest = 0.0, 0.0
         for x in range(width):
-            lower = above[x] + coefficients[y, 10, x] * earlier + coefficients[y, 11, x] * latest
+            lower = above[x] + second_left[x] * earlier + left[x] * latest
             # the backward sweep meets the same values before each pixel: it reuses this sum
-            behind[y, x] = lower
-            value = (rhs[base + x] - lower) * inverse_diagonal[y, x]
-            solution[base + x] = value
+            sums[x] = lower
+            value = (given[x] - lower) * inverse[x]
+            values[x] = value
             earlier, latest = latest, value
     for index in range(last_row - first_row):  # backward sweep
         y = last_row - 1 - index
+        ahead[:] = 0.0
+        # the rows below within the block
+        last_tap = UPPER_TAPS if y + 2 < last_row else (ROW_BELOW + 5 if y + 1 < last_row else ROW_BELOW)
+        _add_upper(rows, solution, y, ROW_BELOW, last_tap, width, ahead)
         base = (y + PAD) * padded_width + PAD
-        last_tap = 25 if y + 2 < last_row else (20 if y + 1 < last_row else 15)
-        _row_taps(coefficients, steps, solution, y, base, 15, last_tap, ahead)
+        given, values, inverse, sums = rhs[base:base + width], solution[base:base + width], inverse_diagonal[y], behind[y]
+        right, second_right = rows[y, 1, PAD:PAD + width], rows[y, 2, PAD:PAD + width]
         earlier, latest = 0.0, 0.0
         for column in range(width):
             x = width - 1 - column
-            value = (rhs[base + x] - behind[y, x] - ahead[x] - coefficients[y, 14, x] * earlier
-                     - coefficients[y, 13, x] * latest) * inverse_diagonal[y, x]
-            solution[base + x] = value
+            value = (given[x] - sums[x] - ahead[x] - second_right[x] * earlier - right[x] * latest) * inverse[x]
+            values[x] = value
             earlier, latest = latest, value
 
 
@@ -146,7 +189,7 @@ def smoothing_blocks(height):
     return [(height * part // parts, height * (part + 1) // parts) for part in range(parts)]
 
 
-def block_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, out, work=None, run_rows=None):
+def block_gauss_seidel(rows, inverse_diagonal, rhs, out, work=None, run_rows=None):
     """out = S·rhs: one forward then one backward Gauss–Seidel sweep from zero, in each of two halves of
     the rows on its own (block Jacobi between the halves, Gauss–Seidel inside), the halves in parallel.
 
@@ -157,31 +200,27 @@ def block_gauss_seidel(coefficients, inverse_diagonal, steps, rhs, out, work=Non
     clearing, only zero padding.
 
     Args:
-        coefficients: H×25×W stencil coefficients.
+        rows: upper stencil rows H×13×(W + 4).
         inverse_diagonal: H×W float64, 1 / A[p, p].
-        steps: ``offset_steps(W)``.
         rhs, out: flat padded float64 vectors.
         work: H×W float64 scratch (allocated when None).
         run_rows: ``dmenet.propagation.rows.RowRunner`` (None: both halves in this thread).
     """
-    height, _, width = coefficients.shape
-    behind = np.empty((height, width)) if work is None else work
+    height = rows.shape[0]
+    behind = np.empty(inverse_diagonal.shape) if work is None else work
     blocks = smoothing_blocks(height)
 
     def sweep(first, last):
         for block_first, block_last in blocks[first:last]:
-            _gauss_seidel_from_zero(coefficients, inverse_diagonal, steps, rhs, out, behind, block_first, block_last)
+            _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, out, behind, block_first, block_last)
 
     (run_rows or _one_thread)(sweep, len(blocks))
     return out
 
 
-assert OFFSETS[5:20:5] == [(-1, -2), (0, -2), (1, -2)] and OFFSETS[10:15] == [(0, -2), (0, -1), (0, 0), (0, 1), (0, 2)]  # the sweeps' tap numbers
-
-
 @numba.njit(cache=True, nogil=True)
 def add_window_affinities(guide, epsilon, rows):
-    """Adds every interior 3×3 window's pair terms of non-negative offset into the H×25×W stencil rows.
+    """Adds every interior 3×3 window's pair terms of non-negative offset into the upper stencil rows.
 
     One pass over the windows with the window's 9 colours, its inverse covariance (symmetric adjugate)
     and its 45 pair terms in registers: the vectorised NumPy version held 27 + 9 image-sized temporaries
@@ -228,65 +267,64 @@ def add_window_affinities(guide, epsilon, rows):
                     by, bx = second // 3 - 1, second % 3 - 1
                     affinity = (centred[0, first] * projected[0, second] + centred[1, first] * projected[1, second]
                                 + centred[2, first] * projected[2, second] + 1.0 / 9.0)
-                    tap = (by - ay + 2) * 5 + bx - ax + 2
-                    rows[cy + ay, tap, cx + ax] += affinity
+                    rows[cy + ay, upper_tap(by - ay, bx - ax), cx + ax + PAD] += affinity
+
+
 
 
 @numba.njit(cache=True, nogil=True)
 def affinities_to_laplacian(rows):
-    """In place: the affinity taps of non-negative offset (``add_window_affinities``) → L = diag(Σ A) − A.
-
-    A is symmetric, so a negative-offset tap is the matching positive one of the pixel it points to:
-    A[p, p + o] = A[p + o, p].
-    """
-    height, taps, width = rows.shape
-    centre = taps // 2
-    for y in range(height):
-        for tap in range(centre):  # negative offsets: read from the rows above or pixels to the left
-            dy, dx = tap // 5 - 2, tap % 5 - 2
-            if 0 <= y + dy:
-                for x in range(max(0, -dx), min(width, width - dx)):
-                    rows[y, tap, x] = rows[y + dy, taps - 1 - tap, x + dx]
+    """In place: the affinity's upper taps (``add_window_affinities``) → L = diag(Σ A) − A, upper taps."""
+    height, taps, padded_width = rows.shape
+    width = padded_width - 2 * PAD
+    row_sums = np.zeros((height, width))
     for y in range(height):
         for x in range(width):
             total = 0.0
-            for tap in range(taps):
-                total += rows[y, tap, x]
-            for tap in range(taps):
-                rows[y, tap, x] = -rows[y, tap, x]
-            rows[y, centre, x] += total
+            for dy in range(-2, 3):
+                if 0 <= y + dy < height:
+                    for dx in range(-2, 3):
+                        total += entry(rows, y, x, dy, dx)
+            row_sums[y, x] = total
+    for y in range(height):
+        for x in range(width):
+            rows[y, 0, x + PAD] = row_sums[y, x] - rows[y, 0, x + PAD]
+            for tap in range(1, taps):
+                rows[y, tap, x + PAD] = -rows[y, tap, x + PAD]
 
 
 @numba.njit(cache=True, nogil=True)
-def smoothing_rows(coefficients, first_row, last_row, smoothing_coefficients, inverse_diagonal, absolute_sum):
-    """For image rows first_row … last_row − 1: the coefficients in float32 (the smoother's), 1 / diagonal,
-    and each row's absolute sum (the prolongator's Jacobi weights)."""
-    _, taps, width = coefficients.shape
-    centre = taps // 2
+def smoothing_rows(rows, first_row, last_row, smoothing_rows_out, inverse_diagonal, absolute_sum):
+    """For image rows first_row … last_row − 1: the rows in float32 (the smoother's), 1 / diagonal,
+    and each matrix row's absolute sum over all 25 taps (the prolongator's Jacobi weights)."""
+    height, taps, padded_width = rows.shape
+    width = padded_width - 2 * PAD
     for y in range(first_row, last_row):
         for tap in range(taps):
-            for x in range(width):
-                smoothing_coefficients[y, tap, x] = coefficients[y, tap, x]
+            for j in range(padded_width):
+                smoothing_rows_out[y, tap, j] = rows[y, tap, j]
         for x in range(width):
-            inverse_diagonal[y, x] = 1.0 / coefficients[y, centre, x]
+            inverse_diagonal[y, x] = 1.0 / rows[y, 0, x + PAD]
             total = 0.0
-            for tap in range(taps):
-                total += abs(coefficients[y, tap, x])
+            for dy in range(-2, 3):
+                if 0 <= y + dy < height:
+                    for dx in range(-2, 3):
+                        total += abs(entry(rows, y, x, dy, dx))
             absolute_sum[y, x] = total
 
 
 @numba.njit(cache=True, nogil=True)
 def fill_csr(rows, extra, data, columns):
-    """CSR data and column indices of the H×25×W stencil rows (+ extra on the diagonal), row by row (``laplacian.stencil_to_csr``)."""
-    height, _, width = rows.shape
-    entry = 0
+    """CSR data and column indices of the upper stencil rows (+ extra on the diagonal), row by row (``laplacian.stencil_to_csr``)."""
+    height, _, padded_width = rows.shape
+    width = padded_width - 2 * PAD
+    item = 0
     for y in range(height):
         for x in range(width):
             for dy in range(-2, 3):
                 if 0 <= y + dy < height:
                     for dx in range(-2, 3):
                         if 0 <= x + dx < width:
-                            tap = (dy + 2) * 5 + dx + 2
-                            data[entry] = rows[y, tap, x] + (extra[y * width + x] if tap == 12 else 0.0)
-                            columns[entry] = (y + dy) * width + x + dx
-                            entry += 1
+                            data[item] = entry(rows, y, x, dy, dx) + (extra[y * width + x] if dy == 0 and dx == 0 else 0.0)
+                            columns[item] = (y + dy) * width + x + dx
+                            item += 1
