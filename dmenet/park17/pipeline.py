@@ -16,6 +16,7 @@ from dmenet.park17.rolling_guidance import rolling_guidance_filter
 from dmenet.park17.sparse_map import sparse_maps
 from dmenet.park17.weighted_median import joint_weighted_median
 from dmenet.propagation.solver import Propagation
+from dmenet.syndof import blas_threads
 
 STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup", "sparse", "prob_jbf", "matting_solve",
           "weighted_median")
@@ -81,6 +82,13 @@ def estimate_park17(image, classifier, params=DEFAULT_PARAMS, edge_map=None, kee
         >>> result = estimate_park17(rgb_uint8, load_park17_classifier("DHDE_model.caffemodel"))
         >>> result.sigma.max()
     """
+    # The pipeline keeps both cores busy with its own two threads; OpenBLAS threads on top (the features'
+    # small matrix products and batched SVDs) only spin: twice the CPU time for a slower stage.
+    with blas_threads.limited():
+        return _estimate(image, classifier, params, edge_map, keep_intermediates, on_stage)
+
+
+def _estimate(image, classifier, params, edge_map, keep_intermediates, on_stage):
     rgb = as_unit_rgb(image)
     timer = StageTimer(on_stage, keep_intermediates)
     begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
