@@ -307,19 +307,22 @@ def test_public_entry_point_is_exact_on_the_second_reference_image(shared_data):
     np.testing.assert_array_equal(out, arrays["rstImg"])
 
 
-def test_bands_and_uncached_window_weights_give_the_same_result(monkeypatch):
-    """Big images are processed in bands of rows and recompute the window weights every iteration."""
-    rng = np.random.default_rng(6)
-    levels = rng.integers(0, 30, size=(70, 23))
-    clusters = rng.integers(0, 6, size=levels.shape)
-    weights = wm._cluster_weights(rng.integers(0, 64, size=(6, 3)).astype(np.float32), 100.0)
-    cached = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
+@pytest.mark.parametrize("seed, levels_range, n_clusters", [(6, 30, 6), (7, 4, 3)])
+def test_compiled_first_pass_equals_full_histograms_in_any_split(monkeypatch, seed, levels_range, n_clusters):
+    """The compiled pass settles pixels whose median is within a level of the centre's; with a margin no
+    balance can reach, every pixel goes through the float64 histograms instead, in small chunks."""
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, levels_range, size=(70, 23))
+    clusters = rng.integers(0, n_clusters, size=levels.shape)
+    weights = wm._cluster_weights(rng.integers(0, 64, size=(n_clusters, 3)).astype(np.float32), 100.0)
+    compiled = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=levels_range)
+    monkeypatch.setattr(wm, "_WORKERS", 3)
+    np.testing.assert_array_equal(compiled, wm._filter_indices(levels, clusters, weights, radius=3, iterations=2,
+                                                               value_levels=levels_range))
+    monkeypatch.setattr(wm, "_FLOAT32_MARGIN", 10.0)
     monkeypatch.setattr(wm, "_BAND_PIXELS", 23 * 8)
-    banded = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
-    np.testing.assert_array_equal(cached, banded)
-    monkeypatch.setattr(wm, "_WEIGHT_CACHE_BYTES", 0)
-    uncached = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=30)
-    np.testing.assert_array_equal(cached, uncached)
+    histograms = wm._filter_indices(levels, clusters, weights, radius=3, iterations=2, value_levels=levels_range)
+    np.testing.assert_array_equal(compiled, histograms)
 
 
 def test_image_smaller_than_the_window_and_zero_iterations():

@@ -14,9 +14,9 @@ in NumPy, reproducing the mex's discrete decisions:
 4. The filter (three times on the index image) is the mex's per-column cut-point walk. The walk's
    result depends on the previous pixel of the column only through the sign of the balance at the
    previous cut, so every pixel's weighted median is computed at once and only a cheap row-by-row
-   pass stays sequential. Medians are found by testing the centre's own level and its two
-   neighbours in float32 (almost every pixel); far medians and balances near 0 get float64 level
-   histograms.
+   pass stays sequential. Medians are found from a histogram of the levels around the centre's own
+   level, in one compiled pass over each window (`median_kernel`; almost every pixel); far medians
+   and balances near 0 get float64 histograms of all levels.
 
 The mex sums balances in float32 in the order of its linked lists. Exact ties (every weight class's
 counts balanced) are detected with integer counts and follow the mex's rule. The first pixel of each
@@ -30,8 +30,9 @@ which this reproduces bit for bit.
 The k-means++ seeding draws from OpenCV's global RNG as a fresh process has it (the official code
 runs one image per MATLAB session); every call here starts from that state.
 """
+import concurrent.futures
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
@@ -43,12 +44,15 @@ _KMEANS_PP_TRIALS = 3
 _GUIDE_SHIFT = 2  # 8-bit → 6-bit colours
 _GUIDE_LOW_LEVELS = 256 >> _GUIDE_SHIFT
 _QUANTISATION_TOLERANCE = np.float32(1e-5)
-# Pixels whose windows are processed at once (whole rows; bounds the temporary arrays to ~30 MB).
+# Unsettled pixels whose windows are gathered at once (bounds the temporary arrays to ~30 MB).
 _BAND_PIXELS = 32 * 640
-# Window weights are computed once and kept for all iterations up to this size (else per iteration).
-_WEIGHT_CACHE_BYTES = 512 * 2**20
-# A float32 balance this close to 0 (relative to the window's total weight) is re-decided in float64;
-# float32 sums of 121 weights are off by well under 1e-5 of the total.
+# Threads of the compiled first pass (it releases the GIL): the pipeline runs this stage alone.
+_WORKERS = 2
+# Levels on either side of the centre's that the compiled pass histograms: 8 leaves 0.3 % of the
+# pixels of sample_0001 to the full histograms (1 level: 8 %), at the same cost per window.
+_NEARBY_LEVELS = 8
+# A balance this close to 0 (relative to the window's total weight) is re-decided by full histograms;
+# float32 sums of 121 weights (the mex's) are off by well under 1e-5 of the total.
 _FLOAT32_MARGIN = 1e-4
 # The first pixel of a column climbs from cut −1 through ~100 levels in float32 (PARK17.md §11);
 # balances this close to 0 are re-decided with the mex's own float32 additions.
@@ -243,50 +247,35 @@ def _cluster_weights(centres, sigma_scaled):
     return np.exp(exponent.astype(np.float64)).astype(np.float32)
 
 
-def _bands(height, width):
-    """(first row, end row) of the bands of whole image rows processed together."""
-    rows = max(1, _BAND_PIXELS // width)
-    return [(y0, min(height, y0 + rows)) for y0 in range(0, height, rows)]
-
-
-def _windows(padded, radius, y0, y1, width):
-    """Pixel-major windows of rows y0…y1−1 of a padded image: ((y1−y0)·W, (2r+1)²), a copy."""
-    size = 2 * radius + 1
-    return sliding_window_view(padded[y0:y1 + 2 * radius, :width + 2 * radius], (size, size)).reshape(
-        (y1 - y0) * width, size * size)
-
-
 class _WindowWeights:
-    """Weight of every window pixel for every centre, per band of image rows (see _bands):
-    ((rows·W), (2r+1)²) float32, 0 outside the image, plus each window's total.
-
-    The bands are kept for the next iterations while they fit in _WEIGHT_CACHE_BYTES (a 640×512
-    image needs 160 MB); larger images recompute them each iteration to keep memory bounded.
-    """
+    """Weights of window pixels for their centre: the cluster image padded with an "outside" cluster of
+    weight 0 (which replaces the clipping of windows at the border) and the flat weight table."""
 
     def __init__(self, cluster_image, weights, radius):
         self.height, self.width = cluster_image.shape
         self.radius = radius
         clusters = weights.shape[0]
-        # an extra "outside" cluster whose weight to everything is 0 replaces the clipping of the window
         table = np.zeros((clusters + 1, clusters + 1), dtype=np.float32)
         table[:clusters, :clusters] = weights
+        self.stride = clusters + 1
         self.table = table.ravel()
         self.padded = np.pad(cluster_image.astype(np.intp), radius, mode="constant", constant_values=clusters)
-        self.centre_rows = cluster_image.astype(np.intp).ravel() * (clusters + 1)
-        size = self.height * self.width * (2 * radius + 1) ** 2 * 4
-        self.cache = {} if size <= _WEIGHT_CACHE_BYTES else None
+        self.centre_rows = cluster_image.astype(np.intp).ravel() * self.stride
 
-    def band(self, y0, y1):
-        if self.cache is not None and (y0, y1) in self.cache:
-            return self.cache[(y0, y1)]
-        keys = _windows(self.padded, self.radius, y0, y1, self.width)
-        keys += self.centre_rows[y0 * self.width:y1 * self.width, None]
-        weights = np.take(self.table, keys).astype(np.float32, copy=False)
-        entry = (weights, weights.sum(axis=1))
-        if self.cache is not None:
-            self.cache[(y0, y1)] = entry
-        return entry
+    def of_pixels(self, pixels):
+        """(len(pixels), (2r+1)²) float32 weights of the windows of flat pixel indices `pixels`."""
+        keys = _pixel_windows(self.padded, self.radius, self.width, pixels)
+        keys += self.centre_rows[pixels, None]
+        return np.take(self.table, keys)
+
+
+def _pixel_windows(padded, radius, width, pixels):
+    """Pixel-major windows ((len(pixels), (2r+1)²), a copy) of a padded image at flat pixel indices."""
+    size = 2 * radius + 1
+    padded_width = width + 2 * radius
+    offsets = (np.arange(size)[:, None] * padded_width + np.arange(size)[None, :]).ravel()
+    rows, cols = np.divmod(np.asarray(pixels, dtype=np.intp), width)
+    return padded.ravel()[(rows * padded_width + cols)[:, None] + offsets]
 
 
 def _exact_ties(levels, weights, cut):
@@ -336,70 +325,46 @@ def _histogram_medians(levels, weights, base, span):
     return median, tie, plateau_top, resolved
 
 
-def _masked_sums(mask, weights):
-    """Row sums of the weights where mask is set, in float32 (einsum casts the mask on the fly)."""
-    return np.einsum("ij,ij->i", mask, weights)
-
-
-def _nearby_medians(levels, weights, totals, guess):
-    """Weighted medians that lie within one level of a guess, in float32.
-
-    The weights below the guess and at it give the balances at guess−1 and guess; their signs say
-    whether the median is the guess, above it or below it, and the weight at that one neighbouring
-    level gives the next balance. Returns (median, settled); a pixel is settled only if its median
-    is one of the three levels and both balances that bracket it (at the median and just below it)
-    are far from 0 compared with float32 rounding, so that the float64 model would decide the same.
-    """
-    two = np.float32(2)
-    offset = levels - guess[:, None]
-    below_guess = two * _masked_sums(offset < 0, weights) - totals  # balance at guess − 1
-    at_guess = below_guess + two * _masked_sums(offset == 0, weights)  # balance at guess
-    step = np.where(at_guess < 0, 1, np.where(below_guess >= 0, -1, 0)).astype(offset.dtype)
-    neighbour = two * _masked_sums(offset == step[:, None], weights)
-    # median above: bracket (guess, guess+1); below: (guess−2, guess−1); else (guess−1, guess)
-    upper = np.where(step > 0, at_guess + neighbour, np.where(step < 0, below_guess, at_guess))
-    lower = np.where(step > 0, at_guess, np.where(step < 0, below_guess - neighbour, below_guess))
-    margin = _FLOAT32_MARGIN * totals
-    settled = (upper >= 0) & (lower < 0) & (np.abs(upper) > margin) & (np.abs(lower) > margin)
-    return guess.astype(np.intp) + step, settled
-
-
 def _window_medians(index_image, window_weights, radius, value_levels):
     """Per pixel: lowest level m with balance(m) ≥ 0, whether balance(m) is an exact tie, and the
     last level b ≥ m before the next occupied level (the tie plateau is m…b).
 
-    Weighted medians lie at or next to the centre's own level, so a float32 test of that level and
-    its neighbours settles almost every pixel; the rest (far medians, near-ties, exact ties) get a
-    float64 histogram over all levels.
+    Weighted medians lie at or near the centre's own level, so a compiled histogram of the levels
+    around it settles almost every pixel (`median_kernel`, both cores); the rest (far medians,
+    near-ties, exact ties) get a float64 histogram over all levels.
     """
+    from dmenet.park17 import median_kernel  # numba loads on first use
+
     height, width = index_image.shape
-    # small level numbers keep the window copies and comparisons cheap
-    level_type = np.int16 if value_levels < 2**15 - 1 else np.int64
-    padded_levels = np.pad(index_image.astype(level_type), radius, mode="edge")
-    centre_levels = index_image.astype(level_type).ravel()
-    median = np.empty(height * width, dtype=np.intp)
+    padded_levels = np.pad(np.asarray(index_image, dtype=np.intp), radius, mode="edge")
+    median = np.empty((height, width), dtype=np.intp)
+    settled = np.empty((height, width), dtype=np.bool_)
     tie = np.zeros(height * width, dtype=bool)
-    plateau_top = np.empty(height * width, dtype=np.intp)
-    for y0, y1 in _bands(height, width):
-        band = slice(y0 * width, y1 * width)
-        levels = _windows(padded_levels, radius, y0, y1, width)
-        weights, totals = window_weights.band(y0, y1)
-        m, settled = _nearby_medians(levels, weights, totals, centre_levels[band])
-        top = m.copy()
-        t = np.zeros(m.shape, dtype=bool)
-        missing = np.flatnonzero(~settled)
-        if missing.size:
-            far_levels = levels[missing].astype(np.intp)
-            low = far_levels.min(axis=1)
-            spans = far_levels.max(axis=1) - low + 1
-            # histogram cost grows with the span: group pixels by the power of 4 above theirs
-            span_class = np.maximum(np.ceil(np.log2(spans) / 2), 1).astype(int)
-            for value in np.unique(span_class):
-                rows = np.flatnonzero(span_class == value)
-                span = int(spans[rows].max())
-                m2, t2, top2, _ = _histogram_medians(far_levels[rows], weights[missing[rows]], low[rows], span)
-                m[missing[rows]], t[missing[rows]], top[missing[rows]] = m2, t2, top2
-        median[band], tie[band], plateau_top[band] = m, t, top
+
+    def rows(y0, y1):
+        median_kernel.nearby_medians(padded_levels, window_weights.padded, window_weights.table, window_weights.stride,
+                                     radius, _NEARBY_LEVELS, y0, y1, _FLOAT32_MARGIN, median, settled)
+
+    parts = np.linspace(0, height, _WORKERS + 1).astype(int)
+    with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+        list(pool.map(rows, parts[:-1], parts[1:]))
+    median, settled = median.ravel(), settled.ravel()
+    plateau_top = median.copy()
+    unsettled = np.flatnonzero(~settled)
+    for first in range(0, unsettled.size, _BAND_PIXELS):
+        missing = unsettled[first:first + _BAND_PIXELS]
+        far_levels = _pixel_windows(padded_levels, radius, width, missing)
+        far_weights = window_weights.of_pixels(missing)
+        low = far_levels.min(axis=1)
+        spans = far_levels.max(axis=1) - low + 1
+        # histogram cost grows with the span: group pixels by the power of 4 above theirs
+        span_class = np.maximum(np.ceil(np.log2(spans) / 2), 1).astype(int)
+        for value in np.unique(span_class):
+            group = np.flatnonzero(span_class == value)
+            span = int(spans[group].max())
+            m2, t2, top2, _ = _histogram_medians(far_levels[group], far_weights[group], low[group], span)
+            pixels = missing[group]
+            median[pixels], tie[pixels], plateau_top[pixels] = m2, t2, top2
     shape = (height, width)
     return median.reshape(shape), tie.reshape(shape), plateau_top.reshape(shape)
 
@@ -464,8 +429,9 @@ def _fragile_first_row(levels, window_weights, median, tie, radius):
     """Columns whose first pixel has a tie or a near-tie at its median (in float64)."""
     width = levels.shape[1]
     padded = np.pad(levels.astype(np.intp), radius, mode="edge")
-    window = _windows(padded, radius, 0, 1, width)
-    weights = window_weights.band(*_bands(*levels.shape)[0])[0][:width].astype(np.float64)
+    first_row = np.arange(width)
+    window = _pixel_windows(padded, radius, width, first_row)
+    weights = window_weights.of_pixels(first_row).astype(np.float64)
     total = weights.sum(axis=1)
     m = median[0][:, None]
     at = 2.0 * np.where(window <= m, weights, 0).sum(axis=1) - total
