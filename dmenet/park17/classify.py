@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 
 from dmenet.park17.errors import Park17Error
-from dmenet.park17.features import iter_feature_chunks
+from dmenet.park17.features import PatchFeatureExtractor
 from dmenet.park17.features import matlab_uint8 as features_matlab_uint8
 from dmenet.park17.network import FEATURE_INPUTS, PATCH_INPUT
 from dmenet.park17.params import DEFAULT_PARAMS
@@ -231,20 +231,19 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
     Example:
         >>> labels, confidence, prob = classify_photo_patches(model, rgb, rgb.max(axis=2), positions, scales)
     """
-    positions = np.asarray(positions)
-    scales = np.asarray(scales)
+    if chunk_size < 1:
+        raise Park17ClassifyError(f"chunk_size must be ≥ 1, got {chunk_size}")
+    extractor = PatchFeatureExtractor(rgb, gray, params)
+    positions, scales = extractor.check_positions(positions, scales)
     n_classes = int(model.output_shape[-1])
     n = len(positions)
-    chunks = iter_feature_chunks(rgb, gray, positions, scales, chunk_size=chunk_size, params=params)
     if n == 0:
-        list(chunks)  # validates the inputs as classify_patches would
         return np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros((0, n_classes), np.float32)
     batch_size, scale = params.batch_size, params.input_scale
     n_cast = n // batch_size * batch_size  # rows of complete batches: fed as uint8(255·x)
     radius = params.cnn_patch_radius
     width = 2 * radius + 1
     shared = SharedFirstLayers.for_model(model)
-    padded = None
     forward = _forward_function(model)
     probabilities = np.empty((n, n_classes), np.float32)
 
@@ -254,18 +253,21 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
         for first in range(0, len(rows), FORWARD_BLOCK):
             block = rows[first:first + FORWARD_BLOCK]
             inputs = {name: getattr(chunk, name)[block] for name in FEATURE_INPUTS}
-            inputs[PATCH_INPUT] = chunk.patches[block]
+            inputs[PATCH_INPUT] = extractor.cnn_patches(positions[start + block], scales[start + block])
             _check_shapes(inputs, model)
             for name, value in inputs.items():
                 value = scale * value.astype(np.float64)
                 inputs[name] = tf.constant(matlab_uint8(value) if cast else value.astype(np.float32))
             probabilities[start + block] = np.asarray(forward(inputs), np.float32)
 
-    start = 0
-    for chunk in chunks:
-        if padded is None:  # after the first chunk: iter_feature_chunks has validated the inputs
-            padded = _photo_u8_padded(rgb, radius)
-        _check_shapes(_chunk_arrays(chunk), model)
+    padded = _photo_u8_padded(rgb, radius)
+    for start in range(0, n, chunk_size):
+        # The CNN patches are cropped only for the rows that take the per-patch path (few).
+        chunk = extractor.features(positions[start:start + chunk_size], scales[start:start + chunk_size],
+                                   cnn_patches=False, rounded=False)
+        shapes = {name: getattr(chunk, name) for name in FEATURE_INPUTS}
+        shapes[PATCH_INPUT] = np.empty((0, width, width, 3))
+        _check_shapes(shapes, model)
         rows = np.arange(len(chunk))
         where = positions[start:start + len(chunk)].astype(np.int64)
         kinds = scales[start:start + len(chunk)]
@@ -286,7 +288,6 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
             else:
                 leftover.append(members)
         per_patch(chunk, np.sort(np.concatenate(leftover)), True, start)
-        start += len(chunk)
     labels = np.argmax(probabilities, axis=1).astype(np.uint8)
     confidence = probabilities[np.arange(n), labels]
     return labels, confidence, probabilities

@@ -23,7 +23,8 @@ class PatchFeatures:
         dct, grd, svd: float32 N×40; scale 1 fills [0:25] and [25] = 1, scale 2 fills [26:39] and
             [39] = 1.
         patches: float32 N×27×27×3 RGB crops in natural orientation (row, col, channel), values of the
-            input image; 15×15 crops are replicate-padded to 27×27.
+            input image; 15×15 crops are replicate-padded to 27×27 (None where not requested:
+            `PatchFeatureExtractor.features`).
         dct_u8, grd_u8, svd_u8, patches_u8: MATLAB ``uint8(255·x)`` of the same values, rounded from
             the float64 results (what the official code feeds the net for full batches). Rounding the
             float32 arrays instead differs on a few values that lie within float32 precision of a .5
@@ -190,8 +191,21 @@ def _as_slice(indices):
     return indices
 
 
-class _ImageFeatureExtractor:
-    """Per-image state shared by all chunks: padded images and gradient-bin images per scale."""
+class PatchFeatureExtractor:
+    """Features of any patches of one photo: the padded and gradient-bin images per scale, built once.
+
+    Args:
+        rgb: H×W×3 float image in [0, 1].
+        gray: H×W V channel of `rgb`.
+        params: Park17Params.
+
+    Example:
+        >>> rgb = np.random.default_rng(0).random((40, 40, 3))
+        >>> extractor = PatchFeatureExtractor(rgb, rgb.max(axis=2), DEFAULT_PARAMS)
+        >>> positions, scales = extractor.check_positions(np.array([[5, 7], [20, 20]]), np.array([1, 2]))
+        >>> extractor.features(positions, scales, cnn_patches=False).dct.shape
+        (2, 40)
+    """
 
     def __init__(self, rgb, gray, params):
         rgb = np.asarray(rgb)
@@ -246,6 +260,7 @@ class _ImageFeatureExtractor:
             ))
 
     def check_positions(self, positions, scales):
+        """(positions as int64 N×2, scales) after checking shapes, range and scale numbers (Park17Error)."""
         positions = np.asarray(positions)
         scales = np.asarray(scales)
         if positions.ndim != 2 or positions.shape[1] != 2 or scales.shape != (len(positions),):
@@ -289,13 +304,30 @@ class _ImageFeatureExtractor:
             crops = crops[:, clamped[:, None], clamped[None, :]]
         return crops
 
-    def features(self, positions, scales):
-        """PatchFeatures of already checked positions and scales."""
+    def cnn_patches(self, positions, scales):
+        """float32 N×27×27×3 CNN patches of already checked positions and scales (as `features`)."""
+        patches = np.empty((len(positions), self.cnn_width, self.cnn_width, 3), np.float32)
+        for scale in np.unique(scales):
+            members = np.flatnonzero(scales == scale)
+            patches[members] = self._cnn_patches(positions[members], scale, "rgb_float", np.float32)
+        return patches
+
+    def features(self, positions, scales, cnn_patches=True, rounded=True):
+        """PatchFeatures of already checked positions and scales.
+
+        Args:
+            positions, scales: from `check_positions`.
+            cnn_patches: also crop the CNN patches (``patches``, ``patches_u8``); else they are None.
+            rounded: also give the ``*_u8`` arrays; else they are None.
+        """
         n = len(positions)
         out = {name: np.zeros((n, self.n_features), np.float32) for name in _FEATURES}
-        out.update({f"{name}_u8": np.zeros((n, self.n_features), np.uint8) for name in _FEATURES})
-        out["patches"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.float32)
-        out["patches_u8"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.uint8)
+        if rounded:
+            out.update({f"{name}_u8": np.zeros((n, self.n_features), np.uint8) for name in _FEATURES})
+        if cnn_patches:
+            out["patches"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.float32)
+        if cnn_patches and rounded:
+            out["patches_u8"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.uint8)
         for scale in np.unique(scales):
             members = np.flatnonzero(scales == scale)
             for first in range(0, len(members), _INNER_BATCH):
@@ -305,11 +337,14 @@ class _ImageFeatureExtractor:
                     start, stop = self.slots[name][scale - 1]
                     out[name][select, start:stop] = values
                     out[name][select, stop] = 1.0
-                    out[f"{name}_u8"][select, start:stop] = matlab_uint8(255 * values)
-                    out[f"{name}_u8"][select, stop] = 255
-                out["patches"][select] = self._cnn_patches(where, scale, "rgb_float", np.float32)
-                out["patches_u8"][select] = self._cnn_patches(where, scale, "rgb_uint8", np.uint8)
-        return PatchFeatures(**out)
+                    if rounded:
+                        out[f"{name}_u8"][select, start:stop] = matlab_uint8(255 * values)
+                        out[f"{name}_u8"][select, stop] = 255
+                if cnn_patches:
+                    out["patches"][select] = self._cnn_patches(where, scale, "rgb_float", np.float32)
+                if cnn_patches and rounded:
+                    out["patches_u8"][select] = self._cnn_patches(where, scale, "rgb_uint8", np.uint8)
+        return PatchFeatures(patches=out.pop("patches", None), **out)
 
 
 def compute_features(rgb, gray, positions, scales, params=DEFAULT_PARAMS):
@@ -331,7 +366,7 @@ def compute_features(rgb, gray, positions, scales, params=DEFAULT_PARAMS):
         >>> f.dct.shape, f.patches.shape, float(f.grd[1, 39])
         ((2, 40), (2, 27, 27, 3), 1.0)
     """
-    extractor = _ImageFeatureExtractor(rgb, gray, params)
+    extractor = PatchFeatureExtractor(rgb, gray, params)
     return extractor.features(*extractor.check_positions(positions, scales))
 
 
@@ -350,7 +385,7 @@ def iter_feature_chunks(rgb, gray, positions, scales, chunk_size=8192, params=DE
     """
     if chunk_size < 1:
         raise Park17Error(f"iter_feature_chunks: chunk_size must be ≥ 1, got {chunk_size}")
-    extractor = _ImageFeatureExtractor(rgb, gray, params)
+    extractor = PatchFeatureExtractor(rgb, gray, params)
     positions, scales = extractor.check_positions(positions, scales)
     for start in range(0, len(positions), chunk_size):
         yield extractor.features(positions[start:start + chunk_size], scales[start:start + chunk_size])
