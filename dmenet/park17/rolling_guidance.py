@@ -39,59 +39,34 @@ class _SpatialGrid:
         # (cell offset, weight) of the four spatial corners of each pixel
         self.corners = [(0, (1 - weight_r) * (1 - weight_c)), (1, (1 - weight_r) * weight_c),
                         (self.grid_w, weight_r * (1 - weight_c)), (self.grid_w + 1, weight_r * weight_c)]
-
-
-def _blur_3tap(grid, axis, side_tap):
-    """'same' convolution with [side_tap, 1, side_tap] along one axis, zero outside."""
-    out = grid.copy()
-    length = grid.shape[axis]
-    lower = [slice(None)] * grid.ndim
-    upper = [slice(None)] * grid.ndim
-    lower[axis], upper[axis] = slice(0, length - 1), slice(1, length)
-    out[tuple(upper)] += side_tap * grid[tuple(lower)]
-    out[tuple(lower)] += side_tap * grid[tuple(upper)]
-    return out
+        self.corner_offsets = np.array([offset for offset, _ in self.corners], dtype=np.int64)
+        self.corner_weights = np.stack([np.broadcast_to(weight, (height, width)) for _, weight in self.corners])
 
 
 def _bilateral_grid(data, edge, spatial, sigma_range):
-    """bilateralFilter(data, edge, min(edge), max(edge), σs, σr) with sampling = σ, float64."""
+    """bilateralFilter(data, edge, min(edge), max(edge), σs, σr) with sampling = σ, float64.
+
+    Scatter (bincount), blur by exp(−(dx²+dy²+dz²)/2) over {−1, 0, 1}³ = the product of three 1-D
+    kernels [e^−½, 1, e^−½], normalisation and trilinear slicing (interpn 'linear') at the unrounded
+    grid coordinates run compiled (`grid_kernels`), with NumPy's operations in NumPy's order. interpn
+    gives NaN outside the grid and the official code keeps the input there; the grid's padding makes
+    that impossible for finite input, but NaN input still falls back to itself.
+    """
+    from dmenet.park17 import grid_kernels  # numba loads on first use
+
     pad = spatial.pad
     edge_min = float(edge.min())
     grid_d = int(np.floor((float(edge.max()) - edge_min) / sigma_range)) + 1 + 2 * pad
     depth = (edge - edge_min) / sigma_range + pad
-    cell_z = _round_half_away(depth - pad).astype(np.int64) + pad
-    flat = spatial.scatter_cell * grid_d + cell_z
     size = spatial.grid_h * spatial.grid_w * grid_d
-    valid = ~np.isnan(data)
-    if not valid.all():
-        flat, values = flat[valid], data[valid]
-    else:
-        values = data
-    grids = np.stack([np.bincount(flat.ravel(), weights=values.ravel(), minlength=size),
-                      np.bincount(flat.ravel(), minlength=size).astype(np.float64)])
-    grids = grids.reshape(2, spatial.grid_h, spatial.grid_w, grid_d)
-
-    # exp(-(dx²+dy²+dz²)/2) over {-1,0,1}³ is the product of three 1-D kernels [e^-½, 1, e^-½]
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    grid_data, grid_count = grid_kernels.scatter(data, np.ascontiguousarray(depth), spatial.scatter_cell, grid_d, pad, size)
+    shape = (spatial.grid_h, spatial.grid_w, grid_d)
     side_tap = float(np.exp(-0.5))
-    for axis in (1, 2, 3):
-        grids = _blur_3tap(grids, axis, side_tap)
-    grid_data, grid_count = grids
-    normalised = np.zeros_like(grid_data)
-    np.divide(grid_data, grid_count, out=normalised, where=grid_count != 0)
-
-    # trilinear slicing (interpn 'linear') at the unrounded grid coordinates
-    z0 = np.clip(np.floor(depth).astype(np.int64), 0, grid_d - 2)
-    weight_z = depth - z0
-    flat_grid = normalised.ravel()
-    base = spatial.slice_cell * grid_d + z0
-    out = np.zeros(data.shape)
-    for offset, weight in spatial.corners:
-        corner = base + offset * grid_d
-        below = flat_grid[corner]
-        out += weight * (below + weight_z * (flat_grid[corner + 1] - below))
-    # interpn gives NaN outside the grid and the official code keeps the input there; the grid's
-    # padding makes that impossible for finite input, but NaN input still falls back to itself
-    return np.where(np.isnan(out), data, out)
+    grid_data = grid_kernels.blur(grid_data.reshape(shape), side_tap)
+    grid_count = grid_kernels.blur(grid_count.reshape(shape), side_tap)
+    return grid_kernels.normalise_and_slice(grid_data, grid_count, data, np.ascontiguousarray(depth), spatial.slice_cell,
+                                            grid_d, spatial.corner_offsets, spatial.corner_weights)
 
 
 def rolling_guidance_filter(rgb, sigma_spatial=1.5, sigma_range=1.5, iterations=3):
