@@ -9,6 +9,7 @@ larger blocks (the forward pass has no interaction between rows).
 and patch centres and gives the same result several times faster by sharing conv1 between overlapping
 patches (`shared_convolution`); the pipeline uses it.
 """
+import concurrent.futures
 import weakref
 
 import numpy as np
@@ -260,11 +261,14 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
                 inputs[name] = tf.constant(matlab_uint8(value) if cast else value.astype(np.float32))
             probabilities[start + block] = np.asarray(forward(inputs), np.float32)
 
-    padded = _photo_u8_padded(rgb, radius)
-    for start in range(0, n, chunk_size):
+    def features(start):
         # The CNN patches are cropped only for the rows that take the per-patch path (few).
-        chunk = extractor.features(positions[start:start + chunk_size], scales[start:start + chunk_size],
-                                   cnn_patches=False, rounded=False)
+        return extractor.features(positions[start:start + chunk_size], scales[start:start + chunk_size],
+                                  cnn_patches=False, rounded=False)
+
+    padded = _photo_u8_padded(rgb, radius)
+    starts = range(0, n, chunk_size)
+    for start, chunk in zip(starts, _computed_ahead(features, starts)):
         shapes = {name: getattr(chunk, name) for name in FEATURE_INPUTS}
         shapes[PATCH_INPUT] = np.empty((0, width, width, 3))
         _check_shapes(shapes, model)
@@ -291,6 +295,21 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
     labels = np.argmax(probabilities, axis=1).astype(np.uint8)
     confidence = probabilities[np.arange(n), labels]
     return labels, confidence, probabilities
+
+
+def _computed_ahead(function, items):
+    """function(item) for each item, in order, the next one computed in a thread while the caller uses this one.
+
+    The features (NumPy/LAPACK) and the network (TensorFlow) both release the GIL, so the next chunk's
+    features overlap the classification of this one on a second core.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(function, items[0]) if len(items) else None
+        for index in range(len(items)):
+            result = upcoming.result()
+            if index + 1 < len(items):
+                upcoming = pool.submit(function, items[index + 1])
+            yield result
 
 
 def _classify_shared(shared, chunk, members, origins, padded, width, out, scale):
