@@ -341,3 +341,15 @@ def test_image_smaller_than_the_window_and_zero_iterations():
 def test_uint8_entry_point_rejects_a_float_guide():
     with pytest.raises(Park17Error, match="uint8"):
         wm.joint_weighted_median_u8(np.zeros((4, 5)), np.zeros((4, 5, 3)), 10.0)
+
+
+def test_guide_clusters_prepared_beforehand_give_the_same_result():
+    """The pipeline clusters the guide before the dense map exists (`cluster_guide`)."""
+    rng = np.random.default_rng(12)
+    guide = rng.random((20, 17, 3))
+    values = rng.random((20, 17)).astype(np.float32)
+    clusters = wm.cluster_guide(guide, sigma=0.25, guide_levels=16)
+    direct = wm.joint_weighted_median(values, guide, radius=2, guide_levels=16)
+    np.testing.assert_array_equal(wm.joint_weighted_median(values, guide, radius=2, guide_levels=16, guide_clusters=clusters), direct)
+    with pytest.raises(Park17Error, match="guide_clusters"):
+        wm.joint_weighted_median(values[1:], guide[1:], radius=2, guide_levels=16, guide_clusters=clusters)

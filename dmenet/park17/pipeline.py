@@ -14,14 +14,14 @@ from dmenet.park17.params import DEFAULT_PARAMS
 from dmenet.park17.prob_jbf import probability_joint_bilateral
 from dmenet.park17.rolling_guidance import rolling_guidance_filter
 from dmenet.park17.sparse_map import sparse_maps
-from dmenet.park17.weighted_median import joint_weighted_median
+from dmenet.park17.weighted_median import cluster_guide, joint_weighted_median
 from dmenet.propagation.solver import Propagation
 from dmenet.syndof import blas_threads
 
-STAGES = ("edges", "features+classification", "rolling_guidance", "matting_setup", "sparse", "prob_jbf", "matting_solve",
-          "weighted_median")
-# The stages run one after another and announced through ``on_stage``; the guide and the propagation
-# set-up run beside features+classification.
+STAGES = ("edges", "features+classification", "rolling_guidance", "median_guide", "matting_setup", "sparse", "prob_jbf",
+          "matting_solve", "weighted_median")
+# The stages run one after another and announced through ``on_stage``; the guide, its clusters for the
+# weighted median and the propagation set-up run beside features+classification.
 SEQUENTIAL_STAGES = ("edges", "features+classification", "sparse", "prob_jbf", "matting_solve", "weighted_median")
 FEATURE_CHUNK = 8192
 
@@ -111,7 +111,7 @@ def _estimate(image, classifier, params, edge_map, keep_intermediates, on_stage)
         labels, confidence, _ = classify_photo_patches(classifier, rgb, gray, positions, scales, params=params,
                                                        chunk_size=FEATURE_CHUNK)
         end("features+classification", label=labels, confidence=confidence)
-        guide, propagation, guide_seconds = prepared.result()
+        guide, clusters, propagation, guide_seconds = prepared.result()
     seconds.update(guide_seconds)
     if keep_intermediates:
         kept["rgfImg"] = guide
@@ -135,17 +135,22 @@ def _estimate(image, classifier, params, edge_map, keep_intermediates, on_stage)
     begin("weighted_median")
     sigma = joint_weighted_median(
         dense.astype(np.float32), guide, radius=params.wmf_radius, sigma=params.wmf_sigma,
-        value_levels=params.wmf_value_levels, guide_levels=params.wmf_guide_levels, iterations=params.wmf_iterations)
+        value_levels=params.wmf_value_levels, guide_levels=params.wmf_guide_levels, iterations=params.wmf_iterations,
+        guide_clusters=clusters)
     end("weighted_median")
     return Park17Result(sigma=np.asarray(sigma, np.float32), stage_seconds=seconds, intermediates=kept)
 
 
 def _prepare_propagation(rgb, known, params):
-    """Rolling-guidance guide and the propagation system for it, with their seconds (run in a thread)."""
+    """Rolling-guidance guide, its weighted-median clusters and the propagation system for it, with their
+    seconds (run in a thread)."""
     started = time.perf_counter()
     guide = rolling_guidance_filter(rgb, params.rgf_sigma_spatial, params.rgf_sigma_range, params.rgf_iterations)
     guided = time.perf_counter()
+    clusters = cluster_guide(guide, params.wmf_sigma, params.wmf_guide_levels)
+    clustered = time.perf_counter()
     propagation = Propagation(guide, known, lam=params.matting_lambda, epsilon=params.matting_epsilon,
                               tolerance=params.matting_tolerance)
-    seconds = {"rolling_guidance": guided - started, "matting_setup": time.perf_counter() - guided}
-    return guide, propagation, seconds
+    seconds = {"rolling_guidance": guided - started, "median_guide": clustered - guided,
+               "matting_setup": time.perf_counter() - clustered}
+    return guide, clusters, propagation, seconds

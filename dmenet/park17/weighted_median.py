@@ -31,6 +31,7 @@ The k-means++ seeding draws from OpenCV's global RNG as a fresh process has it (
 runs one image per MATLAB session); every call here starts from that state.
 """
 import concurrent.futures
+import typing
 
 import numpy as np
 
@@ -493,17 +494,58 @@ def joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=DEFAULT_PARA
         raise Park17Error(
             f"joint_weighted_median_u8: guide must be uint8, got {guide_u8.dtype}; "
             "use joint_weighted_median for a float guide")
-    values32 = values.astype(np.float32)
-    index_image, representatives = _quantise_values(values32, int(value_levels))
-    cluster_image, weights = _cluster_guide(guide_u8, sigma_scaled, guide_levels, rng)
-    filtered = _filter_indices(index_image, cluster_image, weights, int(radius), int(iterations),
+    clusters = GuideClusters(*_cluster_guide(guide_u8, sigma_scaled, guide_levels, rng))
+    return _filter_values(values, clusters, radius, value_levels, iterations)
+
+
+class GuideClusters(typing.NamedTuple):
+    """What the filter needs of the guide (`cluster_guide`): its colour clusters and their weights.
+
+    Attributes:
+        cluster_image: H×W int32 cluster of each pixel.
+        weights: K×K float32 weight of cluster b's pixels in a window centred on cluster a.
+    """
+
+    cluster_image: np.ndarray
+    weights: np.ndarray
+
+
+def cluster_guide(guide_rgb, sigma=DEFAULT_PARAMS.wmf_sigma, guide_levels=DEFAULT_PARAMS.wmf_guide_levels):
+    """The guide's part of `joint_weighted_median` (uint8 conversion, k-means clusters, weight table), alone.
+
+    It depends on the guide only, so the pipeline prepares it before the map to filter exists.
+
+    Args:
+        guide_rgb: H×W×3 float guide.
+        sigma, guide_levels: as :func:`joint_weighted_median`.
+
+    Returns:
+        GuideClusters, to pass as ``joint_weighted_median(..., guide_clusters=...)``.
+
+    Example:
+        >>> guide = np.random.default_rng(0).random((16, 16, 3))
+        >>> clusters = cluster_guide(guide, guide_levels=8)
+        >>> values = np.ones((16, 16), np.float32)
+        >>> bool((joint_weighted_median(values, guide, guide_levels=8, guide_clusters=clusters) == 1).all())
+        True
+    """
+    guide = np.asarray(guide_rgb)
+    _check_inputs(np.zeros(guide.shape[:2]), guide, 0, 0, 1, guide_levels)
+    guide_u8, sigma_scaled = matlab_uint8_guide(guide, sigma)
+    return GuideClusters(*_cluster_guide(guide_u8, sigma_scaled, guide_levels))
+
+
+def _filter_values(values, clusters, radius, value_levels, iterations):
+    """Quantise the values, filter the level image `iterations` times, and map the levels back."""
+    index_image, representatives = _quantise_values(values.astype(np.float32), int(value_levels))
+    filtered = _filter_indices(index_image, clusters.cluster_image, clusters.weights, int(radius), int(iterations),
                                len(representatives))
     return representatives[filtered].astype(np.float32)
 
 
 def joint_weighted_median(values, guide_rgb, radius=DEFAULT_PARAMS.wmf_radius, sigma=DEFAULT_PARAMS.wmf_sigma,
                           value_levels=DEFAULT_PARAMS.wmf_value_levels, guide_levels=DEFAULT_PARAMS.wmf_guide_levels,
-                          iterations=DEFAULT_PARAMS.wmf_iterations):
+                          iterations=DEFAULT_PARAMS.wmf_iterations, guide_clusters=None):
     """jointWMF(values, guide, r, σ, nI, nF, iter, 'exp') of the official code, in NumPy.
 
     Args:
@@ -514,6 +556,7 @@ def joint_weighted_median(values, guide_rgb, radius=DEFAULT_PARAMS.wmf_radius, s
         value_levels: nI, maximum number of quantisation levels of ``values``.
         guide_levels: nF, maximum number of guide colour clusters.
         iterations: number of filtering passes with the same quantisation and clusters.
+        guide_clusters: `cluster_guide(guide_rgb, sigma, guide_levels)` computed beforehand, if it was.
 
     Returns:
         H×W float32 filtered map.
@@ -525,6 +568,9 @@ def joint_weighted_median(values, guide_rgb, radius=DEFAULT_PARAMS.wmf_radius, s
         1.0
     """
     values, guide = _check_inputs(values, guide_rgb, radius, iterations, value_levels, guide_levels)
-    guide_u8, sigma_scaled = matlab_uint8_guide(guide, sigma)
-    return joint_weighted_median_u8(values, guide_u8, sigma_scaled, radius=radius, value_levels=value_levels,
-                                    guide_levels=guide_levels, iterations=iterations)
+    if guide_clusters is None:
+        guide_clusters = cluster_guide(guide, sigma, guide_levels)
+    elif np.shape(guide_clusters.cluster_image) != values.shape:
+        raise Park17Error(f"joint_weighted_median: guide_clusters are for a {np.shape(guide_clusters.cluster_image)} "
+                          f"guide, the values are {values.shape}")
+    return _filter_values(values, guide_clusters, radius, value_levels, iterations)
