@@ -13,7 +13,15 @@ import scipy.ndimage
 from dmenet.park17 import edges, features
 from dmenet.park17.edges import balanced_training_edge_map, matlab_canny, multiscale_edge_map, value_channel
 from dmenet.park17.errors import Park17Error
-from dmenet.park17.features import PatchFeatures, compute_features, gradient_histogram_bins, iter_feature_chunks, matlab_uint8, patch_centres
+from dmenet.park17.features import (
+    PatchFeatureExtractor,
+    PatchFeatures,
+    compute_features,
+    gradient_histogram_bins,
+    iter_feature_chunks,
+    matlab_uint8,
+    patch_centres,
+)
 from dmenet.park17.params import DEFAULT_PARAMS
 
 # ---------------------------------------------------------------- synthetic: edges
@@ -254,6 +262,20 @@ def test_chunked_iterator_equals_one_shot():
             np.testing.assert_array_equal(np.concatenate([getattr(c, field) for c in chunks]),
                                           getattr(whole, field))
 
+
+
+def test_extractor_without_crops_or_rounding_gives_the_same_features():
+    """The photo path asks for the hand-crafted features only and crops CNN patches for a few rows."""
+    rgb, gray, positions, scales = _random_scene(2)
+    whole = compute_features(rgb, gray, positions, scales)
+    extractor = PatchFeatureExtractor(rgb, gray, DEFAULT_PARAMS)
+    checked = extractor.check_positions(positions, scales)
+    bare = extractor.features(*checked, cnn_patches=False, rounded=False)
+    for field in ("dct", "grd", "svd"):
+        np.testing.assert_array_equal(getattr(bare, field), getattr(whole, field))
+    assert bare.patches is None and bare.patches_u8 is None and bare.dct_u8 is None
+    picked = np.array([5, 0, 17])
+    np.testing.assert_array_equal(extractor.cnn_patches(checked[0][picked], checked[1][picked]), whole.patches[picked])
 
 def test_bad_feature_inputs_raise_one_clear_error():
     rgb, gray, positions, scales = _random_scene(3)
