@@ -3,6 +3,7 @@
 Synthetic images check the algorithmic properties; ../shared/data/park17_reference checks exact
 agreement with the official pipeline (Octave run, PARK17.md §14).
 """
+import concurrent.futures
 from collections import deque
 
 import numpy as np
@@ -264,8 +265,8 @@ def test_chunked_iterator_equals_one_shot():
 
 
 
-def test_extractor_without_crops_or_rounding_gives_the_same_features():
-    """The photo path asks for the hand-crafted features only and crops CNN patches for a few rows."""
+def test_extractor_without_crops_or_rounding_or_in_threads_gives_the_same_features(monkeypatch):
+    """The photo path asks for the hand-crafted features only (crops CNN patches for a few rows), in two threads."""
     rgb, gray, positions, scales = _random_scene(2)
     whole = compute_features(rgb, gray, positions, scales)
     extractor = PatchFeatureExtractor(rgb, gray, DEFAULT_PARAMS)
@@ -276,6 +277,11 @@ def test_extractor_without_crops_or_rounding_gives_the_same_features():
     assert bare.patches is None and bare.patches_u8 is None and bare.dct_u8 is None
     picked = np.array([5, 0, 17])
     np.testing.assert_array_equal(extractor.cnn_patches(checked[0][picked], checked[1][picked]), whole.patches[picked])
+    monkeypatch.setattr(features, "_INNER_BATCH", 8)  # several batches per scale, spread over two threads
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        threaded = extractor.features(*checked, pool=pool)
+    for field in ("dct", "grd", "svd", "patches", "dct_u8", "grd_u8", "svd_u8", "patches_u8"):
+        np.testing.assert_array_equal(getattr(threaded, field), getattr(whole, field))
 
 def test_bad_feature_inputs_raise_one_clear_error():
     rgb, gray, positions, scales = _random_scene(3)

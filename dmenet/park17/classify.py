@@ -25,6 +25,9 @@ from dmenet.park17.shared_convolution import SharedFirstLayers, compressed_crop_
 # (rows × 25×25×25 float32) stay around 100 MB.
 FORWARD_BLOCK = 1024
 
+# Threads computing a chunk's hand-crafted features (the machine this is tuned for has 2 cores).
+FEATURE_WORKERS = 2
+
 _forward_functions = weakref.WeakKeyDictionary()
 
 
@@ -264,34 +267,36 @@ def classify_photo_patches(model, rgb, gray, positions, scales, params=DEFAULT_P
     def features(start):
         # The CNN patches are cropped only for the rows that take the per-patch path (few).
         return extractor.features(positions[start:start + chunk_size], scales[start:start + chunk_size],
-                                  cnn_patches=False, rounded=False)
+                                  cnn_patches=False, rounded=False, pool=batch_pool)
 
     padded = _photo_u8_padded(rgb, radius)
     starts = range(0, n, chunk_size)
-    for start, chunk in zip(starts, _computed_ahead(features, starts)):
-        shapes = {name: getattr(chunk, name) for name in FEATURE_INPUTS}
-        shapes[PATCH_INPUT] = np.empty((0, width, width, 3))
-        _check_shapes(shapes, model)
-        rows = np.arange(len(chunk))
-        where = positions[start:start + len(chunk)].astype(np.int64)
-        kinds = scales[start:start + len(chunk)]
-        cast = start + rows < n_cast
-        per_patch(chunk, rows[~cast], False, start)
-        leftover = [rows[cast & ~np.isin(kinds, (1, 2))]]
-        for s, patch_radius in enumerate(params.patch_radii, start=1):
-            members = rows[cast & (kinds == s)]
-            if not len(members):
-                continue
-            inset = radius - patch_radius
-            if inset == 0:
-                leftover.append(_classify_shared(shared, chunk, members, where[members], padded, width,
-                                                 probabilities[start:], scale))
-            elif inset >= 2:
-                _classify_compressed(shared, chunk, members, where[members], padded, 2 * patch_radius + 1,
-                                     inset, probabilities[start:], scale)
-            else:
-                leftover.append(members)
-        per_patch(chunk, np.sort(np.concatenate(leftover)), True, start)
+    # Each chunk's batches of features are spread over two threads, one chunk ahead of the network.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=FEATURE_WORKERS) as batch_pool:
+        for start, chunk in zip(starts, _computed_ahead(features, starts)):
+            shapes = {name: getattr(chunk, name) for name in FEATURE_INPUTS}
+            shapes[PATCH_INPUT] = np.empty((0, width, width, 3))
+            _check_shapes(shapes, model)
+            rows = np.arange(len(chunk))
+            where = positions[start:start + len(chunk)].astype(np.int64)
+            kinds = scales[start:start + len(chunk)]
+            cast = start + rows < n_cast
+            per_patch(chunk, rows[~cast], False, start)
+            leftover = [rows[cast & ~np.isin(kinds, (1, 2))]]
+            for s, patch_radius in enumerate(params.patch_radii, start=1):
+                members = rows[cast & (kinds == s)]
+                if not len(members):
+                    continue
+                inset = radius - patch_radius
+                if inset == 0:
+                    leftover.append(_classify_shared(shared, chunk, members, where[members], padded, width,
+                                                     probabilities[start:], scale))
+                elif inset >= 2:
+                    _classify_compressed(shared, chunk, members, where[members], padded, 2 * patch_radius + 1,
+                                         inset, probabilities[start:], scale)
+                else:
+                    leftover.append(members)
+            per_patch(chunk, np.sort(np.concatenate(leftover)), True, start)
     labels = np.argmax(probabilities, axis=1).astype(np.uint8)
     confidence = probabilities[np.arange(n), labels]
     return labels, confidence, probabilities

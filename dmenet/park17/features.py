@@ -312,13 +312,15 @@ class PatchFeatureExtractor:
             patches[members] = self._cnn_patches(positions[members], scale, "rgb_float", np.float32)
         return patches
 
-    def features(self, positions, scales, cnn_patches=True, rounded=True):
+    def features(self, positions, scales, cnn_patches=True, rounded=True, pool=None):
         """PatchFeatures of already checked positions and scales.
 
         Args:
             positions, scales: from `check_positions`.
             cnn_patches: also crop the CNN patches (``patches``, ``patches_u8``); else they are None.
             rounded: also give the ``*_u8`` arrays; else they are None.
+            pool: an executor to spread the batches of patches over (NumPy and LAPACK release the GIL);
+                each batch is computed exactly as without it, so the values are the same.
         """
         n = len(positions)
         out = {name: np.zeros((n, self.n_features), np.float32) for name in _FEATURES}
@@ -328,22 +330,31 @@ class PatchFeatureExtractor:
             out["patches"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.float32)
         if cnn_patches and rounded:
             out["patches_u8"] = np.empty((n, self.cnn_width, self.cnn_width, 3), np.uint8)
+
+        def batch(scale, select):
+            where = positions[select]
+            for name, values in zip(_FEATURES, self._scale_features(where, scale)):
+                start, stop = self.slots[name][scale - 1]
+                out[name][select, start:stop] = values
+                out[name][select, stop] = 1.0
+                if rounded:
+                    out[f"{name}_u8"][select, start:stop] = matlab_uint8(255 * values)
+                    out[f"{name}_u8"][select, stop] = 255
+            if cnn_patches:
+                out["patches"][select] = self._cnn_patches(where, scale, "rgb_float", np.float32)
+            if cnn_patches and rounded:
+                out["patches_u8"][select] = self._cnn_patches(where, scale, "rgb_uint8", np.uint8)
+
+        batches = []
         for scale in np.unique(scales):
             members = np.flatnonzero(scales == scale)
-            for first in range(0, len(members), _INNER_BATCH):
-                select = _as_slice(members[first:first + _INNER_BATCH])
-                where = positions[select]
-                for name, values in zip(_FEATURES, self._scale_features(where, scale)):
-                    start, stop = self.slots[name][scale - 1]
-                    out[name][select, start:stop] = values
-                    out[name][select, stop] = 1.0
-                    if rounded:
-                        out[f"{name}_u8"][select, start:stop] = matlab_uint8(255 * values)
-                        out[f"{name}_u8"][select, stop] = 255
-                if cnn_patches:
-                    out["patches"][select] = self._cnn_patches(where, scale, "rgb_float", np.float32)
-                if cnn_patches and rounded:
-                    out["patches_u8"][select] = self._cnn_patches(where, scale, "rgb_uint8", np.uint8)
+            batches += [(scale, _as_slice(members[first:first + _INNER_BATCH])) for first in range(0, len(members), _INNER_BATCH)]
+        if pool is None:
+            for scale, select in batches:
+                batch(scale, select)
+        else:
+            for future in [pool.submit(batch, scale, select) for scale, select in batches]:
+                future.result()
         return PatchFeatures(patches=out.pop("patches", None), **out)
 
 
