@@ -1,9 +1,9 @@
-"""The multigrid's first coarsening on 8×8 tiles against its sparse-matrix definition (pyamg's smoothed aggregation)."""
+"""The multigrid below the pixels (8×8 tiles, then 3×3 groups) against its sparse-matrix definition (smoothed aggregation)."""
 import numpy as np
 import pytest
 import scipy.sparse
 
-from dmenet.propagation import aggregation
+from dmenet.propagation import aggregation, coarse
 from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stencil_to_csr
 from dmenet.propagation.rows import RowRunner
 from dmenet.propagation.stencil import PAD, from_padded, padded_shape, to_padded
@@ -95,14 +95,58 @@ def test_restriction_and_prolongation_are_p_transposed_and_p(coarsening):
     assert not fine.reshape(padded_shape(HEIGHT, WIDTH))[border].any()  # padding stays zero
 
 
-def test_tile_smoother_is_pyamgs_symmetric_block_gauss_seidel(coarsening):
-    import pyamg.relaxation.relaxation as relaxation
+def _block_gauss_seidel_reference(dense, rhs, start, order):
+    """x_b = D_b⁻¹ (r_b − Σ_{c ≠ b} A_bc x_c), 4×4 blocks b in the given order, x updated in place."""
+    solution = start.copy()
+    for block in order:
+        rows = slice(4 * block, 4 * block + 4)
+        others = rhs[rows] - dense[rows] @ solution + dense[rows, rows] @ solution[rows]
+        solution[rows] = np.linalg.solve(dense[rows, rows], others)
+    return solution
 
+
+def test_tile_smoother_is_symmetric_block_gauss_seidel(coarsening):
     *_, blocks, operator, _, _ = coarsening
     rng = np.random.default_rng(4)
     rhs, start = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
-    expected = start.copy()
-    relaxation.block_gauss_seidel(operator, expected, rhs, iterations=1, sweep="symmetric", blocksize=4)
+    dense, count = operator.toarray(), operator.shape[0] // 4
+    expected = _block_gauss_seidel_reference(dense, rhs, start, range(count))
+    expected = _block_gauss_seidel_reference(dense, rhs, expected, reversed(range(count)))
     solution = start.copy()
     aggregation.tile_gauss_seidel(blocks, np.linalg.inv(blocks[:, :, 4]), rhs, solution)
     np.testing.assert_allclose(solution, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_groups_of_tiles_are_smoothed_aggregation_and_their_cycle_is_symmetric(coarsening):
+    *_, blocks, operator, candidates, _ = coarsening
+    levels = coarse.CoarseLevels(blocks, operator, candidates, direct_size=8)  # 3×4 tiles → 1×2 groups → sparse LU
+    assert len(levels) == 2
+    tentative, group_candidates = coarse._tentative_matrix(candidates.reshape(3, 4, 4, 4))
+    gram = (tentative.T @ tentative).toarray()
+    used = np.diag(gram) > 0.5
+    np.testing.assert_allclose(gram, np.diag(used.astype(float)), atol=1e-12)  # orthonormal columns, group by group
+    np.testing.assert_allclose(tentative @ group_candidates.reshape(-1, 4), candidates, atol=1e-12)  # T·B' = B
+    jacobi = scipy.sparse.diags(aggregation.OMEGA / np.asarray(abs(operator).sum(axis=1)).ravel())
+    prolongation = levels.levels[0].prolongation.toarray()
+    np.testing.assert_allclose(prolongation, (tentative - jacobi @ operator @ tentative).toarray(), atol=1e-12)
+    # the group level's operator is the Galerkin product (unit diagonal where a candidate was dropped)
+    galerkin = prolongation.T @ operator.toarray() @ prolongation
+    galerkin[~used, ~used] = 1.0
+    rng = np.random.default_rng(3)
+    first, second = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
+    coarse_rhs = rng.standard_normal(galerkin.shape[0])
+    np.testing.assert_allclose(levels.coarsest.solve(coarse_rhs), np.linalg.solve(galerkin, coarse_rhs), rtol=1e-8, atol=1e-10)
+    # a symmetric V-cycle, as CG needs: ⟨M⁻¹a, b⟩ = ⟨a, M⁻¹b⟩
+    assert abs(levels.cycle(first) @ second - first @ levels.cycle(second)) <= 1e-9 * abs(levels.cycle(first) @ second)
+
+
+def test_a_level_below_the_groups_keeps_the_block_stencil_form(coarsening):
+    *_, blocks, operator, candidates, _ = coarsening
+    levels = coarse.CoarseLevels(blocks, operator, candidates, direct_size=4)  # tiles → 1×2 groups → 1×1 → sparse LU
+    assert len(levels) == 3
+    groups = levels.levels[1]
+    np.testing.assert_allclose(coarse._block_stencil(groups.operator, 1, 2).sum(), groups.operator.sum(), rtol=1e-12)
+    np.testing.assert_allclose(groups.blocks[0, 0, 5], groups.operator.toarray()[:4, 4:8], rtol=1e-12, atol=1e-14)  # right neighbour
+    rng = np.random.default_rng(5)
+    first, second = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
+    assert abs(levels.cycle(first) @ second - first @ levels.cycle(second)) <= 1e-9 * abs(levels.cycle(first) @ second)

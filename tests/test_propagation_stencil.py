@@ -92,7 +92,7 @@ def test_block_gauss_seidel_matches_triangular_solves_in_each_half(system, threa
 
 
 def test_multigrid_preconditioner_is_symmetric_and_cg_reaches_the_direct_solution():
-    # 200×240 makes a three-level hierarchy (fine stencil level, 8×8 tiles, pyamg sparse-LU coarsest)
+    # 200×240 makes a three-level hierarchy (pixels, 8×8 tiles, 3×3 groups of tiles by sparse LU)
     rng = np.random.default_rng(9)
     guide = rng.random((200, 240, 3))
     known = rng.random((200, 240)) < 0.05

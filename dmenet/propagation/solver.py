@@ -24,25 +24,6 @@ DEFAULT_TOLERANCE = 1e-6
 METHODS = ("auto", "amg", "direct")
 
 
-def _coarse_hierarchy(operator, candidates):
-    """pyamg's smoothed aggregation below the tile level, with the tiles' coarse candidates.
-
-    The first coarsening (8×8 pixel tiles, near-null space {1, R, G, B}) is ``aggregation``'s: every
-    window term of the matting Laplacian vanishes on a·I + b, so the constant and the colour channels
-    are the smooth error that aggregation with constants only misses. Measured on Park'17's
-    sample_0001 at rtol 1e-6: 27 CG iterations (Zhuo & Sim's ε = 1e-7 systems: ~45 at 1e-4,
-    docs/zhuo11.md, where the variants tried are listed), against 60 with pyamg's default SA and ~2400
-    for Jacobi-preconditioned CG. Below the tiles pyamg aggregates as usual, with the same Jacobi
-    weighting by each row's absolute sum ("local") instead of an estimated spectral radius.
-    """
-    import pyamg
-
-    return pyamg.smoothed_aggregation_solver(
-        operator, B=candidates, improve_candidates=None, strength="symmetric", aggregate="standard",
-        smooth=("jacobi", {"omega": 4.0 / 3.0, "degree": 1, "weighting": "local"}),
-        max_coarse=_AMG_MAX_COARSE, coarse_solver="splu")
-
-
 class _StencilSystem:
     """The system as stencil rows, and the multigrid V-cycle that preconditions CG on it.
 
@@ -51,12 +32,14 @@ class _StencilSystem:
     bytes of float64 and a third of CSR's, and only a preconditioner (CG's own products use the
     float64 coefficients, so the solution is the float64 system's). The first coarsening, its
     restriction and prolongation are tile kernels (``dmenet.propagation.aggregation``); the levels
-    below are pyamg's. A system of at most 500 pixels is solved by a sparse LU instead.
+    below group 3×3 nodes (``dmenet.propagation.coarse``). A system of at most 500 pixels is solved by
+    a sparse LU instead.
     """
 
     def __init__(self, rows, guide, csr, run_rows):
         from dmenet.propagation import aggregation
         from dmenet.propagation import stencil as stencil_kernels
+        from dmenet.propagation.coarse import CoarseLevels
 
         height, width = guide.shape[:2]
         self.height, self.width = height, width
@@ -67,16 +50,16 @@ class _StencilSystem:
         run_rows(lambda first, last: stencil_kernels.smoothing_rows(rows, first, last, self.smoothing_rows,
                                                                     self.inverse_diagonal, absolute_sum), height)
         self.kernels, self.aggregation = stencil_kernels, aggregation
-        self.direct_factor = self.hierarchy = None
+        self.direct_factor = self.coarse_levels = None
         if height * width <= _AMG_MAX_COARSE:
             self.direct_factor = _factorise(csr())
             self.levels = 1
         else:
-            prolongator, self.tile_blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
+            prolongator, tile_blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
-            self.tile_inverse_diagonal = np.linalg.inv(self.tile_blocks[:, :, 4])
-            self.hierarchy = _coarse_hierarchy(operator, candidates)
-            self.levels = 1 + len(self.hierarchy.levels)
+            self.tile_level = tile_blocks, operator, candidates
+            self.coarse_levels = CoarseLevels(*self.tile_level)
+            self.levels = 1 + len(self.coarse_levels)
             self.coarse_size = operator.shape[0]
         self.work, self.correction = np.zeros(self.padded_size), np.zeros(self.padded_size)
         self.sweep_work = np.empty((height, width))
@@ -108,42 +91,12 @@ class _StencilSystem:
         coarse_rhs = np.empty(self.coarse_size)
         tiles, restrict = self.tile_prolongator, self.aggregation.restrict
         run_rows(lambda first, last: restrict(tiles, height, width, self.work, first, last, coarse_rhs), tiles.shape[0])
-        coarse_solution = self._tile_cycle(coarse_rhs)
+        coarse_solution = self.coarse_levels.cycle(coarse_rhs)
         self.aggregation.prolong(tiles, height, width, coarse_solution, out, run_rows)
         kernels.stencil_residual(rows, residual, out, self.work, run_rows)
         kernels.block_gauss_seidel(rows, self.inverse_diagonal, self.work, self.correction, self.sweep_work, run_rows)
         out += self.correction
         return out
-
-
-    def _tile_cycle(self, rhs):
-        """The V-cycle's tile level: compiled block Gauss–Seidel around pyamg's levels below."""
-        levels = self.hierarchy.levels
-        if len(levels) == 1:  # few enough tiles for the coarsest solver alone
-            return self.hierarchy.coarse_solver(levels[0].A, rhs)
-        solution = np.zeros_like(rhs)
-        self.aggregation.tile_gauss_seidel(self.tile_blocks, self.tile_inverse_diagonal, rhs, solution)
-        coarse_rhs = levels[0].R @ (rhs - levels[0].A @ solution)
-        coarse_solution = np.zeros_like(coarse_rhs)
-        _coarse_v_cycle(self.hierarchy, 1, coarse_solution, coarse_rhs)
-        solution += levels[0].P @ coarse_solution
-        self.aggregation.tile_gauss_seidel(self.tile_blocks, self.tile_inverse_diagonal, rhs, solution)
-        return solution
-
-
-def _coarse_v_cycle(hierarchy, level_index, solution, rhs):
-    """pyamg's V-cycle from level ``level_index`` down (its smoothers, its coarsest solver), in place."""
-    levels = hierarchy.levels
-    if level_index == len(levels) - 1:
-        solution[:] = hierarchy.coarse_solver(levels[-1].A, rhs)
-        return
-    level = levels[level_index]
-    level.presmoother(level.A, solution, rhs)
-    coarse_rhs = level.R @ (rhs - level.A @ solution)
-    coarse_solution = np.zeros_like(coarse_rhs)
-    _coarse_v_cycle(hierarchy, level_index + 1, coarse_solution, coarse_rhs)
-    solution += level.P @ coarse_solution
-    level.postsmoother(level.A, solution, rhs)
 
 
 def _stencil_cg(system, rhs, tolerance):
@@ -214,8 +167,8 @@ class Propagation:
         lam: data weight λ (Park'17 0.005, Zhuo & Sim 0.001).
         epsilon: covariance regulariser of the matting Laplacian (Park'17 1e-5, Zhuo & Sim 1e-7).
         tolerance: relative residual ‖b − Mx‖/‖b‖ at which the iterative solve stops (None: 1e-6).
-        method: "amg" (CG preconditioned by pyamg smoothed-aggregation multigrid), "direct" (sparse LU,
-            the reference: exact, but 15–60 s at 640×480) or "auto" (amg when pyamg is installed).
+        method: "amg" (CG preconditioned by a smoothed-aggregation multigrid), "direct" (sparse LU,
+            the reference: exact, but 15–60 s at 640×480) or "auto" (amg).
         stencil: ``laplacian_stencil(guide_rgb, epsilon)`` when already built.
         overwrite_stencil: the given stencil may become the system's rows (saves a 28 MB copy at 640×427).
         threads: threads the multigrid's set-up and the solve's products may use (None: the
@@ -252,14 +205,7 @@ class Propagation:
             raise PropagationError(f"propagate: tolerance must be in (0, 1), got {tolerance}")
         if method not in METHODS:
             raise PropagationError(f"propagate: method must be one of {', '.join(METHODS)}, not {method!r}")
-        if method == "auto":
-            try:
-                import pyamg  # noqa: F401
-                method = "amg"
-            except ImportError:
-                warnings.warn("pyamg is not installed: the propagation falls back to the direct solver, "
-                              "~20× slower (pip install pyamg)", RuntimeWarning, stacklevel=2)
-                method = "direct"
+        method = "amg" if method == "auto" else method
         self.shape, self.tolerance, self.method = guide.shape[:2], tolerance, method
         self.data_weight = lam * known.ravel()
         if stencil is None:
@@ -274,7 +220,7 @@ class Propagation:
         self.rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += self.data_weight.reshape(self.shape)
         self.stencil_system = None
         if method == "amg":
-            import pyamg  # noqa: F401  (loads SciPy's BLAS before the thread limit looks for it)
+            import scipy.linalg  # noqa: F401  (loads SciPy's BLAS before the thread limit looks for it)
 
             with blas_threads.limited():
                 self.stencil_system = _StencilSystem(self.rows, guide, lambda: self.system, RowRunner(threads))
@@ -313,7 +259,7 @@ class Propagation:
 
 @functools.cache
 def warm_up():
-    """Pays the propagation's one-off costs (importing pyamg, loading the compiled kernels) on a tiny system.
+    """Pays the propagation's one-off costs (imports, loading the compiled kernels) on a tiny system.
 
     A fresh process spends ~0.5 s on these at its first solve; a pipeline calls this in a second thread
     while its other stages run (Zhuo & Sim beside its edge stages), so the first real solve does not wait.
@@ -322,12 +268,18 @@ def warm_up():
     Example:
         >>> warm_up()
     """
+    from dmenet.propagation.coarse import CANDIDATES, CoarseLevels
+
     rows, columns = np.mgrid[0:40, 0:50] / 50.0
     guide = np.stack([rows, columns, np.sin(7 * rows * columns)], axis=-1)
     known = np.zeros((40, 50), bool)
     known[::5, ::5] = True
-    # 40×50 is above the direct-solve size, so the tile kernels and pyamg run once
-    Propagation(guide, known).solve(np.where(known, 1.0, 0.0))
+    # 40×50 is above the direct-solve size, so the pixel and tile kernels run once …
+    propagation = Propagation(guide, known)
+    propagation.solve(np.where(known, 1.0, 0.0))
+    # … and the kernels of the levels below the tiles, on its tile level grouped once
+    levels = CoarseLevels(*propagation.stencil_system.tile_level, direct_size=CANDIDATES)
+    levels.cycle(np.ones(propagation.stencil_system.coarse_size))
 
 
 def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto"):
