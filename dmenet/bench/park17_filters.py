@@ -5,7 +5,7 @@
 Runs sparse maps, rolling guidance, ProbJBF and propagation (Laplacian build, AMG setup and solve
 timed separately) on the inputs of the official Octave run in ../shared/data/park17_reference,
 prints wall and CPU seconds per stage (best of --repeats), the peak traced memory of each stage
-(tracemalloc: NumPy/SciPy/pyamg arrays) and the process's maximum resident set size, and the
+(tracemalloc: NumPy/SciPy arrays) and the process's maximum resident set size, and the
 error against the reference outputs.
 """
 import argparse

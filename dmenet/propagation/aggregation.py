@@ -312,7 +312,7 @@ def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward):
 
 def tile_gauss_seidel(blocks, inverse_diagonal, rhs, solution):
     """A symmetric block Gauss–Seidel sweep (forward, then backward) of the tile operator, in place:
-    pyamg's ``block_gauss_seidel(sweep="symmetric")`` on its BSR form, without its per-call overhead.
+    the same as pyamg's ``block_gauss_seidel(sweep="symmetric")`` on the BSR form, which it replaced.
 
     Args:
         blocks: BH×BW×9×4×4 stencil blocks (``first_coarsening``).

@@ -79,8 +79,8 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
     begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
 
     # The Laplacian depends on the photo only, not on the estimates: a second thread builds it while
-    # the edge stages run (NumPy and the compiled kernels release the GIL); a third loads pyamg and the
-    # solver's compiled kernels, a one-off cost of a fresh process otherwise paid at the first solve.
+    # the edge stages run (NumPy and the compiled kernels release the GIL); a third loads the solver's
+    # compiled kernels, a one-off cost of a fresh process otherwise paid at the first solve.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         stencil = pool.submit(_timed, laplacian_stencil, rgb, params.LAPLACIAN_EPSILON)
         if solver != "direct":
