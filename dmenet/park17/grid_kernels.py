@@ -33,45 +33,29 @@ def scatter(data, depth, scatter_cell, grid_d, pad, size):
 
 
 @numba.njit(cache=True, nogil=True)
-def blur(grid, side_tap):
-    """The separable [side_tap, 1, side_tap] blur along the three axes of an h×w×d grid, zero outside.
-
-    Per axis, out[i] = (g[i] + side_tap·g[i−1]) + side_tap·g[i+1], the neighbours that exist.
-    """
+def _blur_along(grid, side_tap, di, dj, dk):
+    """One axis of ``blur``: the axis of step (di, dj, dk), one of which is 1."""
     h, w, d = grid.shape
     out = np.empty_like(grid)
     for i in range(h):
         for j in range(w):
             for k in range(d):
                 value = grid[i, j, k]
-                if i > 0:
-                    value = value + side_tap * grid[i - 1, j, k]
-                if i < h - 1:
-                    value = value + side_tap * grid[i + 1, j, k]
-                out[i, j, k] = value
-    grid = out
-    out = np.empty_like(grid)
-    for i in range(h):
-        for j in range(w):
-            for k in range(d):
-                value = grid[i, j, k]
-                if j > 0:
-                    value = value + side_tap * grid[i, j - 1, k]
-                if j < w - 1:
-                    value = value + side_tap * grid[i, j + 1, k]
-                out[i, j, k] = value
-    grid = out
-    out = np.empty_like(grid)
-    for i in range(h):
-        for j in range(w):
-            for k in range(d):
-                value = grid[i, j, k]
-                if k > 0:
-                    value = value + side_tap * grid[i, j, k - 1]
-                if k < d - 1:
-                    value = value + side_tap * grid[i, j, k + 1]
+                if i >= di and j >= dj and k >= dk:
+                    value = value + side_tap * grid[i - di, j - dj, k - dk]
+                if i + di < h and j + dj < w and k + dk < d:
+                    value = value + side_tap * grid[i + di, j + dj, k + dk]
                 out[i, j, k] = value
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def blur(grid, side_tap):
+    """The separable [side_tap, 1, side_tap] blur along the three axes of an h×w×d grid, zero outside.
+
+    Per axis, out[i] = (g[i] + side_tap·g[i−1]) + side_tap·g[i+1], the neighbours that exist.
+    """
+    return _blur_along(_blur_along(_blur_along(grid, side_tap, 1, 0, 0), side_tap, 0, 1, 0), side_tap, 0, 0, 1)
 
 
 @numba.njit(cache=True, nogil=True)

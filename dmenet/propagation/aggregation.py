@@ -32,6 +32,54 @@ def tile_grid(height, width):
 
 
 @numba.njit(cache=True, nogil=True)
+def gram_schmidt(vectors, count, factors):
+    """Modified Gram–Schmidt, in place, on the rows of vectors[:, :count] (the candidates on one aggregate).
+
+    Row j becomes orthonormal to the rows before it, and factors[i, j] receives its coefficients:
+    the candidates are Σ_i factors[i, j]·row i. A row left with at most DROP_TOLERANCE of its norm is
+    a combination of the earlier ones there (pyamg's ``fit_candidates`` rule): it becomes zero, and so
+    does its diagonal factor (that coarse unknown is unused).
+    """
+    for j in range(vectors.shape[0]):
+        before = 0.0
+        for k in range(count):
+            before += vectors[j, k] * vectors[j, k]
+        for i in range(j):
+            projection = 0.0
+            for k in range(count):
+                projection += vectors[i, k] * vectors[j, k]
+            factors[i, j] = projection
+            for k in range(count):
+                vectors[j, k] -= projection * vectors[i, k]
+        after = 0.0
+        for k in range(count):
+            after += vectors[j, k] * vectors[j, k]
+        if after > 0.0 and after > DROP_TOLERANCE * DROP_TOLERANCE * before:
+            norm = np.sqrt(after)
+            factors[j, j] = norm
+            for k in range(count):
+                vectors[j, k] /= norm
+        else:
+            factors[j, j] = 0.0
+            for k in range(count):
+                vectors[j, k] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
+    """Σ A[(y, x), (y, x) + (dy, dx)]·source[k, sy + dy, sx + dx] over the given tap ranges, for the 4 candidates k."""
+    a0 = a1 = a2 = a3 = 0.0
+    for dy in range(first_dy, last_dy + 1):
+        for dx in range(first_dx, last_dx + 1):
+            weight = entry(rows, y, x, dy, dx)
+            a0 += weight * source[0, sy + dy, sx + dx]
+            a1 += weight * source[1, sy + dy, sx + dx]
+            a2 += weight * source[2, sy + dy, sx + dx]
+            a3 += weight * source[3, sy + dy, sx + dx]
+    return a0, a1, a2, a3
+
+
+@numba.njit(cache=True, nogil=True)
 def _tentative(guide, first_row, last_row, basis, factors):
     """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile)."""
     height, width, _ = guide.shape
@@ -46,29 +94,7 @@ def _tentative(guide, first_row, last_row, basis, factors):
                 columns[0, k] = 1.0
                 for channel in range(3):
                     columns[1 + channel, k] = guide[y, x, channel]
-            for j in range(CANDIDATES):
-                before = 0.0
-                for k in range(count):
-                    before += columns[j, k] * columns[j, k]
-                for i in range(j):
-                    projection = 0.0
-                    for k in range(count):
-                        projection += columns[i, k] * columns[j, k]
-                    factors[by, bx, i, j] = projection
-                    for k in range(count):
-                        columns[j, k] -= projection * columns[i, k]
-                after = 0.0
-                for k in range(count):
-                    after += columns[j, k] * columns[j, k]
-                if after > 0.0 and after > DROP_TOLERANCE * DROP_TOLERANCE * before:
-                    norm = np.sqrt(after)
-                    factors[by, bx, j, j] = norm
-                    for k in range(count):
-                        columns[j, k] /= norm
-                else:  # dependent on the earlier candidates here: this coarse unknown is unused
-                    factors[by, bx, j, j] = 0.0
-                    for k in range(count):
-                        columns[j, k] = 0.0
+            gram_schmidt(columns, count, factors[by, bx])
             for k in range(count):
                 for j in range(CANDIDATES):
                     basis[by, bx, j, k // cols, k % cols] = columns[j, k]
@@ -90,16 +116,10 @@ def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolo
                 y = by * TILE - REACH + qy
                 for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
                     x = bx * TILE - REACH + qx
-                    a0 = a1 = a2 = a3 = 0.0
-                    for dy in range(max(-2, REACH - qy), min(2, tile_height - 1 + REACH - qy) + 1):
-                        ty = qy - REACH + dy
-                        for dx in range(max(-2, REACH - qx), min(2, tile_width - 1 + REACH - qx) + 1):
-                            tx = qx - REACH + dx
-                            weight = entry(rows, y, x, dy, dx)
-                            a0 += weight * basis[by, bx, 0, ty, tx]
-                            a1 += weight * basis[by, bx, 1, ty, tx]
-                            a2 += weight * basis[by, bx, 2, ty, tx]
-                            a3 += weight * basis[by, bx, 3, ty, tx]
+                    # the taps that land on the tile (ty = qy − REACH + dy within it)
+                    a0, a1, a2, a3 = _taps_on(rows, y, x, basis[by, bx], qy - REACH, qx - REACH,
+                                              max(-2, REACH - qy), min(2, tile_height - 1 + REACH - qy),
+                                              max(-2, REACH - qx), min(2, tile_width - 1 + REACH - qx))
                     scale = jacobi_weight[y, x]
                     prolongator[by, bx, 0, qy, qx] = -scale * a0
                     prolongator[by, bx, 1, qy, qx] = -scale * a1
@@ -125,16 +145,10 @@ def _galerkin(rows, prolongator, first_row, last_row, coarse):
                 y = by * TILE - 2 * REACH + ry
                 for rx in range(max(0, 2 * REACH - bx * TILE), min(side, width - bx * TILE + 2 * REACH)):
                     x = bx * TILE - 2 * REACH + rx
-                    a0 = a1 = a2 = a3 = 0.0
-                    for dy in range(max(-2, REACH - ry), min(2, SPAN - 1 + REACH - ry) + 1):
-                        qy = ry - REACH + dy
-                        for dx in range(max(-2, REACH - rx), min(2, SPAN - 1 + REACH - rx) + 1):
-                            qx = rx - REACH + dx
-                            weight = entry(rows, y, x, dy, dx)
-                            a0 += weight * prolongator[by, bx, 0, qy, qx]
-                            a1 += weight * prolongator[by, bx, 1, qy, qx]
-                            a2 += weight * prolongator[by, bx, 2, qy, qx]
-                            a3 += weight * prolongator[by, bx, 3, qy, qx]
+                    # the taps that land on P_b's span (qy = ry − REACH + dy within it)
+                    a0, a1, a2, a3 = _taps_on(rows, y, x, prolongator[by, bx], ry - REACH, rx - REACH,
+                                              max(-2, REACH - ry), min(2, SPAN - 1 + REACH - ry),
+                                              max(-2, REACH - rx), min(2, SPAN - 1 + REACH - rx))
                     product[ry, rx, 0], product[ry, rx, 1], product[ry, rx, 2], product[ry, rx, 3] = a0, a1, a2, a3
             coarse[by, bx] = 0.0
             for neighbour in range(4, 9):

@@ -16,12 +16,12 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from dmenet.propagation import aggregation
+from dmenet.propagation.aggregation import gram_schmidt
 
 GROUP = 3
 DIRECT_SIZE = 2500
 OMEGA = aggregation.OMEGA
 CANDIDATES = aggregation.CANDIDATES
-DROP_TOLERANCE = aggregation.DROP_TOLERANCE
 
 
 @numba.njit(cache=True, nogil=True)
@@ -41,29 +41,7 @@ def _group_tentative(candidates, basis, factors):
                     for unknown in range(CANDIDATES):
                         for k in range(CANDIDATES):
                             vectors[k, node * CANDIDATES + unknown] = candidates[y, x, unknown, k]
-            for j in range(CANDIDATES):
-                before = 0.0
-                for item in range(size):
-                    before += vectors[j, item] * vectors[j, item]
-                for i in range(j):
-                    projection = 0.0
-                    for item in range(size):
-                        projection += vectors[i, item] * vectors[j, item]
-                    factors[gy, gx, i, j] = projection
-                    for item in range(size):
-                        vectors[j, item] -= projection * vectors[i, item]
-                after = 0.0
-                for item in range(size):
-                    after += vectors[j, item] * vectors[j, item]
-                if after > 0.0 and after > DROP_TOLERANCE * DROP_TOLERANCE * before:
-                    norm = np.sqrt(after)
-                    factors[gy, gx, j, j] = norm
-                    for item in range(size):
-                        vectors[j, item] /= norm
-                else:
-                    factors[gy, gx, j, j] = 0.0
-                    for item in range(size):
-                        vectors[j, item] = 0.0
+            gram_schmidt(vectors, size, factors[gy, gx])
             for node in range(GROUP * GROUP):
                 for unknown in range(CANDIDATES):
                     for k in range(CANDIDATES):
