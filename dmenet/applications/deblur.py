@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import functools
 import math
-import os
 import threading
 import time
 
@@ -440,10 +439,10 @@ def deconvolve_layer(channels, sigma, lam, alpha=ALPHA, *, dtype=np.float64, fas
 
 
 def default_workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use."""
+    from dmenet.cores import available_cores
+
+    return available_cores()
 
 
 def deblur(image, sigma, lam=420.0, *, mode="exact", progress=None, workers=None, **options):

@@ -122,5 +122,6 @@ def device_description():
 
 def cpu_description(note=""):
     """``Device: CPU (N cores<note>)`` without asking TensorFlow (for the methods that run without it)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"Device: CPU ({cores} cores{note})"
+    from dmenet.cores import available_cores
+
+    return f"Device: CPU ({available_cores()} cores{note})"

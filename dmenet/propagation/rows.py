@@ -7,17 +7,10 @@ propagation in a second thread while TensorFlow runs, and Zhuo & Sim beside its 
 """
 import concurrent.futures
 import functools
-import os
+
+from dmenet.cores import available_cores
 
 MAX_THREADS = 4  # the kernels are memory-bound: more threads than this gain nothing measurable
-
-
-def available_cores():
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @functools.cache
