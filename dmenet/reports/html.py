@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 
+from dmenet.files.colormap import colorize
 from dmenet.files.figures import COLORMAP
 from dmenet.files.images import atomic_path
 
@@ -63,17 +64,7 @@ def thumbnail(array, max_side=THUMBNAIL_SIDE):
     return array
 
 
-def colorize(values, vmax, vmin=0.0, cmap=COLORMAP):
-    """A map → uint8 RGB through a matplotlib colour map, `vmin`..`vmax` spanning the whole scale."""
-    from matplotlib import colormaps
-
-    values = np.asarray(values, np.float64)
-    span = max(float(vmax) - float(vmin), 1e-12)
-    normalized = np.clip((values - vmin) / span, 0.0, 1.0)
-    return colormaps[cmap](normalized, bytes=True)[..., :3]
-
-
-def map_uri(values, vmax, vmin=0.0, cmap=COLORMAP, max_side=THUMBNAIL_SIDE):
+def map_uri(values, vmax, vmin=0.0, max_side=THUMBNAIL_SIDE):
     """A map shrunk for the page (area-averaged values, not colours), coloured, as a data URI."""
     from PIL import Image
 
@@ -83,7 +74,7 @@ def map_uri(values, vmax, vmin=0.0, cmap=COLORMAP, max_side=THUMBNAIL_SIDE):
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         values = np.asarray(Image.fromarray(values).resize(size, Image.Resampling.BOX))
-    return data_uri(png_bytes(colorize(values, vmax, vmin, cmap)))
+    return data_uri(png_bytes(colorize(values, vmax, vmin)))
 
 
 def photo_uri(image, max_side=THUMBNAIL_SIDE):
