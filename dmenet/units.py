@@ -56,6 +56,25 @@ class DefocusEncoding:
         return cls(kind=values["kind"], sigma_max=float(values.get("sigma_max", sigma_max_for(DEFAULT_MAX_COC))))
 
 
+@dataclasses.dataclass(frozen=True)
+class PixelSigmaRange:
+    """What a classical method's maps mean: σ in pixels already, spanning sigma_min … sigma_max nominally.
+
+    The methods' units (``Park17Units``, ``Zhuo11Units``) set the range, their ``kind`` and a description.
+    """
+
+    sigma_min: float = 0.0
+    sigma_max: float = 1.0
+    kind: str = "sigma_px"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_sigma(self, output):
+        """The top of the range for output 1, like DMENet's encodings (used for colour scales)."""
+        return self.sigma_min + np.asarray(output, np.float32) * np.float32(self.sigma_max - self.sigma_min)
+
+
 NORMALIZED = DefocusEncoding()
 OFFICIAL = DefocusEncoding("official", sigma_max=7.0)
 

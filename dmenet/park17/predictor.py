@@ -1,17 +1,16 @@
 """Park'17 behind the same predictor interface as DMENet's, so every tool can run either method."""
 import dataclasses
 
-import numpy as np
-
 from dmenet.files.images import to_official_input
 from dmenet.park17.params import DEFAULT_PARAMS, SIGMA_MAX, SIGMA_MIN
 from dmenet.park17.pipeline import estimate_park17
+from dmenet.units import PixelSigmaRange
 
 DEFAULT_MAX_PIXELS = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)
-class Park17Units:
+class Park17Units(PixelSigmaRange):
     """What Park'17's maps mean: Gaussian σ in pixels, nominally within the classifier's classes."""
 
     sigma_min: float = SIGMA_MIN
@@ -21,14 +20,6 @@ class Park17Units:
     @property
     def description(self):
         return f"sigma_px (Park'17 Gaussian σ classes {self.sigma_min:g}..{self.sigma_max:g} px, propagated)"
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    def to_sigma(self, output):
-        """The top of the range for output 1, like DMENet's encodings (used for colour scales)."""
-        output = np.asarray(output, np.float32)
-        return self.sigma_min + output * np.float32(self.sigma_max - self.sigma_min)
 
 
 class Park17Predictor:

@@ -8,13 +8,14 @@ import dataclasses
 import numpy as np
 
 from dmenet.files.images import to_official_input
+from dmenet.units import PixelSigmaRange
 from dmenet.zhuo11.params import DEFAULT_PARAMS, Zhuo11Params
 
 DEFAULT_MAX_PIXELS = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)
-class Zhuo11Units:
+class Zhuo11Units(PixelSigmaRange):
     """What Zhuo & Sim's maps mean: Gaussian σ in pixels; edge estimates are clamped to max_blur."""
 
     sigma_max: float = DEFAULT_PARAMS.max_blur
@@ -25,12 +26,6 @@ class Zhuo11Units:
     def description(self):
         return f"sigma_px (Zhuo & Sim 2011 Gaussian σ, edge estimates clamped to {self.sigma_max:g} px, propagated)"
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    def to_sigma(self, output):
-        """The top of the range for output 1, like the other methods' encodings (used for colour scales)."""
-        return self.sigma_min + np.asarray(output, np.float32) * np.float32(self.sigma_max - self.sigma_min)
 
 
 class Zhuo11Predictor:
