@@ -28,6 +28,11 @@ def _prolongator_csr(tiles, height, width):
     return scipy.sparse.csr_matrix((values, (rows, columns)), shape=(height * width, 4 * tile_rows * tile_columns))
 
 
+def _block_matrix(blocks):
+    """The block-stencil operator R×C×9×4×4 as the sparse matrix it stands for (off-grid neighbours dropped)."""
+    return scipy.sparse.csr_matrix(coarse.dense_matrix(blocks))
+
+
 @pytest.fixture(scope="module", params=[1, 2], ids=["one thread", "two threads"])
 def coarsening(request):
     rng = np.random.default_rng(5)
@@ -36,7 +41,8 @@ def coarsening(request):
     rows = laplacian_stencil(guide, 1e-5)
     rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
     absolute_sum = np.asarray(abs(stencil_to_csr(rows)).sum(axis=1)).reshape(HEIGHT, WIDTH)
-    tiles, blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
+    tiles, blocks, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, RowRunner(request.param))
+    operator = _block_matrix(blocks)
     return guide, rows, tiles, blocks, operator, candidates, RowRunner(request.param)
 
 
@@ -117,36 +123,115 @@ def test_tile_smoother_is_symmetric_block_gauss_seidel(coarsening):
     np.testing.assert_allclose(solution, expected, rtol=1e-10, atol=1e-10)
 
 
+def _group_tentative_dense(candidates):
+    """T of the groups of 3×3 nodes as a dense matrix, and the groups' candidates."""
+    rows, columns = candidates.shape[:2]
+    group_rows, group_columns = coarse.group_grid(rows, columns)
+    basis = np.zeros((group_rows, group_columns, 9, 4, 4))
+    factors = np.zeros((group_rows, group_columns, 4, 4))
+    coarse._group_tentative(np.ascontiguousarray(candidates), basis, factors)
+    dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
+    for gy, gx, node in np.ndindex(group_rows, group_columns, 9):
+        y, x = gy * 3 + node // 3, gx * 3 + node % 3
+        if y < rows and x < columns:
+            dense[(y * columns + x) * 4:(y * columns + x) * 4 + 4, (gy * group_columns + gx) * 4:(gy * group_columns + gx) * 4 + 4] = basis[gy, gx, node]
+    return dense, factors
+
+
+def _group_prolongator_dense(level):
+    """A level's P (stored per node as blocks for the groups around the node's own) as a dense matrix."""
+    rows, columns = level.prolongator.shape[:2]
+    group_rows, group_columns = level.group_shape
+    dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
+    for (y, x, offset), present in np.ndenumerate(level.present):
+        gy, gx = y // 3 + offset // 3 - 1, x // 3 + offset % 3 - 1
+        if not present:
+            assert not level.prolongator[y, x, offset].any()
+            continue
+        assert 0 <= gy < group_rows and 0 <= gx < group_columns
+        node, group = (y * columns + x) * 4, (gy * group_columns + gx) * 4
+        dense[node:node + 4, group:group + 4] = level.prolongator[y, x, offset]
+    return dense
+
+
+def _assert_symmetric_cycle(levels, size, seed):
+    """⟨M⁻¹a, b⟩ = ⟨a, M⁻¹b⟩ for the V-cycle M⁻¹, as CG needs."""
+    rng = np.random.default_rng(seed)
+    first, second = rng.standard_normal(size), rng.standard_normal(size)
+    assert abs(levels.cycle(first) @ second - first @ levels.cycle(second)) <= 1e-9 * abs(levels.cycle(first) @ second)
+
+
+def test_tile_blocks_are_zero_off_the_grid(coarsening):
+    *_, blocks, _, _, _ = coarsening
+    assert not blocks[0, :, :3].any() and not blocks[-1, :, 6:].any()
+    assert not blocks[:, 0, ::3].any() and not blocks[:, -1, 2::3].any()
+
+
 def test_groups_of_tiles_are_smoothed_aggregation_and_their_cycle_is_symmetric(coarsening):
     *_, blocks, operator, candidates, _ = coarsening
-    levels = coarse.CoarseLevels(blocks, operator, candidates, direct_size=8)  # 3×4 tiles → 1×2 groups → sparse LU
+    levels = coarse.CoarseLevels(blocks, candidates, direct_size=8)  # 3×4 tiles → 1×2 groups → exact solve
     assert len(levels) == 2
-    tentative, group_candidates = coarse._tentative_matrix(candidates.reshape(3, 4, 4, 4))
-    gram = (tentative.T @ tentative).toarray()
+    tentative, group_candidates = _group_tentative_dense(candidates.reshape(3, 4, 4, 4))
+    gram = tentative.T @ tentative
     used = np.diag(gram) > 0.5
     np.testing.assert_allclose(gram, np.diag(used.astype(float)), atol=1e-12)  # orthonormal columns, group by group
     np.testing.assert_allclose(tentative @ group_candidates.reshape(-1, 4), candidates, atol=1e-12)  # T·B' = B
-    jacobi = scipy.sparse.diags(aggregation.OMEGA / np.asarray(abs(operator).sum(axis=1)).ravel())
-    prolongation = levels.levels[0].prolongation.toarray()
-    np.testing.assert_allclose(prolongation, (tentative - jacobi @ operator @ tentative).toarray(), atol=1e-12)
+    np.testing.assert_array_equal(levels.levels[0].next_candidates, group_candidates)
+    jacobi = np.diag(aggregation.OMEGA / np.asarray(abs(operator).sum(axis=1)).ravel())
+    prolongation = _group_prolongator_dense(levels.levels[0])
+    np.testing.assert_allclose(prolongation, tentative - jacobi @ operator.toarray() @ tentative, atol=1e-12)
     # the group level's operator is the Galerkin product (unit diagonal where a candidate was dropped)
     galerkin = prolongation.T @ operator.toarray() @ prolongation
     galerkin[~used, ~used] = 1.0
-    rng = np.random.default_rng(3)
-    first, second = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
-    coarse_rhs = rng.standard_normal(galerkin.shape[0])
+    np.testing.assert_allclose(coarse.dense_matrix(levels.levels[0].coarse_operator()), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+    coarse_rhs = np.random.default_rng(3).standard_normal(galerkin.shape[0])
     np.testing.assert_allclose(levels.coarsest.solve(coarse_rhs), np.linalg.solve(galerkin, coarse_rhs), rtol=1e-8, atol=1e-10)
-    # a symmetric V-cycle, as CG needs: ⟨M⁻¹a, b⟩ = ⟨a, M⁻¹b⟩
-    assert abs(levels.cycle(first) @ second - first @ levels.cycle(second)) <= 1e-9 * abs(levels.cycle(first) @ second)
+    _assert_symmetric_cycle(levels, operator.shape[0], 4)
 
 
 def test_a_level_below_the_groups_keeps_the_block_stencil_form(coarsening):
     *_, blocks, operator, candidates, _ = coarsening
-    levels = coarse.CoarseLevels(blocks, operator, candidates, direct_size=4)  # tiles → 1×2 groups → 1×1 → sparse LU
+    levels = coarse.CoarseLevels(blocks, candidates, direct_size=4)  # tiles → 1×2 groups → 1×1 → exact solve
     assert len(levels) == 3
     groups = levels.levels[1]
-    np.testing.assert_allclose(coarse._block_stencil(groups.operator, 1, 2).sum(), groups.operator.sum(), rtol=1e-12)
-    np.testing.assert_allclose(groups.blocks[0, 0, 5], groups.operator.toarray()[:4, 4:8], rtol=1e-12, atol=1e-14)  # right neighbour
-    rng = np.random.default_rng(5)
-    first, second = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
-    assert abs(levels.cycle(first) @ second - first @ levels.cycle(second)) <= 1e-9 * abs(levels.cycle(first) @ second)
+    prolongation = _group_prolongator_dense(levels.levels[0])
+    galerkin = prolongation.T @ operator.toarray() @ prolongation
+    galerkin[np.diag(galerkin) == 0.0, np.diag(galerkin) == 0.0] = 1.0
+    np.testing.assert_allclose(groups.blocks[0, 0, 5], galerkin[:4, 4:8], rtol=1e-12, atol=1e-14)  # right neighbour
+    np.testing.assert_allclose(coarse.dense_matrix(groups.blocks), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+    _assert_symmetric_cycle(levels, operator.shape[0], 5)
+
+
+def _random_spd_stencil(rows, columns, seed):
+    """A symmetric positive definite block-stencil operator (zero off the grid)."""
+    rng = np.random.default_rng(seed)
+    blocks = 0.1 * rng.standard_normal((rows, columns, 9, 4, 4))
+    for y, x, neighbour in np.ndindex(rows, columns, 9):
+        ny, nx = y + neighbour // 3 - 1, x + neighbour % 3 - 1
+        if not (0 <= ny < rows and 0 <= nx < columns):
+            blocks[y, x, neighbour] = 0.0
+        elif neighbour < 4:
+            blocks[y, x, neighbour] = blocks[ny, nx, 8 - neighbour].T
+    blocks[:, :, 4] = (blocks[:, :, 4] + np.swapaxes(blocks[:, :, 4], -1, -2)) / 2 + 4 * np.eye(4)
+    return blocks
+
+
+@pytest.mark.parametrize("rows, columns", [(1, 1), (5, 2), (2, 5), (1, 9), (6, 6)])
+def test_the_coarsest_solve_is_exact_in_either_node_order(rows, columns):
+    blocks = _random_spd_stencil(rows, columns, rows * 10 + columns)
+    dense = coarse.dense_matrix(blocks)
+    np.testing.assert_array_equal(dense, dense.T)
+    solve = coarse.CoarsestSolve(blocks)
+    assert solve.factor is not None and solve.transposed == (columns > rows)  # banded along the shorter side
+    rhs = np.random.default_rng(1).standard_normal(dense.shape[0])
+    np.testing.assert_allclose(solve.solve(rhs), np.linalg.solve(dense, rhs), rtol=1e-10, atol=1e-12)
+
+
+def test_a_coarsest_level_that_is_not_positive_definite_is_still_solved():
+    blocks = _random_spd_stencil(2, 3, 7)
+    blocks[1, 1, 4] -= 8 * np.eye(4)  # indefinite: Cholesky breaks down
+    dense = coarse.dense_matrix(blocks)
+    solve = coarse.CoarsestSolve(blocks)
+    assert solve.factor is None
+    rhs = np.random.default_rng(2).standard_normal(dense.shape[0])
+    np.testing.assert_allclose(solve.solve(rhs), np.linalg.solve(dense, rhs), rtol=1e-8, atol=1e-10)

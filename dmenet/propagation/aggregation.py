@@ -14,7 +14,6 @@ these blocks, and every kernel works on a range of rows so that two threads can 
 """
 import numba
 import numpy as np
-import scipy.sparse
 
 from dmenet.propagation.stencil import PAD, entry
 
@@ -262,8 +261,8 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
             covering 0 … count − 1 (``dmenet.propagation.rows.RowRunner``).
 
     Returns:
-        (prolongator BH×BW×4×12×12, coarse operator as 3×3 stencil blocks BH×BW×9×4×4, the same as a
-        BSR matrix, its candidates (4·BH·BW)×4): unknown k of tile (by, bx) is row (by·BW + bx)·4 + k.
+        (prolongator BH×BW×4×12×12, coarse operator as 3×3 stencil blocks BH×BW×9×4×4 (zero where
+        a neighbour is off the grid), its candidates (4·BH·BW)×4): unknown k of tile (by, bx) is row (by·BW + bx)·4 + k.
         Coarse unknowns whose candidate was dropped have a unit diagonal (their P column is zero, so
         they stay zero).
     """
@@ -279,23 +278,8 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
     unused = np.diagonal(factors, axis1=2, axis2=3) == 0.0
     centre = blocks[:, :, 4]
     centre[unused] += np.eye(CANDIDATES)[np.nonzero(unused)[2]]
-    operator = _block_stencil_to_bsr(blocks)
     candidates = factors.reshape(-1, CANDIDATES)
-    return prolongator, blocks, operator, candidates
-
-
-def _block_stencil_to_bsr(blocks):
-    """BSR matrix of a 3×3 stencil of 4×4 blocks on the tile grid (neighbours off the grid dropped)."""
-    tile_rows, tile_columns = blocks.shape[:2]
-    by, bx = np.meshgrid(np.arange(tile_rows), np.arange(tile_columns), indexing="ij")
-    ny, nx = np.divmod(np.arange(9), 3)
-    neighbour_rows, neighbour_columns = by[..., None] + ny - 1, bx[..., None] + nx - 1
-    present = (neighbour_rows >= 0) & (neighbour_rows < tile_rows) & (neighbour_columns >= 0) & (neighbour_columns < tile_columns)
-    indices = (neighbour_rows * tile_columns + neighbour_columns)[present].astype(np.int32)
-    indptr = np.zeros(tile_rows * tile_columns + 1, np.int32)
-    np.cumsum(present.reshape(-1, 9).sum(axis=1), out=indptr[1:])
-    size = tile_rows * tile_columns * CANDIDATES
-    return scipy.sparse.bsr_matrix((blocks[present], indices, indptr), shape=(size, size))
+    return prolongator, blocks, candidates
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

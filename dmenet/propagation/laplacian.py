@@ -11,7 +11,6 @@ their pair terms into those taps (``stencil.add_window_affinities``), and anothe
 when a direct solver needs it (no 81-entries-per-window COO).
 """
 import numpy as np
-import scipy.sparse
 
 from dmenet.propagation.errors import PropagationError
 
@@ -102,4 +101,6 @@ def stencil_to_csr(rows, extra_diagonal=None):
     from dmenet.propagation import stencil
 
     stencil.fill_csr(np.ascontiguousarray(rows, np.float64), extra, data, columns)
+    import scipy.sparse  # only the direct solver and the tests need a matrix; the iterative solve never imports SciPy
+
     return scipy.sparse.csr_matrix((data, columns, indptr), shape=(count, count))

@@ -10,8 +10,6 @@ import functools
 import warnings
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 
 from dmenet.propagation.errors import PropagationError
 from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stencil_to_csr
@@ -55,12 +53,12 @@ class _StencilSystem:
             self.direct_factor = _factorise(csr())
             self.levels = 1
         else:
-            prolongator, tile_blocks, operator, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
+            prolongator, tile_blocks, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
-            self.tile_level = tile_blocks, operator, candidates
+            self.tile_level = tile_blocks, candidates
             self.coarse_levels = CoarseLevels(*self.tile_level)
             self.levels = 1 + len(self.coarse_levels)
-            self.coarse_size = operator.shape[0]
+            self.coarse_size = candidates.shape[0]
         self.work, self.correction = np.zeros(self.padded_size), np.zeros(self.padded_size)
         self.sweep_work = np.empty((height, width))
 
@@ -137,6 +135,8 @@ def _solve_amg(stencil_system, rhs, tolerance):
 
 
 def _factorise(system):
+    import scipy.sparse.linalg  # imported here: SciPy's import alone costs a small photo's iterative solve a fifth of its run
+
     return scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(system), permc_spec="MMD_AT_PLUS_A",
                                     diag_pivot_thresh=0.0, options={"SymmetricMode": True})
 
@@ -220,8 +220,6 @@ class Propagation:
         self.rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += self.data_weight.reshape(self.shape)
         self.stencil_system = None
         if method == "amg":
-            import scipy.linalg  # noqa: F401  (loads SciPy's BLAS before the thread limit looks for it)
-
             with blas_threads.limited():
                 self.stencil_system = _StencilSystem(self.rows, guide, lambda: self.system, RowRunner(threads))
         self.iterations = None

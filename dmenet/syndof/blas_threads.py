@@ -8,11 +8,13 @@ False and the caller uses a solver that does not depend on BLAS threading.
 """
 import contextlib
 import functools
+import sys
 import threading
 
 
-@functools.lru_cache(maxsize=1)
-def _blas():
+@functools.lru_cache(maxsize=2)
+def _blas(scipy_loaded):
+    """The BLAS libraries loaded now; scanned again once SciPy's own BLAS (loaded by scipy.linalg) is there."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
@@ -29,7 +31,7 @@ def limited():
     if outer is not None:
         yield outer
         return
-    blas = _blas()
+    blas = _blas("scipy.linalg" in sys.modules)
     if not blas.lib_controllers:
         yield False
         return
