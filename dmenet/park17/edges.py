@@ -6,16 +6,14 @@ scales share the smoothing, the gradients and the non-maximum suppression (only 
 so ``multiscale_edge_map`` computes those once.
 """
 import numpy as np
-import scipy.ndimage
 
+from dmenet.nearest_filters import correlate1d_nearest
 from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
 
 CANNY_SIGMA = np.sqrt(2.0)
 # Largest gradient magnitude still treated as no gradient at all (see _canny_gradients).
 _ROUNDING_NOISE = 1e-12
-# ``bwselect(..., 8)``: hysteresis follows 8-connected chains of weak pixels.
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def value_channel(rgb):
@@ -68,7 +66,7 @@ def _imfilter_conv_replicate(image, kernel, axis):
     length = len(kernel)
     # correlate1d puts tap k on image[i + k − length//2 − origin]; we need image[i + k − (length−1)//2].
     origin = (length - 1) // 2 - length // 2
-    return scipy.ndimage.correlate1d(image, kernel[::-1], axis=axis, mode="nearest", origin=origin)
+    return correlate1d_nearest(image, kernel[::-1], axis=axis, origin=origin)
 
 
 def _canny_gradients(gray, sigma=CANNY_SIGMA):
@@ -128,16 +126,15 @@ def _local_maxima(gx, gy, magnitude):
 
 
 def _hysteresis(local_max, magnitude, low, high):
-    """8-connected components of weak pixels (local maxima above `low`) that hold a strong pixel."""
+    """8-connected components of weak pixels (local maxima above `low`) that hold a strong pixel (``bwselect(…, 8)``)."""
     weak = local_max & (magnitude > low)
     strong = weak & (magnitude > high)
-    labels, count = scipy.ndimage.label(weak, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return weak
-    selected = np.zeros(count + 1, dtype=bool)
-    selected[labels[strong]] = True
-    selected[0] = False
-    return selected[labels]
+    if not strong.any():
+        return np.zeros_like(weak)
+    from dmenet.park17 import hysteresis_kernel  # numba loads on first use
+
+    weak_count = int(np.count_nonzero(weak))
+    return hysteresis_kernel.connected_to_strong(np.ascontiguousarray(weak), np.ascontiguousarray(strong), weak_count)
 
 
 def _check_thresholds(low, high):

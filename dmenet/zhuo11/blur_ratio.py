@@ -8,8 +8,8 @@ un-smoothed original; the paper's formula is the limit σ1 → 0.
 import math
 
 import numpy as np
-import scipy.ndimage
 
+from dmenet.nearest_filters import convolve1d_nearest
 from dmenet.zhuo11.errors import Zhuo11Error
 from dmenet.zhuo11.params import DEFAULT_PARAMS
 
@@ -44,10 +44,8 @@ def gradient_magnitude(grey, scale):
     """
     derivative, gaussian = _derivative_of_gaussian_taps(scale)
     grey = np.asarray(grey, dtype=np.float64)
-    along_x = scipy.ndimage.convolve1d(scipy.ndimage.convolve1d(grey, gaussian, axis=0, mode="nearest"),
-                                       derivative, axis=1, mode="nearest")
-    along_y = scipy.ndimage.convolve1d(scipy.ndimage.convolve1d(grey, gaussian, axis=1, mode="nearest"),
-                                       derivative, axis=0, mode="nearest")
+    along_x = convolve1d_nearest(convolve1d_nearest(grey, gaussian, axis=0), derivative, axis=1)
+    along_y = convolve1d_nearest(convolve1d_nearest(grey, gaussian, axis=1), derivative, axis=0)
     return np.sqrt(along_x ** 2 + along_y ** 2)
 
 
@@ -64,7 +62,9 @@ def edge_blur(grey, edges, params=DEFAULT_PARAMS):
 
     Example:
         >>> step = np.zeros((40, 40)); step[:, 20:] = 1.0
-        >>> blurred = scipy.ndimage.gaussian_filter1d(step, 2.0, axis=1, mode="nearest")
+        >>> from dmenet.nearest_filters import correlate1d_nearest
+        >>> taps = np.exp(-0.125 * np.arange(-8.0, 9.0) ** 2)  # a σ = 2 Gaussian, 4σ each side
+        >>> blurred = correlate1d_nearest(step, taps / taps.sum(), axis=1)
         >>> edges = np.zeros((40, 40), bool); edges[:, 19] = True
         >>> round(float(edge_blur(blurred, edges)[20, 19]), 2)  # sampled kernels: near, not at, 2
         2.04
