@@ -8,7 +8,7 @@ Importing this module imports numba (~0.2 s), so `dmenet.nearest_filters` loads 
 import numba
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _correlate_contiguous_lines(padded, weights, symmetry, out):
     """Filter along the last axis of padded (lines × (length + taps − 1)) into out (lines × length)."""
     taps = weights.shape[0]
