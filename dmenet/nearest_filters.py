@@ -1,8 +1,9 @@
 """1-D correlation and convolution with the border replicated, bit-identical to SciPy's, without importing SciPy.
 
 ``scipy.ndimage.correlate1d(image, weights, axis, mode="nearest", origin=o)`` and ``convolve1d`` are what
-MATLAB's ``imfilter(…, 'replicate')`` ports here were written against; importing SciPy for them costs
-~0.3 s of start-up, more than a small photo's whole Canny. SciPy's C loop (``NI_Correlate1D``) rounds in
+MATLAB's ``imfilter(…, 'replicate')`` ports here were written against; importing scipy.ndimage for them
+costs 0.15–0.4 s of a fresh process (less when numba has already pulled scipy.linalg), more than a small
+photo's whole Canny. SciPy's C loop (``NI_Correlate1D``) rounds in
 an order of its own, and matching it to the last bit keeps the Canny edges and the Zhuo & Sim ratios
 identical:
 
