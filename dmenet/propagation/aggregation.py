@@ -124,8 +124,11 @@ def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolo
                     prolongator[by, bx, 1, qy, qx] = -scale * a1
                     prolongator[by, bx, 2, qy, qx] = -scale * a2
                     prolongator[by, bx, 3, qy, qx] = -scale * a3
+            # loops, not a slice addition: its shape check would link numba's string formatting into the kernel (slower to load)
             for k in range(CANDIDATES):
-                prolongator[by, bx, k, REACH:REACH + tile_height, REACH:REACH + tile_width] += basis[by, bx, k, :tile_height, :tile_width]
+                for ty in range(tile_height):
+                    for tx in range(tile_width):
+                        prolongator[by, bx, k, REACH + ty, REACH + tx] += basis[by, bx, k, ty, tx]
 
 
 @numba.njit(cache=True, nogil=True)

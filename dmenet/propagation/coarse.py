@@ -85,7 +85,10 @@ def _smoothed_prolongator(blocks, jacobi_weight, basis, prolongator, present):
                         for i in range(CANDIDATES):
                             total += blocks[y, x, neighbour, j, i] * basis[ny // GROUP, nx // GROUP, node, i, k]
                         prolongator[y, x, offset, j, k] -= jacobi_weight[y, x, j] * total
-            prolongator[y, x, 4] += basis[gy, gx, (y % GROUP) * GROUP + x % GROUP]
+            node = (y % GROUP) * GROUP + x % GROUP
+            for j in range(CANDIDATES):  # loops, not a block addition: its shape check would link numba's string formatting
+                for k in range(CANDIDATES):
+                    prolongator[y, x, 4, j, k] += basis[gy, gx, node, j, k]
             for offset in range(9):
                 present[y, x, offset] = _nonzero(prolongator[y, x, offset])
 
