@@ -180,11 +180,12 @@ def test_reference_full_map(bird):
 
 # ---- the CLIs and the API start no TensorFlow for zhuo11 ---------------------------------------------
 
-def test_infer_and_evaluate_cli_run_zhuo11_without_tensorflow(tmp_path):
+def test_infer_and_evaluate_cli_run_zhuo11_without_tensorflow_or_scipy(tmp_path):
     from dmenet.files.images import write_png
 
     photo = np.round(np.clip(_blurred_step(1.5, 48)[..., None] * np.array([1.0, 0.9, 0.7]), 0, 1) * 255).astype(np.uint8)
     write_png(tmp_path / "step.png", photo)
+    estimate_zhuo11(photo)  # compiles and caches the kernels here first: compiling in the child would import SciPy
     code = (
         "import sys\n"
         "from dmenet.cli.infer import run\n"
@@ -192,6 +193,8 @@ def test_infer_and_evaluate_cli_run_zhuo11_without_tensorflow(tmp_path):
         f"'-o', {str(tmp_path / 'out')!r}])\n"
         "assert rc == 0, rc\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+        "slow = [name for name in ('scipy.sparse', 'scipy.ndimage', 'scipy.linalg', 'matplotlib') if name in sys.modules]\n"
+        "assert not slow, f'a one-photo zhuo11 run imported {slow} (a third of a second of start-up)'\n"
         "from dmenet.cli.evaluate import parse_args\n"
         f"args = parse_args(['--dataset', 'folder', '--mask-polarity', 'blurred-white', '--data-root', {str(tmp_path)!r}, "
         "'--method', 'zhuo11'])\n"
