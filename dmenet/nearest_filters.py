@@ -99,10 +99,7 @@ def convolve1d_nearest(image, weights, axis=-1, origin=0):
     the way SciPy does it.
 
     Args:
-        image: float array (computed and returned in float64), any number of dimensions ≥ 1.
-        weights: 1-D taps, at least one.
-        axis: the axis to filter along.
-        origin: shift of the taps, −(len(weights)//2) ≤ origin ≤ (len(weights)−1)//2, as in SciPy.
+        image, weights, axis, origin: as for ``correlate1d_nearest`` (the same range of origins).
 
     Returns:
         float64 array of the image's shape.

@@ -167,28 +167,8 @@ def block_residual(blocks, rhs, solution, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _restrict(prolongator, present, group_columns, fine, coarse):
-    """coarse = Pᵀ·fine (zeroed first)."""
-    rows, columns = prolongator.shape[:2]
-    coarse[:] = 0.0
-    for y in range(rows):
-        for x in range(columns):
-            base = (y * columns + x) * CANDIDATES
-            for offset in range(9):
-                if not present[y, x, offset]:
-                    continue
-                group = ((y // GROUP + offset // 3 - 1) * group_columns + x // GROUP + offset % 3 - 1) * CANDIDATES
-                for k in range(CANDIDATES):
-                    total = 0.0
-                    for j in range(CANDIDATES):
-                        total += prolongator[y, x, offset, j, k] * fine[base + j]
-                    coarse[group + k] += total
-    return coarse
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _prolong_add(prolongator, present, group_columns, coarse, fine):
-    """fine += P·coarse."""
+def _transfer(prolongator, present, group_columns, fine, coarse, restricting):
+    """coarse += Pᵀ·fine when restricting, else fine += P·coarse: one loop over P's blocks for both."""
     rows, columns = prolongator.shape[:2]
     for y in range(rows):
         for x in range(columns):
@@ -198,11 +178,11 @@ def _prolong_add(prolongator, present, group_columns, coarse, fine):
                     continue
                 group = ((y // GROUP + offset // 3 - 1) * group_columns + x // GROUP + offset % 3 - 1) * CANDIDATES
                 for j in range(CANDIDATES):
-                    total = 0.0
                     for k in range(CANDIDATES):
-                        total += prolongator[y, x, offset, j, k] * coarse[group + k]
-                    fine[base + j] += total
-    return fine
+                        if restricting:
+                            coarse[group + k] += prolongator[y, x, offset, j, k] * fine[base + j]
+                        else:
+                            fine[base + j] += prolongator[y, x, offset, j, k] * coarse[group + k]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -362,10 +342,15 @@ class _Level:
         return coarse
 
     def restrict(self, fine):
-        return _restrict(self.prolongator, self.present, self.group_shape[1], fine, np.empty(np.prod(self.group_shape) * CANDIDATES))
+        """Pᵀ·fine."""
+        coarse = np.zeros(np.prod(self.group_shape) * CANDIDATES)
+        _transfer(self.prolongator, self.present, self.group_shape[1], fine, coarse, True)
+        return coarse
 
     def prolong_add(self, coarse, fine):
-        return _prolong_add(self.prolongator, self.present, self.group_shape[1], coarse, fine)
+        """fine += P·coarse."""
+        _transfer(self.prolongator, self.present, self.group_shape[1], fine, coarse, False)
+        return fine
 
 
 class CoarseLevels:
