@@ -101,6 +101,6 @@ def stencil_to_csr(rows, extra_diagonal=None):
     from dmenet.propagation import stencil
 
     stencil.fill_csr(np.ascontiguousarray(rows, np.float64), extra, data, columns)
-    import scipy.sparse  # only the direct solver and the tests need a matrix; the iterative solve never imports SciPy
+    import scipy.sparse  # only the direct solver and the tests need a matrix; the iterative solve never loads scipy.sparse
 
     return scipy.sparse.csr_matrix((data, columns, indptr), shape=(count, count))
