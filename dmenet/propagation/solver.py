@@ -272,8 +272,10 @@ def warm_up():
     guide = np.stack([rows, columns, np.sin(7 * rows * columns)], axis=-1)
     known = np.zeros((40, 50), bool)
     known[::5, ::5] = True
-    # 40×50 is above the direct-solve size, so the pixel and tile kernels run once …
-    propagation = Propagation(guide, known)
+    # 40×50 is above the direct-solve size, so the pixel and tile kernels run once … (in this thread
+    # alone, and only to a loose tolerance: every kernel runs in CG's first step, and the row threads'
+    # hand-overs and further iterations would only hold the GIL the other start-up threads need)
+    propagation = Propagation(guide, known, tolerance=0.5, threads=1)
     propagation.solve(np.where(known, 1.0, 0.0))
     # … and the kernels of the levels below the tiles, on its tile level grouped once
     levels = CoarseLevels(*propagation.stencil_system.tile_level, direct_size=CANDIDATES)
