@@ -100,11 +100,11 @@ def sigma_picture(sigma, vmax, title=None, max_side=1600, label="defocus blur σ
         label = label.replace("σ", "sigma")
     margin, gap, bar_width = font_size // 2, font_size, max(12, font_size)
     title_height = 2 * font_size if title else 0
-    label_length = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(label, font=font)
-    panel_height = max(shown_height, int(label_length) + 2 * font_size)  # a small map still gets a readable scale
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_length = int(measure.textlength(label, font=font))
+    panel_height = max(shown_height, label_length + 2 * font_size)  # a small map still gets a readable scale
     ticks = nice_ticks(vmax)
     tick_labels = [f"{tick:g}" for tick in ticks]
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_width = max(measure.textlength(text, font=font) for text in tick_labels)
     bar_left = margin + shown_width + gap
     caption_left = bar_left + bar_width + 6 + int(label_width) + font_size // 2
@@ -123,7 +123,7 @@ def sigma_picture(sigma, vmax, title=None, max_side=1600, label="defocus blur σ
         y = bar_bottom - (bar_bottom - bar_top) * tick / max(vmax, 1e-12)
         draw.line((bar_left + bar_width, y, bar_left + bar_width + 4, y), fill="black")
         draw.text((bar_left + bar_width + 6, y), text, fill="black", font=font, anchor="lm")
-    caption = Image.new("RGB", (int(measure.textlength(label, font=font)) + 4, font_size + 6), "white")
+    caption = Image.new("RGB", (label_length + 4, font_size + 6), "white")
     ImageDraw.Draw(caption).text((2, 2), label, fill="black", font=font)
     caption = caption.rotate(90, expand=True)
     canvas.paste(caption, (caption_left, max(top, top + (panel_height - caption.height) // 2)))
