@@ -4,7 +4,7 @@ Drawing NAME_defocus.png through matplotlib cost a one-photo run 0.3 s of import
 the propagation running beside that import). The picture is a colour-mapped image and a labelled
 scale bar, which Pillow draws in milliseconds. The table is matplotlib's "inferno" at 256 levels, as
 its Agg renderer writes it (``matplotlib.colormaps["inferno"](range(256), bytes=True)``; the colour
-map is by Nathaniel J. Smith and Stéfan van der Walt, released under CC0); tests/test_figures.py
+map is by Nathaniel J. Smith and Stéfan van der Walt, released under CC0); tests/test_colormap.py
 checks it against matplotlib, so the pictures match the other figures' colours exactly.
 """
 import math
