@@ -278,11 +278,22 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
     blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
     run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks), tile_rows)
     _mirror_neighbours(blocks)
+    unit_diagonal_where_unused(blocks, factors)
+    candidates = factors.reshape(-1, CANDIDATES)
+    return prolongator, blocks, candidates
+
+
+def unit_diagonal_where_unused(blocks, factors):
+    """In place: a coarse unknown whose candidate Gram–Schmidt dropped (zero diagonal factor) has a zero P
+    column, so an empty row and column in Pᵀ A P; it gets a unit diagonal and stays 0 (every level's rule).
+
+    Args:
+        blocks: the coarse operator as R×C×9×4×4 stencil blocks.
+        factors: the R×C×4×4 Gram–Schmidt factors of its nodes' candidates.
+    """
     unused = np.diagonal(factors, axis1=2, axis2=3) == 0.0
     centre = blocks[:, :, 4]
     centre[unused] += np.eye(CANDIDATES)[np.nonzero(unused)[2]]
-    candidates = factors.reshape(-1, CANDIDATES)
-    return prolongator, blocks, candidates
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

@@ -310,13 +310,6 @@ class CoarsestSolve:
         return _banded_solve(self.factor, reordered).reshape(columns, rows, CANDIDATES).transpose(1, 0, 2).ravel()
 
 
-def _unit_diagonal_where_empty(blocks):
-    """A coarse unknown whose P column is zero has an empty row and column: give it a unit diagonal (it stays 0)."""
-    diagonal = np.diagonal(blocks[:, :, 4], axis1=2, axis2=3)
-    empty = np.nonzero(diagonal == 0.0)
-    blocks[empty[0], empty[1], 4, empty[2], empty[2]] = 1.0
-
-
 class _Level:
     """One grid level: its block-stencil operator, the block diagonal's inverses, and P to the next level."""
 
@@ -338,7 +331,7 @@ class _Level:
         coarse = np.empty((*self.group_shape, 9, CANDIDATES, CANDIDATES))
         if _galerkin(self.blocks, self.prolongator, self.present, coarse):
             raise AssertionError("a coarse level coupled groups that are not neighbours")
-        _unit_diagonal_where_empty(coarse)
+        aggregation.unit_diagonal_where_unused(coarse, self.next_candidates)
         return coarse
 
     def restrict(self, fine):
