@@ -270,6 +270,17 @@ def add_window_affinities(guide, epsilon, rows):
                     rows[cy + ay, upper_tap(by - ay, bx - ax), cx + ax + PAD] += affinity
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_sum(rows, y, x, absolute):
+    """Σ over all 25 taps of matrix row (y, x), of the entries or of their magnitudes (rows above and below the image skipped)."""
+    height = rows.shape[0]
+    total = 0.0
+    for dy in range(-2, 3):
+        if 0 <= y + dy < height:
+            for dx in range(-2, 3):
+                value = entry(rows, y, x, dy, dx)
+                total += abs(value) if absolute else value
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
@@ -280,12 +291,7 @@ def affinities_to_laplacian(rows):
     row_sums = np.zeros((height, width))
     for y in range(height):
         for x in range(width):
-            total = 0.0
-            for dy in range(-2, 3):
-                if 0 <= y + dy < height:
-                    for dx in range(-2, 3):
-                        total += entry(rows, y, x, dy, dx)
-            row_sums[y, x] = total
+            row_sums[y, x] = _row_sum(rows, y, x, False)
     for y in range(height):
         for x in range(width):
             rows[y, 0, x + PAD] = row_sums[y, x] - rows[y, 0, x + PAD]
@@ -297,7 +303,7 @@ def affinities_to_laplacian(rows):
 def smoothing_rows(rows, first_row, last_row, smoothing_rows_out, inverse_diagonal, absolute_sum):
     """For image rows first_row … last_row − 1: the rows in float32 (the smoother's), 1 / diagonal,
     and each matrix row's absolute sum over all 25 taps (the prolongator's Jacobi weights)."""
-    height, taps, padded_width = rows.shape
+    _, taps, padded_width = rows.shape
     width = padded_width - 2 * PAD
     for y in range(first_row, last_row):
         for tap in range(taps):
@@ -305,12 +311,7 @@ def smoothing_rows(rows, first_row, last_row, smoothing_rows_out, inverse_diagon
                 smoothing_rows_out[y, tap, j] = rows[y, tap, j]
         for x in range(width):
             inverse_diagonal[y, x] = 1.0 / rows[y, 0, x + PAD]
-            total = 0.0
-            for dy in range(-2, 3):
-                if 0 <= y + dy < height:
-                    for dx in range(-2, 3):
-                        total += abs(entry(rows, y, x, dy, dx))
-            absolute_sum[y, x] = total
+            absolute_sum[y, x] = _row_sum(rows, y, x, True)
 
 
 @numba.njit(cache=True, nogil=True)
