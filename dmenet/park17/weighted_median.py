@@ -30,13 +30,13 @@ which this reproduces bit for bit.
 The k-means++ seeding draws from OpenCV's global RNG as a fresh process has it (the official code
 runs one image per MATLAB session); every call here starts from that state.
 """
-import concurrent.futures
 import typing
 
 import numpy as np
 
 from dmenet.park17.errors import Park17Error
 from dmenet.park17.params import DEFAULT_PARAMS
+from dmenet.propagation.rows import RowRunner
 
 # OpenCV's multiply-with-carry generator (cv::RNG): coefficient and the default state of theRNG().
 _CV_RNG_COEFF = 4164903690
@@ -346,9 +346,7 @@ def _window_medians(index_image, window_weights, radius, value_levels):
         median_kernel.nearby_medians(padded_levels, window_weights.padded, window_weights.table, window_weights.stride,
                                      radius, _NEARBY_LEVELS, y0, y1, _FLOAT32_MARGIN, median, settled)
 
-    parts = np.linspace(0, height, _WORKERS + 1).astype(int)
-    with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
-        list(pool.map(rows, parts[:-1], parts[1:]))
+    RowRunner(_WORKERS)(rows, height)
     median, settled = median.ravel(), settled.ravel()
     plateau_top = median.copy()
     unsettled = np.flatnonzero(~settled)
