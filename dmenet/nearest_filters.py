@@ -2,10 +2,9 @@
 
 ``scipy.ndimage.correlate1d(image, weights, axis, mode="nearest", origin=o)`` and ``convolve1d`` are what
 MATLAB's ``imfilter(…, 'replicate')`` ports here were written against; importing scipy.ndimage for them
-costs 0.15–0.4 s of a fresh process (less when numba has already pulled scipy.linalg), more than a small
-photo's whole Canny. SciPy's C loop (``NI_Correlate1D``) rounds in
-an order of its own, and matching it to the last bit keeps the Canny edges and the Zhuo & Sim ratios
-identical:
+costs 0.15–0.4 s of a fresh process, more than a small photo's whole Canny. SciPy's C loop
+(``NI_Correlate1D``) rounds in an order of its own, and matching it to the last bit keeps the Canny
+edges and the Zhuo & Sim ratios identical:
 
 - odd-length weights symmetric within DBL_EPSILON (w[c + j] ≈ w[c − j]) are summed as the centre tap,
   then (x[−j] + x[+j])·w[c − j] pairs from the outermost pair inwards; antisymmetric ones the same with
