@@ -2,7 +2,7 @@
 """`python infer.py --help`; the same command is installed as `dmenet-infer` (code: dmenet/cli/infer.py)."""
 import sys
 
-from dmenet.cli.infer import run
+from dmenet.cli.infer import command
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(command())

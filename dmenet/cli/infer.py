@@ -31,7 +31,7 @@ import threading
 
 from dmenet.cli import applications
 from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
-from dmenet.cli.runtime import quiet_start
+from dmenet.cli.runtime import quiet_start, skip_final_garbage_collection
 from dmenet.inference.precision import PRECISIONS
 from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
 from dmenet.inference.xla import XLA_CHOICES
@@ -252,5 +252,15 @@ def run(argv=None):
         return INTERRUPTED_EXIT
 
 
+def command(argv=None):
+    """``infer.py`` and ``dmenet-infer``: run(), then an exit that skips the final garbage collections.
+
+    Tests and library users call run() instead, which leaves the collector as it is.
+    """
+    code = run(argv)
+    skip_final_garbage_collection()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(command())

@@ -4,6 +4,7 @@ Library code never calls these; only the CLIs do, first thing, so that importing
 no global state.
 """
 import contextlib
+import gc
 import importlib.abc
 import importlib.util
 import logging
@@ -125,3 +126,20 @@ def cpu_description(note=""):
     from dmenet.cores import available_cores
 
     return f"Device: CPU ({available_cores()} cores{note})"
+
+
+def skip_final_garbage_collection():
+    """Let the process exit without the interpreter's final collections of reference cycles.
+
+    A command calls this last, after every output is written and closed. NumPy's and numba's objects
+    live until exit, and the collections CPython runs over them while it shuts down took ≈ 0.1–0.15 s:
+    a tenth of a small photo's whole ``infer.py --method zhuo11`` run. Moving the objects to the
+    collector's permanent generation skips only those collections: atexit handlers still run,
+    buffered streams are still flushed, and objects outside cycles are still freed.
+
+    Example:
+        >>> code = run(argv)
+        >>> skip_final_garbage_collection()
+        >>> sys.exit(code)
+    """
+    gc.freeze()
