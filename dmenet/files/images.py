@@ -15,6 +15,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".we
 
 
 UNREADABLE_FIX = "re-export it as PNG or JPEG, or leave it out"
+# zlib level of every PNG written: a third of PIL's default level 6's time for files 3–6 % larger
+# (the σ PNG and colour picture of a 420×279 photo: 35 ms → 14 ms, 3 % of its whole Zhuo & Sim run)
+PNG_COMPRESS_LEVEL = 4
 
 
 class ImageReadError(ValueError):
@@ -217,7 +220,7 @@ def write_png(path, array, text=None):
     for key, value in (text or {}).items():
         info.add_text(key, str(value))
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG", pnginfo=info)
+        image.save(temporary, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def save_npy(path, array):
