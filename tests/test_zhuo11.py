@@ -128,6 +128,51 @@ def test_pipeline_on_a_synthetic_photo_finds_the_blur_of_each_half():
     assert abs(np.median(sigma[8:-8, 72:120]) - 2.5) < 0.4
 
 
+def _stripes_photo():
+    stripes = np.zeros((96, 128))
+    stripes[:, ::16] = 1
+    stripes = np.cumsum(stripes, axis=1) % 2
+    grey = scipy.ndimage.gaussian_filter(stripes, (1.0, 2.0), mode="nearest")
+    return np.round(np.stack([grey, 0.8 * grey, 0.6 * grey + 0.2], axis=2) * 255).astype(np.uint8)
+
+
+def _sequential_solve(photo, sparse):
+    """The propagation set up after the bilateral clean-up, on the clean-up's own support (the official order)."""
+    from dmenet.zhuo11.pipeline import as_unit_rgb
+
+    params = DEFAULT_PARAMS
+    known = sparse > params.SPARSE_FLOOR
+    return Propagation(as_unit_rgb(photo), known, lam=params.lam, epsilon=params.LAPLACIAN_EPSILON,
+                       tolerance=params.PROPAGATION_TOLERANCE).solve(sparse)
+
+
+def test_the_set_up_beside_the_bilateral_gives_the_sequential_map_bit_for_bit():
+    photo = _stripes_photo()
+    result = estimate_zhuo11(photo, keep_intermediates=True)
+    sparse = result.intermediates["sDMap"]
+    assert np.array_equal(sparse > DEFAULT_PARAMS.SPARSE_FLOOR, result.intermediates["edge_sigma"] > DEFAULT_PARAMS.SPARSE_FLOOR)
+    np.testing.assert_array_equal(result.sigma, _sequential_solve(photo, sparse))
+    assert set(result.stage_seconds) >= {"laplacian", "propagation_setup", "propagation_solve"}
+
+
+def test_a_clean_up_that_loses_an_estimate_is_propagated_on_its_own_support(monkeypatch):
+    """The set-up assumes the clean-up keeps the estimates' support; where it does not, the map's own is used."""
+    from dmenet.zhuo11 import pipeline
+
+    def losing_one(edge_sigma, rgb, params):
+        cleaned = sparse_bilateral(edge_sigma, rgb, params)
+        rows, columns = np.nonzero(cleaned)
+        cleaned[rows[len(rows) // 2], columns[len(rows) // 2]] = 0.0
+        return cleaned
+
+    monkeypatch.setattr(pipeline, "sparse_bilateral", losing_one)
+    photo = _stripes_photo()
+    result = estimate_zhuo11(photo, keep_intermediates=True)
+    sparse = result.intermediates["sDMap"]
+    assert (sparse > 0).sum() == (result.intermediates["edge_sigma"] > 0).sum() - 1
+    np.testing.assert_array_equal(result.sigma, _sequential_solve(photo, sparse))
+
+
 def test_bad_inputs_fail_with_one_clear_line():
     with pytest.raises(Zhuo11Error, match="no edge"):
         estimate_zhuo11(np.full((20, 20, 3), 128, np.uint8))

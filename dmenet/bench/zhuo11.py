@@ -102,7 +102,7 @@ def main(argv=None):
         if best is None or run[0] < best[0]:
             best = run
     total, cpu, result = best
-    notes = {"laplacian": "  (beside the edge stages)",
+    notes = {"laplacian": "  (beside the edge stages)", "propagation_setup": "  (beside the bilateral)",
              "propagation_solve": f"  ({result.intermediates.get('solver_iterations')} CG iterations)"}
     for stage, seconds in result.stage_seconds.items():
         print(f"  {stage:<20s} {seconds:7.2f} s{notes.get(stage, '')}")

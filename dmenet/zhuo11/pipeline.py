@@ -24,7 +24,8 @@ class Zhuo11Result:
 
     Attributes:
         sigma: H×W float32 full defocus map fDmap, Gaussian σ in pixels (not clipped).
-        stage_seconds: wall time of each stage, in pipeline order ("laplacian" ran beside the first three).
+        stage_seconds: wall time of each stage, in pipeline order ("laplacian" ran beside the first three,
+            "propagation_setup" beside the bilateral clean-up).
         intermediates: edgeMap (bool), sDMap (the sparse map after the bilateral clean-up) and
             edge_sigma (before it), filled when ``keep_intermediates`` was set.
     """
@@ -83,6 +84,7 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
 
 def _estimate(rgb, params, solver, tolerance, timer):
     begin, end, seconds, kept = timer.begin, timer.end, timer.seconds, timer.kept
+    tolerance = params.PROPAGATION_TOLERANCE if tolerance is None else tolerance
 
     # The Laplacian depends on the photo only, not on the estimates: a second thread builds it while
     # the edge stages run (NumPy and the compiled kernels release the GIL); a third loads the solver's
@@ -98,23 +100,39 @@ def _estimate(rgb, params, solver, tolerance, timer):
         begin("blur_ratio")
         edge_sigma = edge_blur(grey, edges, params)
         end("blur_ratio", edge_sigma=edge_sigma)
+        # The propagation's set-up needs only which pixels are known, and the bilateral clean-up keeps
+        # the estimates' support (a weighted mean of values above the floor stays above it), so the
+        # set-up runs beside the clean-up.
+        known = edge_sigma > params.SPARSE_FLOOR
+        if not known.any():
+            raise Zhuo11Error("Zhuo & Sim found no edge whose blur it can measure (a flat or blank image?): nothing to propagate")
+        propagation = pool.submit(_set_up_on, stencil, rgb, known, params, solver, tolerance)
         begin("bilateral")
         sparse = sparse_bilateral(edge_sigma, rgb, params)
         end("bilateral", sDMap=sparse)
-        laplacian, seconds["laplacian"] = stencil.result()
-    known = sparse > params.SPARSE_FLOOR
-    if not known.any():
-        raise Zhuo11Error("Zhuo & Sim found no edge whose blur it can measure (a flat or blank image?): nothing to propagate")
-
-    begin("propagation_setup")
-    tolerance = params.PROPAGATION_TOLERANCE if tolerance is None else tolerance
-    propagation = Propagation(rgb, known, lam=params.lam, epsilon=params.LAPLACIAN_EPSILON, tolerance=tolerance,
-                              method=solver, stencil=laplacian, overwrite_stencil=True)
+        begin("propagation_setup")
+        propagation, seconds["laplacian"], setup_seconds = propagation.result()
     end("propagation_setup")
+    seconds["propagation_setup"] = setup_seconds
+    if not np.array_equal(sparse > params.SPARSE_FLOOR, known):
+        # only if rounding took a mean of estimates just above the floor to it: the map's own support
+        propagation = _propagation(rgb, sparse > params.SPARSE_FLOOR, params, solver, tolerance)
     begin("propagation_solve")
     sigma = propagation.solve(sparse)
     end("propagation_solve", fDmap=sigma, solver_iterations=propagation.iterations)
     return Zhuo11Result(sigma=sigma, stage_seconds=seconds, intermediates=kept)
+
+
+def _propagation(rgb, known, params, solver, tolerance, laplacian=None):
+    return Propagation(rgb, known, lam=params.lam, epsilon=params.LAPLACIAN_EPSILON, tolerance=tolerance,
+                       method=solver, stencil=laplacian, overwrite_stencil=laplacian is not None)
+
+
+def _set_up_on(stencil, rgb, known, params, solver, tolerance):
+    """(the propagation system on the Laplacian `stencil` will hold, its seconds, the set-up's seconds)."""
+    laplacian, laplacian_seconds = stencil.result()
+    system, setup_seconds = _timed(_propagation, rgb, known, params, solver, tolerance, laplacian)
+    return system, laplacian_seconds, setup_seconds
 
 
 def _timed(function, *args):
