@@ -87,7 +87,11 @@ def correlate1d_nearest(image, weights, axis=-1, origin=0):
     padded[:, before + along:] = lines[:, -1:]
     from dmenet import nearest_filter_kernel  # numba loads on first use
 
-    nearest_filter_kernel.correlate_lines(padded, weights, _symmetry(weights), out)
+    if lines.shape[2] == 1:  # along the last axis: each line contiguous, so its loop vectorises
+        nearest_filter_kernel.correlate_contiguous_lines(padded.reshape(padded.shape[:2]), weights, _symmetry(weights),
+                                                         out.reshape(out.shape[:2]))
+    else:
+        nearest_filter_kernel.correlate_lines(padded, weights, _symmetry(weights), out)
     return out.reshape(image.shape)
 
 

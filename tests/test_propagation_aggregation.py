@@ -129,7 +129,7 @@ def _group_tentative_dense(candidates):
     group_rows, group_columns = coarse.group_grid(rows, columns)
     basis = np.zeros((group_rows, group_columns, 9, 4, 4))
     factors = np.zeros((group_rows, group_columns, 4, 4))
-    coarse._group_tentative(np.ascontiguousarray(candidates), basis, factors)
+    coarse._group_tentative(np.ascontiguousarray(candidates), basis, factors, np.empty((4, 36)))
     dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
     for gy, gx, node in np.ndindex(group_rows, group_columns, 9):
         y, x = gy * 3 + node // 3, gx * 3 + node % 3

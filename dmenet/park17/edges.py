@@ -133,8 +133,10 @@ def _hysteresis(local_max, magnitude, low, high):
         return np.zeros_like(weak)
     from dmenet.park17 import hysteresis_kernel  # numba loads on first use
 
-    weak_count = int(np.count_nonzero(weak))
-    return hysteresis_kernel.connected_to_strong(np.ascontiguousarray(weak), np.ascontiguousarray(strong), weak_count)
+    kept = np.zeros(weak.shape, bool)
+    stack = np.empty(max(int(np.count_nonzero(weak)), 1), np.int64)
+    hysteresis_kernel.connected_to_strong(np.ascontiguousarray(weak), np.ascontiguousarray(strong), kept, stack)
+    return kept
 
 
 def _check_thresholds(low, high):

@@ -20,6 +20,7 @@ from dmenet.propagation.stencil import PAD, entry
 TILE = 8
 REACH = 2  # pixels the stencil (and so P) reaches beyond a tile on every side
 SPAN = TILE + 2 * REACH  # side of the pixels a tile's prolongator covers
+PRODUCT_SIDE = SPAN + 2 * REACH  # A·P of one tile reaches 2 more pixels
 CANDIDATES = 4  # 1, R, G, B
 OMEGA = 4.0 / 3.0
 DROP_TOLERANCE = 1e-10
@@ -79,11 +80,11 @@ def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
 
 
 @numba.njit(cache=True, nogil=True)
-def _tentative(guide, first_row, last_row, basis, factors):
-    """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile)."""
+def _tentative(guide, first_row, last_row, basis, factors, columns):
+    """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile;
+    columns: 4×64 scratch)."""
     height, width, _ = guide.shape
     tile_columns = basis.shape[1]
-    columns = np.empty((CANDIDATES, TILE * TILE))
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
             rows, cols = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
@@ -132,13 +133,13 @@ def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolo
 
 
 @numba.njit(cache=True, nogil=True)
-def _galerkin(rows, prolongator, first_row, last_row, coarse):
+def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
     """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
-    neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest."""
+    neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest.
+    product: PRODUCT_SIDE×PRODUCT_SIDE×4 scratch (A·P of one tile)."""
     height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = prolongator.shape[:2]
-    side = SPAN + 2 * REACH  # A·P of one tile reaches 2 more pixels
-    product = np.empty((side, side, CANDIDATES))
+    side = PRODUCT_SIDE
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
             # A·P_b on the pixels it reaches, each summing only the taps that land on P_b's span
@@ -249,7 +250,7 @@ def tentative_prolongator(guide, run_rows):
     guide = np.ascontiguousarray(guide, np.float64)
     basis = np.zeros((tile_rows, tile_columns, CANDIDATES, TILE, TILE))
     factors = np.zeros((tile_rows, tile_columns, CANDIDATES, CANDIDATES))
-    run_rows(lambda first, last: _tentative(guide, first, last, basis, factors), tile_rows)
+    run_rows(lambda first, last: _tentative(guide, first, last, basis, factors, np.empty((CANDIDATES, TILE * TILE))), tile_rows)
     return basis, factors
 
 
@@ -276,7 +277,8 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
     jacobi_weight = np.divide(OMEGA, absolute_sum, out=np.zeros_like(absolute_sum), where=absolute_sum != 0)
     run_rows(lambda first, last: _smoothed_prolongator(rows, jacobi_weight, basis, first, last, prolongator), tile_rows)
     blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
-    run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks), tile_rows)
+    run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks, np.empty((PRODUCT_SIDE, PRODUCT_SIDE, CANDIDATES))),
+             tile_rows)
     _mirror_neighbours(blocks)
     unit_diagonal_where_unused(blocks, factors)
     candidates = factors.reshape(-1, CANDIDATES)
@@ -297,11 +299,10 @@ def unit_diagonal_where_unused(blocks, factors):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward):
-    """One block Gauss–Seidel sweep over the tiles (4×4 blocks), in raster order or backwards."""
+def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward, residual):
+    """One block Gauss–Seidel sweep over the tiles (4×4 blocks), in raster order or backwards (residual: 4 scratch)."""
     tile_rows, tile_columns = blocks.shape[:2]
     count = tile_rows * tile_columns
-    residual = np.empty(CANDIDATES)
     for index in range(count):
         tile = count - 1 - index if backward else index
         by, bx = tile // tile_columns, tile % tile_columns
@@ -331,6 +332,7 @@ def tile_gauss_seidel(blocks, inverse_diagonal, rhs, solution):
         inverse_diagonal: BH×BW×4×4 inverses of the centre blocks.
         rhs, solution: 4·BH·BW vectors.
     """
-    _tile_sweep(blocks, inverse_diagonal, rhs, solution, False)
-    _tile_sweep(blocks, inverse_diagonal, rhs, solution, True)
+    residual = np.empty(CANDIDATES)
+    _tile_sweep(blocks, inverse_diagonal, rhs, solution, False, residual)
+    _tile_sweep(blocks, inverse_diagonal, rhs, solution, True, residual)
     return solution

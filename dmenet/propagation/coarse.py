@@ -29,13 +29,13 @@ CANDIDATES = aggregation.CANDIDATES
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_tentative(candidates, basis, factors):
+def _group_tentative(candidates, basis, factors, vectors):
     """T on every group of GROUP×GROUP nodes: its nodes' candidate rows made orthonormal (modified
-    Gram–Schmidt; a candidate dependent on the earlier ones there is dropped), and the Gram–Schmidt factors."""
+    Gram–Schmidt; a candidate dependent on the earlier ones there is dropped), and the Gram–Schmidt factors
+    (vectors: 4×36 scratch)."""
     rows, columns = candidates.shape[:2]
     group_rows, group_columns = basis.shape[:2]
     size = GROUP * GROUP * CANDIDATES
-    vectors = np.zeros((CANDIDATES, size))
     for gy in range(group_rows):
         for gx in range(group_columns):
             vectors[:] = 0.0
@@ -94,13 +94,13 @@ def _smoothed_prolongator(blocks, jacobi_weight, basis, prolongator, present):
 
 
 @numba.njit(cache=True, nogil=True)
-def _galerkin(blocks, prolongator, present, coarse):
+def _galerkin(blocks, prolongator, present, coarse, product):
     """coarse = Pᵀ A P as 3×3 stencil blocks of the group grid (zeroed first), node by node: A·P at the
-    node for the groups around its own, then Pᵀ of the node times it. Returns the number of couplings
-    found between groups that are not neighbours (none: a node's P and A·P reach one group further at most)."""
+    node for the groups around its own, then Pᵀ of the node times it (product: 9×4×4 scratch, (A·P)[node,
+    group at offset o]). Returns the number of couplings found between groups that are not neighbours
+    (none: a node's P and A·P reach one group further at most)."""
     rows, columns = blocks.shape[:2]
     coarse[:] = 0.0
-    product = np.empty((9, CANDIDATES, CANDIDATES))  # (A·P)[node, group at offset o]
     strays = 0
     for y in range(rows):
         for x in range(columns):
@@ -227,10 +227,9 @@ def _banded_cholesky(band):
 
 
 @numba.njit(cache=True, nogil=True)
-def _banded_solve(factor, rhs):
-    """x with L Lᵀ x = rhs for the banded Cholesky factor L."""
+def _banded_solve(factor, solution):
+    """In place: the right-hand side in `solution` becomes x with L Lᵀ x = rhs, for the banded Cholesky factor L."""
     size, bandwidth = factor.shape[0], factor.shape[1] - 1
-    solution = rhs.copy()
     for i in range(size):
         value = solution[i]
         for k in range(max(0, i - bandwidth), i):
@@ -304,10 +303,10 @@ class CoarsestSolve:
         if self.inverse is not None:
             return self.inverse @ rhs
         if not self.transposed:
-            return _banded_solve(self.factor, rhs)
+            return _banded_solve(self.factor, np.array(rhs, np.float64))
         rows, columns = self.shape
-        reordered = np.ascontiguousarray(rhs.reshape(rows, columns, CANDIDATES).transpose(1, 0, 2)).ravel()
-        return _banded_solve(self.factor, reordered).reshape(columns, rows, CANDIDATES).transpose(1, 0, 2).ravel()
+        reordered = rhs.reshape(rows, columns, CANDIDATES).transpose(1, 0, 2).copy()  # a C-ordered copy
+        return _banded_solve(self.factor, reordered.ravel()).reshape(columns, rows, CANDIDATES).transpose(1, 0, 2).ravel()
 
 
 class _Level:
@@ -320,7 +319,8 @@ class _Level:
         group_rows, group_columns = self.group_shape = group_grid(rows, columns)
         basis = np.zeros((group_rows, group_columns, GROUP * GROUP, CANDIDATES, CANDIDATES))
         self.next_candidates = np.zeros((group_rows, group_columns, CANDIDATES, CANDIDATES))
-        _group_tentative(np.ascontiguousarray(candidates), basis, self.next_candidates)
+        _group_tentative(np.ascontiguousarray(candidates), basis, self.next_candidates,
+                         np.empty((CANDIDATES, GROUP * GROUP * CANDIDATES)))
         jacobi_weight = OMEGA / np.maximum(absolute_row_sums(blocks), np.finfo(float).tiny)
         self.prolongator = np.empty((rows, columns, 9, CANDIDATES, CANDIDATES))
         self.present = np.empty((rows, columns, 9), np.bool_)
@@ -329,7 +329,7 @@ class _Level:
     def coarse_operator(self):
         """Pᵀ A P as block-stencil blocks of the group grid, unit diagonal where a group's candidate was dropped."""
         coarse = np.empty((*self.group_shape, 9, CANDIDATES, CANDIDATES))
-        if _galerkin(self.blocks, self.prolongator, self.present, coarse):
+        if _galerkin(self.blocks, self.prolongator, self.present, coarse, np.empty((9, CANDIDATES, CANDIDATES))):
             raise AssertionError("a coarse level coupled groups that are not neighbours")
         aggregation.unit_diagonal_where_unused(coarse, self.next_candidates)
         return coarse

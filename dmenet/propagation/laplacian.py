@@ -62,9 +62,9 @@ def laplacian_stencil(guide_rgb, epsilon):
     from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
 
     # one compiled pass sums every window's pair terms of non-negative offset (A is symmetric) …
-    stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), rows)
+    stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), rows, np.empty((2, 3, 9)))
     # … and a second makes L = diag(row sums) − A
-    stencil.affinities_to_laplacian(rows)
+    stencil.affinities_to_laplacian(rows, np.empty((height, width)))
     return rows
 
 

@@ -10,7 +10,9 @@ side, so a coefficient row lines up with a vector row and nothing needs a bounds
 pointing off the image is zero, or meets a zero). ``solver`` runs its fine-level multigrid smoothing
 and CG products with these kernels, and ``laplacian`` builds the stencil and its CSR matrix with the
 last ones. Importing this module imports numba (~0.2 s), so the other modules import it where they
-first need it.
+first need it. The kernels here and in ``aggregation`` and ``coarse`` take their scratch arrays from
+their callers: an array made inside a kernel makes loading it from numba's cache import numba's array
+module (≈ 0.03 s of a fresh process's start).
 """
 import numba
 import numpy as np
@@ -92,11 +94,11 @@ def _add_lower(rows, vector, y, first_tap, last_tap, first_row, width, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _stencil_product(rows, vector, out, first_row, last_row, subtract_from):
-    """out = A·vector (or subtract_from − A·vector when it has any elements) on rows first_row … last_row − 1."""
+def _stencil_product(rows, vector, out, first_row, last_row, subtract_from, row):
+    """out = A·vector (or subtract_from − A·vector when it has any elements) on rows first_row … last_row − 1
+    (row: scratch of one image row)."""
     _, _, padded_width = rows.shape
     width = padded_width - 2 * PAD
-    row = np.empty(width)
     for y in range(first_row, last_row):
         row[:] = 0.0
         _add_upper(rows, vector, y, 0, UPPER_TAPS, width, row)
@@ -124,14 +126,14 @@ def stencil_product(rows, vector, out, run_rows=None):
         run_rows: ``dmenet.propagation.rows.RowRunner`` to share the rows between threads (None: this thread).
     """
     height = rows.shape[0]
-    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, _NOTHING), height)
+    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, _NOTHING, _row_scratch(rows)), height)
     return out
 
 
 def stencil_residual(rows, rhs, vector, out, run_rows=None):
     """out = rhs − A·vector on padded vectors (as ``stencil_product``; out's padding stays untouched)."""
     height = rows.shape[0]
-    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, rhs), height)
+    (run_rows or _one_thread)(lambda first, last: _stencil_product(rows, vector, out, first, last, rhs, _row_scratch(rows)), height)
     return out
 
 
@@ -139,12 +141,17 @@ def _one_thread(function, count):
     function(0, count)
 
 
+def _row_scratch(rows, count=None):
+    """Scratch for a kernel on the stencil rows `rows`, one per thread: an image row, or `count` of them."""
+    width = rows.shape[2] - 2 * PAD
+    return np.empty(width if count is None else (count, width))
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, solution, behind, first_row, last_row):
+def _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, solution, behind, first_row, last_row, scratch):
     _, _, padded_width = rows.shape
     width = padded_width - 2 * PAD
-    above = np.empty(width)
-    ahead = np.empty(width)
+    above, ahead = scratch[0], scratch[1]
     for y in range(first_row, last_row):  # forward sweep: the pixels ahead of it are still zero
         # the rows above within the block (rows before it belong to another block: left out)
         above[:] = 0.0
@@ -212,23 +219,22 @@ def block_gauss_seidel(rows, inverse_diagonal, rhs, out, work=None, run_rows=Non
 
     def sweep(first, last):
         for block_first, block_last in blocks[first:last]:
-            _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, out, behind, block_first, block_last)
+            _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, out, behind, block_first, block_last, _row_scratch(rows, 2))
 
     (run_rows or _one_thread)(sweep, len(blocks))
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def add_window_affinities(guide, epsilon, rows):
+def add_window_affinities(guide, epsilon, rows, window):
     """Adds every interior 3×3 window's pair terms of non-negative offset into the upper stencil rows.
 
     One pass over the windows with the window's 9 colours, its inverse covariance (symmetric adjugate)
     and its 45 pair terms in registers: the vectorised NumPy version held 27 + 9 image-sized temporaries
-    and took 4× longer.
+    and took 4× longer. window: 2×3×9 scratch (a window's centred and projected colours).
     """
     height, width, _ = guide.shape
-    centred = np.empty((3, 9))
-    projected = np.empty((3, 9))
+    centred, projected = window[0], window[1]
     for cy in range(1, height - 1):
         for cx in range(1, width - 1):
             for c in range(3):
@@ -284,11 +290,11 @@ def _row_sum(rows, y, x, absolute):
 
 
 @numba.njit(cache=True, nogil=True)
-def affinities_to_laplacian(rows):
-    """In place: the affinity's upper taps (``add_window_affinities``) → L = diag(Σ A) − A, upper taps."""
+def affinities_to_laplacian(rows, row_sums):
+    """In place: the affinity's upper taps (``add_window_affinities``) → L = diag(Σ A) − A, upper taps
+    (row_sums: H×W scratch)."""
     height, taps, padded_width = rows.shape
     width = padded_width - 2 * PAD
-    row_sums = np.zeros((height, width))
     for y in range(height):
         for x in range(width):
             row_sums[y, x] = _row_sum(rows, y, x, False)
