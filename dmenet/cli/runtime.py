@@ -132,7 +132,7 @@ def skip_final_garbage_collection():
     """Let the process exit without the interpreter's final collections of reference cycles.
 
     A command calls this last, after every output is written and closed. NumPy's and numba's objects
-    live until exit, and the collections CPython runs over them while it shuts down took ≈ 0.1–0.15 s:
+    live until exit, and the collections CPython runs over them while it shuts down took 0.1–0.2 s:
     a tenth of a small photo's whole ``infer.py --method zhuo11`` run. Moving the objects to the
     collector's permanent generation skips only those collections: atexit handlers still run,
     buffered streams are still flushed, and objects outside cycles are still freed.
