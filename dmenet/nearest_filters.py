@@ -37,10 +37,16 @@ def _symmetry(weights):
     return 0
 
 
-def _check_origin(caller, length, origin):
+def _checked_weights(caller, weights, origin):
+    """The weights as contiguous float64 once they and the origin are valid; else one ValueError naming the caller."""
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if weights.ndim != 1 or len(weights) == 0:
+        raise ValueError(f"{caller}: weights must be a non-empty 1-D sequence, got shape {weights.shape}")
+    length = len(weights)
     # The same range for both functions: convolve1d's mirrored origin maps it onto itself.
     if not -(length // 2) <= origin <= (length - 1) // 2:
         raise ValueError(f"{caller}: origin must lie in [{-(length // 2)}, {(length - 1) // 2}] for {length} weights, got {origin}")
+    return weights
 
 
 def correlate1d_nearest(image, weights, axis=-1, origin=0):
@@ -63,14 +69,11 @@ def correlate1d_nearest(image, weights, axis=-1, origin=0):
         array([ 8., 26.,  8., 12.])
     """
     image = np.asarray(image, dtype=np.float64)
-    weights = np.ascontiguousarray(weights, dtype=np.float64)
-    if weights.ndim != 1 or len(weights) == 0:
-        raise ValueError(f"correlate1d_nearest: weights must be a non-empty 1-D sequence, got shape {weights.shape}")
+    weights = _checked_weights("correlate1d_nearest", weights, origin)
     if image.ndim == 0:
         raise ValueError("correlate1d_nearest: the image must have at least one dimension")
     if not -image.ndim <= axis < image.ndim:
         raise ValueError(f"correlate1d_nearest: axis {axis} is out of range for a {image.ndim}-D image")
-    _check_origin("correlate1d_nearest", len(weights), origin)
     before = len(weights) // 2 + origin
     after = len(weights) - 1 - before
     axis = axis % image.ndim
@@ -111,9 +114,6 @@ def convolve1d_nearest(image, weights, axis=-1, origin=0):
         >>> convolve1d_nearest(np.array([2.0, 8.0, 0.0, 4.0]), [1.0, 3.0])
         array([14., 24.,  4., 16.])
     """
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 1 or len(weights) == 0:
-        raise ValueError(f"convolve1d_nearest: weights must be a non-empty 1-D sequence, got shape {weights.shape}")
-    _check_origin("convolve1d_nearest", len(weights), origin)
+    weights = _checked_weights("convolve1d_nearest", weights, origin)
     origin = -origin - (1 if len(weights) % 2 == 0 else 0)
     return correlate1d_nearest(image, weights[::-1], axis=axis, origin=origin)
