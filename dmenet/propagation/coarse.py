@@ -63,6 +63,17 @@ def _nonzero(block):
     return False
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_block_product(out, left, right, left_transposed):
+    """out += left·right (or leftᵀ·right) for 4×4 blocks, each entry's sum over i formed before it is added."""
+    for j in range(CANDIDATES):
+        for k in range(CANDIDATES):
+            total = 0.0
+            for i in range(CANDIDATES):
+                total += (left[i, j] if left_transposed else left[j, i]) * right[i, k]
+            out[j, k] += total
+
+
 @numba.njit(cache=True, nogil=True)
 def _smoothed_prolongator(blocks, jacobi_weight, basis, prolongator, present):
     """P = T − diag(jacobi_weight)·A·T, per node: prolongator[y, x, o] is the 4×4 block (node unknown ×
@@ -117,13 +128,7 @@ def _galerkin(blocks, prolongator, present, coarse, product):
                     if abs(oy) > 1 or abs(ox) > 1:
                         strays += 1
                         continue
-                    target = (oy + 1) * 3 + ox + 1
-                    for j in range(CANDIDATES):
-                        for k in range(CANDIDATES):
-                            total = 0.0
-                            for i in range(CANDIDATES):
-                                total += blocks[y, x, neighbour, j, i] * prolongator[ny, nx, offset, i, k]
-                            product[target, j, k] += total
+                    _add_block_product(product[(oy + 1) * 3 + ox + 1], blocks[y, x, neighbour], prolongator[ny, nx, offset], False)
             for offset in range(9):
                 if not present[y, x, offset]:
                     continue
@@ -134,13 +139,7 @@ def _galerkin(blocks, prolongator, present, coarse, product):
                         if _nonzero(product[other]):
                             strays += 1
                         continue
-                    neighbour = (dy + 1) * 3 + dx + 1
-                    for j in range(CANDIDATES):
-                        for k in range(CANDIDATES):
-                            total = 0.0
-                            for i in range(CANDIDATES):
-                                total += prolongator[y, x, offset, i, j] * product[other, i, k]
-                            coarse[cy, cx, neighbour, j, k] += total
+                    _add_block_product(coarse[cy, cx, (dy + 1) * 3 + dx + 1], prolongator[y, x, offset], product[other], True)
     return strays
 
 
