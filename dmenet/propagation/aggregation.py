@@ -139,14 +139,13 @@ def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
     product: PRODUCT_SIDE×PRODUCT_SIDE×4 scratch (A·P of one tile)."""
     height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = prolongator.shape[:2]
-    side = PRODUCT_SIDE
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
             # A·P_b on the pixels it reaches, each summing only the taps that land on P_b's span
             product[:] = 0.0
-            for ry in range(max(0, 2 * REACH - by * TILE), min(side, height - by * TILE + 2 * REACH)):
+            for ry in range(max(0, 2 * REACH - by * TILE), min(PRODUCT_SIDE, height - by * TILE + 2 * REACH)):
                 y = by * TILE - 2 * REACH + ry
-                for rx in range(max(0, 2 * REACH - bx * TILE), min(side, width - bx * TILE + 2 * REACH)):
+                for rx in range(max(0, 2 * REACH - bx * TILE), min(PRODUCT_SIDE, width - bx * TILE + 2 * REACH)):
                     x = bx * TILE - 2 * REACH + rx
                     # the taps that land on P_b's span (qy = ry − REACH + dy within it)
                     a0, a1, a2, a3 = _taps_on(rows, y, x, prolongator[by, bx], ry - REACH, rx - REACH,
@@ -160,9 +159,9 @@ def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
                 if ay < 0 or ay >= tile_rows or ax < 0 or ax >= tile_columns:
                     continue
                 # P_a's span meets A·P_b's pixels shifted by a tile
-                for qy in range(max(0, -TILE * ny - REACH), min(SPAN, side - REACH - TILE * ny)):
+                for qy in range(max(0, -TILE * ny - REACH), min(SPAN, PRODUCT_SIDE - REACH - TILE * ny)):
                     ry = qy + REACH + TILE * ny
-                    for qx in range(max(0, -TILE * nx - REACH), min(SPAN, side - REACH - TILE * nx)):
+                    for qx in range(max(0, -TILE * nx - REACH), min(SPAN, PRODUCT_SIDE - REACH - TILE * nx)):
                         rx = qx + REACH + TILE * nx
                         p0, p1, p2, p3 = (prolongator[ay, ax, 0, qy, qx], prolongator[ay, ax, 1, qy, qx],
                                           prolongator[ay, ax, 2, qy, qx], prolongator[ay, ax, 3, qy, qx])

@@ -114,9 +114,10 @@ def _estimate(rgb, params, solver, tolerance, timer):
         propagation, seconds["laplacian"], setup_seconds = propagation.result()
     end("propagation_setup")
     seconds["propagation_setup"] = setup_seconds
-    if not np.array_equal(sparse > params.SPARSE_FLOOR, known):
+    support = sparse > params.SPARSE_FLOOR
+    if not np.array_equal(support, known):
         # only if rounding took a mean of estimates just above the floor to it: the map's own support
-        propagation = _propagation(rgb, sparse > params.SPARSE_FLOOR, params, solver, tolerance)
+        propagation = _propagation(rgb, support, params, solver, tolerance)
     begin("propagation_solve")
     sigma = propagation.solve(sparse)
     end("propagation_solve", fDmap=sigma, solver_iterations=propagation.iterations)
