@@ -285,3 +285,18 @@ def test_maps_only_on_rtf_with_a_set_that_cannot_be_opened(tmp_path, capsys):
     for kind, stem in (("best", "00"), ("worst", "02")):
         assert f"{kind}: {stem}" in page and f'alt="good map of {stem}"' in page
     assert "Ranked by the mean per-image MSE" in page and "colour scale σ (px)" in page
+
+
+def test_seconds_per_photo_leave_out_the_photo_that_compiled_the_kernels(tmp_path):
+    import types
+
+    from dmenet.evaluation.compare import timing
+    from dmenet.evaluation.predictions import SECONDS_FILE
+
+    samples = [types.SimpleNamespace(stem=stem) for stem in ("a01", "a02", "a03")]
+    recorded = {"a01": {"wall": 12.0, "cpu": 12.0, "compiled_kernels": True}, "a02": {"wall": 1.0, "cpu": 1.5},
+                "a03": {"wall": 3.0, "cpu": 2.5}}
+    (tmp_path / SECONDS_FILE).write_text(json.dumps(recorded))
+    assert timing(tmp_path, samples) == {"mean": 2.0, "median": 2.0, "cpu_mean": 2.0, "photos": 2, "of": 3}
+    (tmp_path / SECONDS_FILE).write_text(json.dumps({"a01": recorded["a01"]}))
+    assert timing(tmp_path, samples)["mean"] == 12.0  # the only timed photo: kept rather than nothing

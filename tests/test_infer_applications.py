@@ -176,3 +176,33 @@ def test_all_in_focus_is_wired_to_the_deblur_interface(photos_and_maps, tmp_path
     assert calls == [((64, 80, 3), (64, 80), 4.2, "exact")]
     assert (read_array(out / "a_allinfocus.png") == 128).all()
     assert json.loads((out / "applications.json").read_text())["applications"]["all_in_focus"]["preset"] == "realdof"
+
+
+class _CompilingPredictor(_FakePredictor):
+    """A classical method whose kernels are not in numba's cache yet: its first photo compiles one."""
+
+    method, runs_compiled_kernels = "zhuo11", True
+
+    def __init__(self):
+        import numba
+
+        self.kernel = numba.njit(cache=False)(lambda value: value + 1.0)
+
+    def predict(self, image, progress=None, stop=None):
+        assert self.kernel(1.0) == 2.0
+        return super().predict(image, progress, stop)
+
+
+def test_a_first_run_says_it_compiles_and_marks_the_photo_it_slowed(photos_and_maps, tmp_path):
+    from dmenet.kernel_cache import COMPILING_NOTE
+
+    photos, _, _ = photos_and_maps
+    lines = []
+    summary = run_inference([photos / "a.png", photos / "b.png"], _CompilingPredictor(), tmp_path, OutputOptions(),
+                            progress=False, log=lines.append)
+    assert lines == [f"note: {COMPILING_NOTE}"]
+    assert [image.get("compiled_kernels") for image in summary["images"]] == [True, None]
+    lines.clear()
+    summary = run_inference([photos / "a.png"], _FakePredictor(), tmp_path / "network", OutputOptions(), progress=False,
+                            log=lines.append)
+    assert lines == [] and "compiled_kernels" not in summary["images"][0]

@@ -64,3 +64,43 @@ def test_the_loader_is_numba_s_own_again_after_the_block():
             assert caching.Cache.load_overload is not original
         assert caching.Cache.load_overload is not original  # the outer block still holds it
     assert outer and caching.Cache.load_overload is original
+
+
+def _fresh_kernel():
+    """A kernel numba has never seen (not cached): its first call compiles."""
+    import numba
+
+    @numba.njit(cache=False)
+    def doubled(value):
+        return 2 * value
+
+    return doubled
+
+
+def test_a_compilation_is_announced_once_whichever_thread_compiles():
+    import threading
+
+    from dmenet.kernel_cache import COMPILING_NOTE, announce_compilation
+
+    lines = []
+    with announce_compilation(lines.append) as watch:
+        assert not watch.compiled
+        first, second = _fresh_kernel(), _fresh_kernel()
+        assert first(3) == 6
+        worker = threading.Thread(target=second, args=(4,))
+        worker.start()
+        worker.join()
+    assert lines == [COMPILING_NOTE] and watch.compiled
+    with announce_compilation(lines.append) as watch:
+        assert first(5) == 10  # already compiled: nothing to say
+    assert lines == [COMPILING_NOTE] and not watch.compiled
+    assert _fresh_kernel()(1) == 2 and lines == [COMPILING_NOTE]  # outside a block: no listener left behind
+
+
+def test_a_disabled_announcement_does_not_import_numba():
+    code = ("import sys\nfrom dmenet.kernel_cache import announce_compilation\n"
+            "with announce_compilation(print, enabled=False) as watch:\n    pass\n"
+            "print(watch.compiled, 'numba' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "False"]

@@ -198,11 +198,16 @@ def folder_source(folder, label, unit, options, method=None):
 
 
 def timing(folder, samples):
-    """Seconds per photo of the maps in `folder` for these samples, or None when none were timed."""
+    """Seconds per photo of the maps in `folder` for these samples, or None when none were timed.
+
+    A photo whose time included compiling the method's kernels (the first run after installing,
+    ``dmenet.kernel_cache``) is left out when other photos were timed: it measures the install.
+    """
     recorded = read_seconds(folder)
     timed = [recorded[sample.stem] for sample in samples if sample.stem in recorded]
     if not timed:
         return None
+    timed = [t for t in timed if not t.get("compiled_kernels")] or timed
     return {"mean": statistics.fmean(t["wall"] for t in timed), "median": statistics.median(t["wall"] for t in timed),
             "cpu_mean": statistics.fmean(t["cpu"] for t in timed), "photos": len(timed), "of": len(samples)}
 

@@ -11,11 +11,13 @@ import dataclasses
 import json
 import pathlib
 import re
+import sys
 
 import numpy as np
 
 from dmenet.evaluation.datasets import DatasetError, displayed_size, problem_list
 from dmenet.files import images as image_io
+from dmenet.kernel_cache import announce_compilation
 from dmenet.units import DEFAULT_MAX_COC, DefocusEncoding, sigma_max_for
 
 UNITS = ("sigma", "normalized", "official", "score")
@@ -350,7 +352,10 @@ SECONDS_FILE = "seconds.json"
 
 
 def read_seconds(folder):
-    """{stem: {"wall": s, "cpu": s}} of the maps ``predict_to_folder`` computed in ``folder`` ({} if none)."""
+    """{stem: {"wall": s, "cpu": s}} of the maps ``predict_to_folder`` computed in ``folder`` ({} if none).
+
+    A photo whose time included compiling the method's kernels also has ``"compiled_kernels": true``.
+    """
     path = pathlib.Path(folder) / SECONDS_FILE
     if not path.is_file():
         return {}
@@ -399,16 +404,22 @@ def predict_to_folder(predictor, samples, folder, weights_description, progress=
     seconds = read_seconds(folder)
     todo = [sample for sample in samples if not (folder / f"{sample.stem}.npy").exists()]
     bar = tqdm(todo, desc=desc, unit="image", disable=not progress or not todo)
-    for sample in bar:
-        bar.set_postfix_str(sample.stem[-30:])
-        image = image_io.read_image(sample.image)
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            sigma = predictor.predict_sigma(image)
-        except ValueError as error:  # e.g. an image too small for B
-            raise DatasetError(f"{sample.image}: {error}") from error
-        seconds[sample.stem] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
-        image_io.save_npy(folder / f"{sample.stem}.npy", np.asarray(sigma, np.float32))
-        with image_io.atomic_path(folder / SECONDS_FILE) as temporary:
-            temporary.write_text(json.dumps(seconds, indent=1))
+    def note(line):
+        tqdm.write(f"note: {line}", file=sys.stderr)
+
+    with announce_compilation(note, enabled=getattr(predictor, "runs_compiled_kernels", False)) as watch:
+        for sample in bar:
+            bar.set_postfix_str(sample.stem[-30:])
+            image = image_io.read_image(sample.image)
+            wall, cpu, compiled_before = time.perf_counter(), time.process_time(), watch.compiled
+            try:
+                sigma = predictor.predict_sigma(image)
+            except ValueError as error:  # e.g. an image too small for B
+                raise DatasetError(f"{sample.image}: {error}") from error
+            seconds[sample.stem] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+            if watch.compiled and not compiled_before:
+                seconds[sample.stem]["compiled_kernels"] = True  # a fresh install's one-off: not the method's speed
+            image_io.save_npy(folder / f"{sample.stem}.npy", np.asarray(sigma, np.float32))
+            with image_io.atomic_path(folder / SECONDS_FILE) as temporary:
+                temporary.write_text(json.dumps(seconds, indent=1))
     return float(predictor.encoding.sigma_max)

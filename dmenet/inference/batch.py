@@ -26,6 +26,7 @@ from dmenet.files.images import (
     write_png,
 )
 from dmenet.inference.tiling import InferenceInterrupted
+from dmenet.kernel_cache import announce_compilation
 
 DEFAULT_PNG_SCALE = 1000.0  # σ · 1000 in uint16: 0.001 px steps up to 65.5 px
 # When σ does not fit at 1000 (photos shrunk with --max-side), the largest of these that fits.
@@ -278,65 +279,69 @@ def run_inference(paths, predictor, output_dir, options, progress=True, stop=Non
     bar = tqdm(jobs, desc="defocus maps", unit="image", disable=not progress or len(jobs) < 2, file=sys.stderr)
     stage_bar = StageProgress(predictor.method)
     layer_bars = LayerBars(progress)
-    for path, stem in bar:
-        bar.set_postfix_str(path.name[-30:], refresh=False)  # drawn with the next update, not twice
-        started = time.perf_counter()
-        tile_bar = None
+    runs_kernels = any(getattr(each, "runs_compiled_kernels", False) for each in (predictor, compare_with))
+    with announce_compilation(lambda line: log(f"note: {line}"), enabled=runs_kernels) as watch:
+        for path, stem in bar:
+            bar.set_postfix_str(path.name[-30:], refresh=False)  # drawn with the next update, not twice
+            started, compiled_before = time.perf_counter(), watch.compiled
+            tile_bar = None
 
-        def tile_progress(done, total, stage=None, path=path):
-            nonlocal tile_bar
-            if total < 2 or not progress:
-                return
-            if stage is not None:
-                stage_bar.show(path, done, total, stage)
-                return
-            if tile_bar is None:
-                # A tile takes seconds: draw at every update (tqdm's default skips redraws within 0.1 s).
-                tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False, mininterval=0,
-                                miniters=1, file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
-            tile_bar.update(done - tile_bar.n)
+            def tile_progress(done, total, stage=None, path=path):
+                nonlocal tile_bar
+                if total < 2 or not progress:
+                    return
+                if stage is not None:
+                    stage_bar.show(path, done, total, stage)
+                    return
+                if tile_bar is None:
+                    # A tile takes seconds: draw at every update (tqdm's default skips redraws within 0.1 s).
+                    tile_bar = tqdm(total=total, desc=f"tiles of {path.name[-24:]}", unit="tile", leave=False, mininterval=0,
+                                    miniters=1, file=sys.stderr, bar_format="{l_bar}{bar}| {n}/{total} tiles [{elapsed}, {remaining} left]")
+                tile_bar.update(done - tile_bar.n)
 
-        try:
-            image = read_image(path)
-            stage_bar.start(image.shape[0] * image.shape[1])
-            prediction = predictor.predict(image, progress=tile_progress, stop=stop)
-            record = {}
-            files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options,
-                                                    layer_bars.factory(path), record)
-            if compare_with is not None:
-                files, notes = _write_comparison(output_dir, stem, image, prediction, predictor, compare_with, options,
-                                                 files, notes, stop)
-        except InferenceInterrupted:
-            interrupted = True
-            break
-        except Exception as error:
-            if not isinstance(error, (ValueError, OSError, MemoryError)) and "ResourceExhausted" not in type(error).__name__:
-                raise  # a bug, not a bad input: let it show
-            failures.append({"input": str(path), "error": _failure_message(path, error), "files": getattr(error, "files", [])})
-            log(f"failed: {failures[-1]['error']}")
-        else:
-            for note in notes:
-                log(f"note: {note}")
-            sigma = prediction.sigma
-            results.append({
-                "input": str(path),
-                "stem": stem,
-                "size": [int(image.shape[1]), int(image.shape[0])],
-                "files": files,
-                "sigma_png_scale": png_scale,
-                "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
-                "inference_scale": prediction.scale,
-                **({"tiles": prediction.tiles} if predictor.tile is not None else
-                   {"stage_seconds": {k: round(v, 3) for k, v in getattr(predictor, "last_stage_seconds", {}).items()}}),
-                "seconds": round(time.perf_counter() - started, 3),
-                **record,
-            })
-        finally:
-            if tile_bar is not None:
-                tile_bar.close()
-            stage_bar.close()
-            layer_bars.close()
-        _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))
+            try:
+                image = read_image(path)
+                stage_bar.start(image.shape[0] * image.shape[1])
+                prediction = predictor.predict(image, progress=tile_progress, stop=stop)
+                record = {}
+                files, notes, png_scale = write_outputs(output_dir, stem, image, prediction, predictor.encoding, options,
+                                                        layer_bars.factory(path), record)
+                if compare_with is not None:
+                    files, notes = _write_comparison(output_dir, stem, image, prediction, predictor, compare_with, options,
+                                                     files, notes, stop)
+            except InferenceInterrupted:
+                interrupted = True
+                break
+            except Exception as error:
+                if not isinstance(error, (ValueError, OSError, MemoryError)) and "ResourceExhausted" not in type(error).__name__:
+                    raise  # a bug, not a bad input: let it show
+                failures.append({"input": str(path), "error": _failure_message(path, error), "files": getattr(error, "files", [])})
+                log(f"failed: {failures[-1]['error']}")
+            else:
+                for note in notes:
+                    log(f"note: {note}")
+                sigma = prediction.sigma
+                results.append({
+                    "input": str(path),
+                    "stem": stem,
+                    "size": [int(image.shape[1]), int(image.shape[0])],
+                    "files": files,
+                    "sigma_png_scale": png_scale,
+                    "sigma_px": {"mean": float(sigma.mean()), "median": float(np.median(sigma)), "max": float(sigma.max())},
+                    "inference_scale": prediction.scale,
+                    **({"tiles": prediction.tiles} if predictor.tile is not None else
+                       {"stage_seconds": {k: round(v, 3) for k, v in getattr(predictor, "last_stage_seconds", {}).items()}}),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    # a fresh install's one-off, not the method's speed:
+                    **({"compiled_kernels": True} if watch.compiled and not compiled_before else {}),
+                    **record,
+                })
+            finally:
+                if tile_bar is not None:
+                    tile_bar.close()
+                stage_bar.close()
+                layer_bars.close()
+            _write_summary(output_dir, _summary(predictor, options, results, failures, compare_with=compare_with))
     bar.close()
     summary = _summary(predictor, options, results, failures, interrupted, compare_with)
     _write_summary(output_dir, summary)

@@ -51,6 +51,7 @@ class Zhuo11Predictor:
     precision_reason = "classical method: float64 throughout, no network"
     xla = False
     tile = margin = None
+    runs_compiled_kernels = True  # numba's: compiled once after installing (dmenet.kernel_cache)
 
     def __init__(self, params=None, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, solver="auto", tolerance=None,
                  keep_intermediates=False, **overrides):
