@@ -34,36 +34,13 @@ def sparse_bilateral(sparse, rgb, params=DEFAULT_PARAMS):
     rgb = np.asarray(rgb, dtype=np.float64)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape:
         raise Zhuo11Error(f"sparse_bilateral: need an H×W sparse map and an H×W×3 guide, got {sparse.shape} and {rgb.shape}")
-    radius, floor = params.BILATERAL_RADIUS, params.SPARSE_FLOOR
-    height, width = sparse.shape
-    result = np.zeros_like(sparse)
-    rows, cols = np.nonzero(sparse > floor)
-    if len(rows) == 0:
-        return result
-    # Replicated borders as padding, so that every neighbour is one flat index step away.
-    padded_width = width + 2 * radius
-    padded_sparse = np.pad(sparse, radius, mode="edge").ravel()
-    padded_rgb = np.pad(rgb, ((radius, radius), (radius, radius), (0, 0)), mode="edge").reshape(-1, 3).T.copy()
-    centres = (rows + radius) * padded_width + (cols + radius)
-    centre_red = rgb[rows, cols, 0]
-    inverse_two_var = 1.0 / (2.0 * params.bilateral_sigma_range ** 2)
+    from dmenet.zhuo11 import bilateral_kernel  # numba loads on first use
+
+    radius = params.BILATERAL_RADIUS
     offsets = np.arange(-radius, radius + 1)
     spatial = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * params.BILATERAL_SIGMA_SPATIAL ** 2))
     spatial /= spatial.sum()
-    numerator = np.zeros(len(rows))
-    denominator = np.zeros(len(rows))
-    for dy in offsets:
-        for dx in offsets:
-            neighbours = centres + (dy * padded_width + dx)
-            values = padded_sparse[neighbours]
-            # estimates are sparse (a few % of pixels): weigh only the neighbours that hold one
-            counted = np.flatnonzero(values > floor)
-            neighbours, values, red = neighbours[counted], values[counted], centre_red[counted]
-            weight = np.exp(-((padded_rgb[0][neighbours] - red) ** 2) * inverse_two_var)
-            weight += np.exp(-((padded_rgb[1][neighbours] - red) ** 2) * inverse_two_var)
-            weight += np.exp(-((padded_rgb[2][neighbours] - red) ** 2) * inverse_two_var)
-            weight *= spatial[dy + radius, dx + radius] * np.exp(-values)
-            numerator[counted] += weight * values
-            denominator[counted] += weight
-    result[rows, cols] = numerator / denominator
+    result = np.zeros_like(sparse)
+    bilateral_kernel.sparse_window_means(np.ascontiguousarray(sparse), np.ascontiguousarray(rgb), spatial,
+                                         params.SPARSE_FLOOR, 1.0 / (2.0 * params.bilateral_sigma_range ** 2), result)
     return result
