@@ -11,8 +11,16 @@ itself before compiling (``CompilerBase.__init__``), so nothing is ever compiled
 
 A fresh install has no cache yet: its first run compiles every kernel (10–20 s of one core), and
 ``announce_compilation`` lets a command say so instead of leaving its progress line still.
+
+numba caches a kernel beside its source, else in the user's cache folder, else nowhere: with neither
+writable (a read-only install and home, as in some containers) it refuses to define the kernel at
+all. ``cache_in_temporary_folder_if_needed`` lets a command point it at a private temporary folder first.
 """
 import contextlib
+import os
+import pathlib
+import sys
+import tempfile
 import threading
 
 _lock = threading.Lock()
@@ -124,3 +132,69 @@ def announce_compilation(announce, enabled=True):
 
     with event.install_listener("numba:compile", _FirstCompilation()):
         yield watch
+
+
+def _writable(path):
+    """Whether a file could be made at `path` (a folder, made if missing): its nearest existing folder is writable."""
+    path = pathlib.Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _user_cache_folder():
+    """Where numba's user-wide cache goes (its ``appdirs`` rule), found without importing numba."""
+    if sys.platform == "darwin":
+        return pathlib.Path.home() / "Library" / "Caches" / "numba"
+    if sys.platform == "win32":
+        return pathlib.Path(os.environ.get("LOCALAPPDATA", pathlib.Path.home())) / "numba" / "Cache"
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "numba"
+
+
+def _private_folder(folder):
+    """Whether `folder` is a folder this user owns that nobody else can write (safe to load machine code from)."""
+    try:
+        status = os.stat(folder, follow_symlinks=False)
+    except OSError:
+        return False
+    owner_is_us = not hasattr(os, "getuid") or status.st_uid == os.getuid()
+    return owner_is_us and os.path.isdir(folder) and not os.path.islink(folder) and not status.st_mode & 0o022
+
+
+def cache_in_temporary_folder_if_needed():
+    """Point numba's kernel cache at a private temporary folder when it could write nowhere else.
+
+    Nothing changes when ``NUMBA_CACHE_DIR`` is set or numba can write beside dmenet's sources or in
+    the user's cache folder. Otherwise ``NUMBA_CACHE_DIR`` becomes ``dmenet-numba-<user>`` in the
+    system's temporary folder (made private to this user; a fresh folder per process when that name
+    is taken by anyone else), so the kernels compile and are reused instead of numba refusing them.
+    Imports no numba; call it before the first kernel is used.
+
+    Returns:
+        The folder chosen, or None when numba needs none.
+
+    Example:
+        >>> folder = cache_in_temporary_folder_if_needed()
+        >>> if folder:
+        ...     print(f"note: numba's compiled kernels are cached in {folder}")
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    if _writable(pathlib.Path(__file__).parent / "__pycache__") or _writable(_user_cache_folder()):
+        return None
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    folder = os.path.join(tempfile.gettempdir(), f"dmenet-numba-{user}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        pass
+    if not _private_folder(folder):
+        try:
+            folder = tempfile.mkdtemp(prefix="dmenet-numba-")
+        except OSError:
+            return None  # nowhere to write at all: numba's own error says so
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    config = sys.modules.get("numba.core.config")
+    if config is not None:  # numba read the variable when it was imported
+        config.CACHE_DIR = folder
+    return folder

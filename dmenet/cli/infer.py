@@ -31,7 +31,7 @@ import threading
 
 from dmenet.cli import applications
 from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
-from dmenet.cli.runtime import quiet_start, skip_final_garbage_collection
+from dmenet.cli.runtime import kernel_cache_writable, quiet_start, skip_final_garbage_collection
 from dmenet.inference.precision import PRECISIONS
 from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
 from dmenet.inference.xla import XLA_CHOICES
@@ -178,6 +178,7 @@ def main(argv=None):
         )
     except ValueError as error:
         return _error(error)
+    kernel_cache_writable()
     if args.sigma_maps is not None:
         return _apply_to_sigma_maps(args, output_options)
     quiet_start(args.verbose)

@@ -51,6 +51,21 @@ def quiet_start(verbose=False):
         sys.meta_path.insert(0, _SilentTensorFlowImport())
 
 
+def kernel_cache_writable():
+    """Give numba a temporary cache folder where it could write none, and say so in one line on stderr.
+
+    With a read-only install and home numba refuses to define its cached kernels (a traceback at the
+    first classical method or application); ``dmenet.kernel_cache.cache_in_temporary_folder_if_needed``
+    points it elsewhere first. Imports no numba.
+    """
+    from dmenet.kernel_cache import cache_in_temporary_folder_if_needed
+
+    folder = cache_in_temporary_folder_if_needed()
+    if folder:
+        print(f"note: numba cannot write beside dmenet's sources or in your cache folder; its compiled kernels "
+              f"are cached in {folder} (set NUMBA_CACHE_DIR to choose a folder)", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Send the process's C-level stderr (file descriptor 2) to /dev/null for the block, then restore it.
