@@ -143,12 +143,17 @@ def _writable(path):
 
 
 def _user_cache_folder():
-    """Where numba's user-wide cache goes (its ``appdirs`` rule), found without importing numba."""
+    """Where numba's user-wide cache goes (its ``appdirs`` rule), found without importing numba.
+
+    ``expanduser`` as numba's rule uses it: without a home it leaves "~" as it is (a folder relative to
+    the working one), where ``Path.home()`` would raise.
+    """
+    home = os.path.expanduser("~")
     if sys.platform == "darwin":
-        return pathlib.Path.home() / "Library" / "Caches" / "numba"
+        return pathlib.Path(home, "Library", "Caches", "numba")
     if sys.platform == "win32":
-        return pathlib.Path(os.environ.get("LOCALAPPDATA", pathlib.Path.home())) / "numba" / "Cache"
-    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "numba"
+        return pathlib.Path(os.environ.get("LOCALAPPDATA", home), "numba", "Cache")
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "numba")
 
 
 def _private_folder(folder):

@@ -141,6 +141,23 @@ def test_numba_keeps_its_own_cache_folders_where_it_can_write(monkeypatch):
     assert os.environ["NUMBA_CACHE_DIR"] == "/somewhere/chosen"
 
 
+def test_the_user_cache_folder_is_numba_s_own(tmp_path, monkeypatch):
+    import pytest
+
+    from dmenet import kernel_cache
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("numba's Linux rule")
+    from numba.misc.appdirs import AppDirs
+
+    for cache_home in (str(tmp_path), None):
+        if cache_home is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", cache_home)
+        assert kernel_cache._user_cache_folder() == pathlib.Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)
+
+
 def test_a_private_temporary_folder_when_numba_could_write_nowhere(tmp_path, monkeypatch):
     import stat
 
