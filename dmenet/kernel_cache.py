@@ -19,6 +19,7 @@ all. ``cache_in_temporary_folder_if_needed`` lets a command point it at a privat
 import contextlib
 import os
 import pathlib
+import stat
 import sys
 import tempfile
 import threading
@@ -163,7 +164,7 @@ def _private_folder(folder):
     except OSError:
         return False
     owner_is_us = not hasattr(os, "getuid") or status.st_uid == os.getuid()
-    return owner_is_us and os.path.isdir(folder) and not os.path.islink(folder) and not status.st_mode & 0o022
+    return owner_is_us and stat.S_ISDIR(status.st_mode) and not status.st_mode & 0o022  # a link is not a folder here
 
 
 def cache_in_temporary_folder_if_needed():

@@ -30,8 +30,8 @@ def sparse_bilateral(sparse, rgb, params=DEFAULT_PARAMS):
         >>> bool(np.allclose(B[10, 5:25], 1.5)) and int((B > 0).sum())
         20
     """
-    sparse = np.asarray(sparse, dtype=np.float64)
-    rgb = np.asarray(rgb, dtype=np.float64)
+    sparse = np.ascontiguousarray(sparse, dtype=np.float64)  # the kernel's one compiled layout, for the result too
+    rgb = np.ascontiguousarray(rgb, dtype=np.float64)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape:
         raise Zhuo11Error(f"sparse_bilateral: need an H×W sparse map and an H×W×3 guide, got {sparse.shape} and {rgb.shape}")
     from dmenet.zhuo11 import bilateral_kernel  # numba loads on first use
@@ -41,6 +41,6 @@ def sparse_bilateral(sparse, rgb, params=DEFAULT_PARAMS):
     spatial = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * params.BILATERAL_SIGMA_SPATIAL ** 2))
     spatial /= spatial.sum()
     result = np.zeros_like(sparse)
-    bilateral_kernel.sparse_window_means(np.ascontiguousarray(sparse), np.ascontiguousarray(rgb), spatial,
-                                         params.SPARSE_FLOOR, 1.0 / (2.0 * params.bilateral_sigma_range ** 2), result)
+    bilateral_kernel.sparse_window_means(sparse, rgb, spatial, params.SPARSE_FLOOR,
+                                         1.0 / (2.0 * params.bilateral_sigma_range ** 2), result)
     return result
