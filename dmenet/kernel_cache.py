@@ -1,20 +1,13 @@
-"""Loading numba's cached kernels without first initialising its whole compiler.
+"""Where dmenet's compiled kernels are cached, and saying so when they must be compiled first.
 
-Before numba loads a kernel from its on-disk cache it refreshes the target context: it imports the
-lowering of everything numba can compile (NumPy's linear algebra, random generators, typed
-containers, …), although running an already compiled kernel needs only numba's runtime (NRT). That
-refresh is about 0.25 s of GIL-bound imports, a fifth of a small photo's whole Zhuo & Sim run.
-
-Inside ``cached_loads_without_refresh()`` a cached kernel is loaded after initialising only the
-runtime. A kernel missing from the cache is compiled as usual: numba's compiler refreshes the context
-itself before compiling (``CompilerBase.__init__``), so nothing is ever compiled without it.
-
-A fresh install has no cache yet: its first run compiles every kernel (10–20 s of one core), and
-``announce_compilation`` lets a command say so instead of leaving its progress line still.
+A fresh install has no cache yet: its first run compiles every kernel (numba, then the native objects
+of ``dmenet.native_kernels``; 15–20 s of one core), and ``announce_compilation`` lets a command say so
+instead of leaving its progress line still.
 
 numba caches a kernel beside its source, else in the user's cache folder, else nowhere: with neither
 writable (a read-only install and home, as in some containers) it refuses to define the kernel at
-all. ``cache_in_temporary_folder_if_needed`` lets a command point it at a private temporary folder first.
+all. ``cache_in_temporary_folder_if_needed`` lets a command point it at a private temporary folder
+first, and ``native_cache_folder`` puts the native objects beside numba's cache.
 """
 import contextlib
 import os
@@ -24,64 +17,8 @@ import sys
 import tempfile
 import threading
 
-_lock = threading.Lock()
-_active = 0
-_original_load = None
-
-COMPILING_NOTE = ("compiling the numerical kernels for this machine, once (10–20 s; later runs load them from "
-                  "numba's cache in well under a second)")
-
-
-def _load_after_runtime_only(cache, signature, target_context):
-    """numba's ``Cache.load_overload`` without its ``target_context.refresh()``: the NRT is initialised instead."""
-    from numba.core.runtime import rtsys
-
-    rtsys.initialize(target_context)
-    with cache._guard_against_spurious_io_errors():
-        return cache._load_overload(signature, target_context)
-
-
-def _numba_cache_class():
-    """numba's on-disk cache class when it has the parts this module relies on, else None (another numba version)."""
-    try:
-        from numba.core import caching
-        from numba.core.runtime import rtsys
-    except ImportError:
-        return None
-    needed = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")
-    if not all(hasattr(caching.Cache, name) for name in needed) or not hasattr(rtsys, "initialize"):
-        return None
-    return caching.Cache
-
-
-@contextlib.contextmanager
-def cached_loads_without_refresh():
-    """Within the block, numba loads cached kernels without refreshing its compiler's context (any thread).
-
-    Yields:
-        Whether the faster load is in effect (False with a numba that lacks the parts it relies on).
-
-    Example:
-        >>> with cached_loads_without_refresh():
-        ...     result = compiled_kernel(values)  # its first call loads it from the cache
-    """
-    global _active, _original_load
-    cache_class = _numba_cache_class()
-    if cache_class is None:
-        yield False
-        return
-    with _lock:
-        if _active == 0:
-            _original_load = cache_class.load_overload
-            cache_class.load_overload = _load_after_runtime_only
-        _active += 1
-    try:
-        yield True
-    finally:
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                cache_class.load_overload = _original_load
+COMPILING_NOTE = ("compiling the numerical kernels for this machine, once (15–20 s; later runs load them from "
+                  "the cache in well under a second)")
 
 
 class CompilationWatch:
@@ -95,14 +32,15 @@ class CompilationWatch:
 def announce_compilation(announce, enabled=True):
     """Within the block, ``announce(COMPILING_NOTE)`` is called once if numba has to compile a kernel.
 
-    Only a kernel missing from the cache is compiled (numba's ``numba:compile`` event); loading one
-    from the cache says nothing. The kernels compile on whichever thread first needs them, so
-    ``announce`` may be called from another thread.
+    Only a kernel missing from the cache is compiled (numba's ``numba:compile`` event, or a native
+    object being built: ``dmenet.native_kernels.add_compile_listener``); loading one from the cache
+    says nothing. The kernels compile on whichever thread first needs them, so ``announce`` may be
+    called from another thread. Imports no numba.
 
     Args:
         announce: called with one line of text, at most once.
-        enabled: False makes the block do nothing, without importing numba (for a method that uses
-            no compiled kernel, such as DMENet's network).
+        enabled: False makes the block do nothing (for a method that uses no compiled kernel, such as
+            DMENet's network).
 
     Yields:
         A ``CompilationWatch``, e.g. to leave a photo's time out of a speed figure when it included
@@ -116,23 +54,22 @@ def announce_compilation(announce, enabled=True):
     if not enabled:
         yield watch
         return
-    from numba.core import event
+    from dmenet.native_kernels import add_compile_listener
 
     lock = threading.Lock()
 
-    class _FirstCompilation(event.Listener):
-        def on_start(self, _event):
-            with lock:
-                if watch.compiled:
-                    return
-                watch.compiled = True
-            announce(COMPILING_NOTE)
+    def first_compilation():
+        with lock:
+            if watch.compiled:
+                return
+            watch.compiled = True
+        announce(COMPILING_NOTE)
 
-        def on_end(self, _event):
-            pass
-
-    with event.install_listener("numba:compile", _FirstCompilation()):
+    remove = add_compile_listener(first_compilation)
+    try:
         yield watch
+    finally:
+        remove()
 
 
 def _writable(path):
@@ -204,3 +141,22 @@ def cache_in_temporary_folder_if_needed():
     if config is not None:  # numba read the variable when it was imported
         config.CACHE_DIR = folder
     return folder
+
+
+def native_cache_folder():
+    """Where ``dmenet.native_kernels`` caches the kernels' object files: beside numba's cache of them.
+
+    ``NUMBA_CACHE_DIR``'s ``dmenet-native`` when it is set (``cache_in_temporary_folder_if_needed`` sets
+    it where nothing else is writable), else ``dmenet/__pycache__/native`` when writable, else
+    ``dmenet-native`` in numba's user cache folder. Imports no numba.
+
+    Returns:
+        A path, or None when none is writable (the objects are then built in memory by every process).
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return pathlib.Path(os.environ["NUMBA_CACHE_DIR"], "dmenet-native")
+    for folder in (pathlib.Path(__file__).parent / "__pycache__" / "native", _user_cache_folder() / "dmenet-native"):
+        if _writable(folder):
+            return folder
+    return None
+

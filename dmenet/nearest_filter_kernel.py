@@ -3,14 +3,13 @@
 numba is not asked for fast-math, so nothing is reassociated or fused into multiply-adds: each output
 rounds exactly as SciPy's C loop does. The loops run over neighbouring outputs innermost (each output
 keeps its own sum, so that vectorises without reordering any sum).
-Importing this module imports numba (~0.2 s), so `dmenet.nearest_filters` loads it on first use. The
-caller passes lines along the last axis as 2-D views: a reshape inside a kernel would make loading it
-from numba's cache import numba's array module (≈ 0.03 s of a fresh process's start).
+The kernels run from their cached machine code (``dmenet.native_kernels``), so they make no array:
+the caller passes lines along the last axis as 2-D views.
 """
-import numba
+from dmenet.native_kernels import kernel
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, ::1], f8[::1], i8, f8[:, ::1]")
 def correlate_contiguous_lines(padded, weights, symmetry, out):
     """Filter along the last axis of padded (lines × (length + taps − 1)) into out (lines × length),
     C-contiguous float64, with the taps and symmetry of ``correlate_lines``."""
@@ -41,7 +40,7 @@ def correlate_contiguous_lines(padded, weights, symmetry, out):
                     target[i] += source[i + k] * weight
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], f8[::1], i8, f8[:, :, ::1]")
 def correlate_lines(padded, weights, symmetry, out):
     """SciPy's correlation of every line of padded (outer × (length + taps − 1) × inner) along axis 1
     (with inner = 1, ``correlate_contiguous_lines`` on the 2-D views is faster).

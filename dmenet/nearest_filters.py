@@ -88,7 +88,7 @@ def correlate1d_nearest(image, weights, axis=-1, origin=0):
     padded[:, before:before + along] = lines
     padded[:, :before] = lines[:, :1]
     padded[:, before + along:] = lines[:, -1:]
-    from dmenet import nearest_filter_kernel  # numba loads on first use
+    from dmenet import nearest_filter_kernel  # its kernels load on first use
 
     if lines.shape[2] == 1:  # along the last axis: each line contiguous, so its loop vectorises
         nearest_filter_kernel.correlate_contiguous_lines(padded.reshape(padded.shape[:2]), weights, _symmetry(weights),

@@ -184,9 +184,9 @@ class _CompilingPredictor(_FakePredictor):
     method, runs_compiled_kernels = "zhuo11", True
 
     def __init__(self):
-        import numba
+        from dmenet.native_kernels import kernel
 
-        self.kernel = numba.njit(cache=False)(lambda value: value + 1.0)
+        self.kernel = kernel(cache=False)(lambda value: value + 1.0)
 
     def predict(self, image, progress=None, stop=None):
         assert self.kernel(1.0) == 2.0

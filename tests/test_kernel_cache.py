@@ -1,13 +1,9 @@
-"""Cached numba kernels load without numba's context refresh, and a kernel missing from the cache still compiles."""
+"""Compilations are announced, and numba's kernels get a cache folder wherever dmenet runs."""
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
-
-from dmenet.kernel_cache import cached_loads_without_refresh
-
-REFRESH_ONLY_MODULE = "numba.np.random.generator_core"  # imported by numba's context refresh, by nothing else here
 
 KERNEL_MODULE = '''
 import math
@@ -24,55 +20,12 @@ def gaussian_weights(count, scale):
     return weights
 '''
 
-RUN_KERNEL = '''
-import sys
-
-from dmenet.kernel_cache import cached_loads_without_refresh
-
-sys.path.insert(0, sys.argv[1])
-import kernel_module
-
-with cached_loads_without_refresh() as in_effect:
-    weights = kernel_module.gaussian_weights(5, 2.0)
-assert in_effect
-assert abs(weights[2] - 0.6065306597126334) < 1e-15, weights
-print(sum(kernel_module.gaussian_weights.stats.cache_hits.values()), "{refresh_only}" in sys.modules)
-'''.replace("{refresh_only}", REFRESH_ONLY_MODULE)
-
-
-def _run_kernel(folder, cache_folder):
-    environment_code = f"import os; os.environ['NUMBA_CACHE_DIR'] = {str(cache_folder)!r}\n"
-    run = subprocess.run([sys.executable, "-c", environment_code + RUN_KERNEL, str(folder)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    hits, refreshed = run.stdout.split()
-    return int(hits), refreshed == "True"
-
-
-def test_a_missing_kernel_compiles_and_a_cached_one_loads_without_the_refresh(tmp_path):
-    (tmp_path / "kernel_module.py").write_text(textwrap.dedent(KERNEL_MODULE))
-    cache_folder = tmp_path / "numba_cache"
-    hits, refreshed = _run_kernel(tmp_path, cache_folder)
-    assert hits == 0 and refreshed  # compiled: numba's compiler refreshed its context itself
-    hits, refreshed = _run_kernel(tmp_path, cache_folder)
-    assert hits == 1 and not refreshed  # loaded from the cache: no refresh, and the kernel ran correctly
-
-
-def test_the_loader_is_numba_s_own_again_after_the_block():
-    from numba.core import caching
-
-    original = caching.Cache.load_overload
-    with cached_loads_without_refresh() as outer:
-        with cached_loads_without_refresh():
-            assert caching.Cache.load_overload is not original
-        assert caching.Cache.load_overload is not original  # the outer block still holds it
-    assert outer and caching.Cache.load_overload is original
-
 
 def _fresh_kernel():
     """A kernel numba has never seen (not cached): its first call compiles."""
-    import numba
+    from dmenet.native_kernels import kernel
 
-    @numba.njit(cache=False)
+    @kernel(cache=False)
     def doubled(value):
         return 2 * value
 

@@ -169,10 +169,7 @@ def test_hysteresis_selects_what_scipy_label_selects(name, weak):
 
 
 def test_zhuo11_edge_stages_never_import_scipy_ndimage():
-    """Importing the stages loads neither SciPy nor numba; running them loads no scipy.ndimage (~0.15–0.4 s).
-
-    (numba's first kernel imports the top-level scipy and scipy.linalg for its BLAS bindings by itself.)
-    """
+    """Importing the stages loads neither SciPy nor numba; running them loads no scipy.ndimage (~0.15–0.4 s)."""
     code = ("import sys, numpy as np, dmenet.zhuo11.edges as e, dmenet.zhuo11.blur_ratio as b, dmenet.zhuo11.bilateral; "
             "print(sorted(m for m in ('scipy', 'numba') if m in sys.modules)); "
             "grey = np.random.default_rng(0).random((20, 24)); b.edge_blur(grey, e.edge_map(grey)); "

@@ -134,23 +134,23 @@ def test_guide_without_a_window_or_with_nan_is_one_clear_error(shape):
 
 
 WARM_UP_THEN_SOLVE = '''
-import numba
 import numpy as np
 
-from dmenet.propagation import aggregation, coarse, laplacian, solver, stencil
+from dmenet import native_kernels
+from dmenet.propagation import solver
 
 solver.warm_up()
-dispatchers = [value for module in (aggregation, coarse, laplacian, stencil) for value in vars(module).values()
-               if isinstance(value, numba.core.registry.CPUDispatcher)]
-loaded = {dispatcher: len(dispatcher.overloads) for dispatcher in dispatchers}
+loaded = set(native_kernels._modules)
+assert {"dmenet.propagation.stencil", "dmenet.propagation.aggregation", "dmenet.propagation.coarse"} <= loaded, loaded
 rng = np.random.default_rng(0)
 guide = rng.random((208, 240, 3))  # 26×30 tiles: more unknowns than the direct size
 known = rng.random((208, 240)) < 0.05
 propagation = solver.Propagation(guide, known, lam=0.001, epsilon=1e-7, tolerance=3e-4)
 assert propagation.levels == 3, propagation.levels  # pixels, tiles, then groups below the tiles
 propagation.solve(np.where(known, 1.5, 0.0))
-missed = [dispatcher.py_func.__name__ for dispatcher in dispatchers if len(dispatcher.overloads) != loaded[dispatcher]]
-assert not missed, f"warm_up() left these kernels to the first solve: {missed}"
+missed = set(native_kernels._modules) - loaded
+assert not missed, f"warm_up() left the kernels of {missed} to the first solve"
+assert all(native_kernels._modules[name] is not None for name in loaded), "a module's kernels run through numba"
 '''
 
 

@@ -240,7 +240,7 @@ def test_infer_and_evaluate_cli_run_zhuo11_without_tensorflow_or_scipy(tmp_path)
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
         "slow = [name for name in ('scipy.sparse', 'scipy.ndimage', 'scipy.linalg', 'matplotlib') if name in sys.modules]\n"
         "assert not slow, f'a one-photo zhuo11 run imported {slow} (a third of a second of start-up)'\n"
-        "assert 'numba.np.arrayobj' not in sys.modules, 'a cached kernel makes an array or reshapes one (0.03 s of start-up)'\n"
+        "assert 'numba' not in sys.modules, 'numba was imported: a kernel on the path runs without its native object'\n"
         "from dmenet.cli.evaluate import parse_args\n"
         f"args = parse_args(['--dataset', 'folder', '--mask-polarity', 'blurred-white', '--data-root', {str(tmp_path)!r}, "
         "'--method', 'zhuo11'])\n"

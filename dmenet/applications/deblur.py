@@ -26,11 +26,11 @@ import math
 import threading
 import time
 
-import numba
 import numpy as np
 import scipy.fft
 
 from dmenet.applications.inputs import SigmaCropWarning, photo_and_sigma  # noqa: F401  (SigmaCropWarning: part of this API)
+from dmenet.native_kernels import kernel
 from dmenet.syndof import blas_threads
 from dmenet.syndof.kernels import EPS, fspecial_gaussian
 
@@ -303,7 +303,7 @@ def shrinkage_table(beta, alpha):
     return values, slopes
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _table_at(values, slopes, v):
     """interp1(grid, table, v, 'linear', 'extrap') by direct index: the grid is uniform."""
     position = v * (1.0 / TABLE_STEP) + TABLE_INTERVALS / 2
@@ -311,7 +311,7 @@ def _table_at(values, slopes, v):
     return values[index] + (position - index) * slopes[index]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def shrink_and_diverge(x, values, slopes, out):
     """One w-step and the x-step's right-hand side, fused (one pass over a C×m×n batch):
     w = table(∇x) on the circular forward differences, out = dₓᵀwₓ + d_yᵀw_y with the circular
@@ -334,7 +334,7 @@ def shrink_and_diverge(x, values, slopes, out):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def x_step_spectrum(spectrum, numerator, kernel_power, smoothness, gamma):
     """F(x) = (N + γ·F(dᵀw)) / (|K|² + γ·(|F(d_x)|² + |F(d_y)|²)), in place on the C×… half-spectrum."""
     channels, rows, cols = spectrum.shape

@@ -131,7 +131,7 @@ def _hysteresis(local_max, magnitude, low, high):
     strong = weak & (magnitude > high)
     if not strong.any():
         return np.zeros_like(weak)
-    from dmenet.park17 import hysteresis_kernel  # numba loads on first use
+    from dmenet.park17 import hysteresis_kernel  # its kernels load on first use
 
     kept = np.zeros(weak.shape, bool)
     stack = np.empty(max(int(np.count_nonzero(weak)), 1), np.int64)

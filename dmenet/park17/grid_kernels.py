@@ -3,13 +3,14 @@
 Each pass performs the same float64 operations in the same order as the NumPy expression it replaces
 (`rolling_guidance`), so the results are bit for bit the same; only the temporaries and the strided
 passes over the grid are gone. numba is not asked for fast-math, so nothing is reassociated or fused.
-Importing this module imports numba (~0.2 s), so `rolling_guidance` loads it on first use.
+These make arrays, so they run through numba (``dmenet.native_kernels``), imported on their first call.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 
-@numba.njit(cache=True, nogil=True)
+
+@kernel()
 def scatter(data, depth, scatter_cell, grid_d, pad, size):
     """np.bincount of the values and of the pixels per grid cell (NaN values skipped), in pixel order.
 
@@ -32,7 +33,7 @@ def scatter(data, depth, scatter_cell, grid_d, pad, size):
     return values, counts
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def _blur_along(grid, side_tap, di, dj, dk):
     """One axis of ``blur``: the axis of step (di, dj, dk), one of which is 1."""
     h, w, d = grid.shape
@@ -49,7 +50,7 @@ def _blur_along(grid, side_tap, di, dj, dk):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def blur(grid, side_tap):
     """The separable [side_tap, 1, side_tap] blur along the three axes of an h×w×d grid, zero outside.
 
@@ -58,7 +59,7 @@ def blur(grid, side_tap):
     return _blur_along(_blur_along(_blur_along(grid, side_tap, 1, 0, 0), side_tap, 0, 1, 0), side_tap, 0, 0, 1)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def normalise_and_slice(grid_data, grid_count, data, depth, slice_cell, grid_d, offsets, weights):
     """data/count per cell (0 where empty), then trilinear slicing at each pixel's grid coordinates.
 

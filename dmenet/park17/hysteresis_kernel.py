@@ -3,12 +3,12 @@
 MATLAB's ``bwselect(weak, strong_rows, strong_cols, 8)`` keeps every 8-connected component of weak
 pixels that holds a strong pixel; a flood fill from each strong pixel through weak ones selects the
 same pixels as labelling the components and keeping the labels the strong pixels carry.
-Importing this module imports numba (~0.2 s), so `dmenet.park17.edges` loads it on first use.
+It runs from its cached machine code (``dmenet.native_kernels``), without numba.
 """
-import numba
+from dmenet.native_kernels import kernel
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("b1[:, ::1], b1[:, ::1], b1[:, ::1], i8[::1]")
 def connected_to_strong(weak, strong, kept, stack):
     """Marks in `kept` the weak pixels whose 8-connected component of weak pixels holds a strong pixel.
 
@@ -17,8 +17,7 @@ def connected_to_strong(weak, strong, kept, stack):
         strong: H×W bool, a subset of weak.
         kept: H×W bool, all False; the result.
         stack: int64 scratch of at least the number of weak pixels (the flood fill pushes each once).
-            Both come from the caller: an array made in here would make loading the kernel from
-            numba's cache import numba's array module (≈ 0.03 s of a fresh process's start).
+            Both come from the caller: a kernel that made an array could not run without numba.
     """
     height, width = weak.shape
     for row in range(height):

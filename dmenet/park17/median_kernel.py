@@ -1,12 +1,13 @@
 """Compiled (numba) first pass of the joint weighted median: medians near the centre's own level.
 
-Importing this module imports numba (~0.2 s), so `weighted_median` loads it on first use.
+It runs through numba (``dmenet.native_kernels``), imported on its first call.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 
-@numba.njit(cache=True, nogil=True)
+
+@kernel()
 def nearby_medians(padded_levels, padded_clusters, table, stride, radius, reach, y0, y1, margin, median, settled):
     """For rows y0…y1−1: the weighted median where it lies within ``reach`` levels of the centre's level g.
 

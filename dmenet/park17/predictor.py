@@ -46,7 +46,7 @@ class Park17Predictor:
     method = "park17"
     xla = False  # its small classifier runs through TensorFlow's graph (dmenet.inference.xla is about B)
     tile = margin = None
-    runs_compiled_kernels = True  # numba's (edges, propagation): compiled once after installing (dmenet.kernel_cache)
+    runs_compiled_kernels = True  # edges, propagation: compiled once after installing (dmenet.native_kernels)
 
     def __init__(self, classifier, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, params=DEFAULT_PARAMS,
                  precision="fp32", precision_reason="requested", keep_intermediates=False):

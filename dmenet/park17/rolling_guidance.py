@@ -52,7 +52,7 @@ def _bilateral_grid(data, edge, spatial, sigma_range):
     gives NaN outside the grid and the official code keeps the input there; the grid's padding makes
     that impossible for finite input, but NaN input still falls back to itself.
     """
-    from dmenet.park17 import grid_kernels  # numba loads on first use
+    from dmenet.park17 import grid_kernels  # its kernels load on first use
 
     pad = spatial.pad
     edge_min = float(edge.min())

@@ -334,7 +334,7 @@ def _window_medians(index_image, window_weights, radius, value_levels):
     around it settles almost every pixel (`median_kernel`, both cores); the rest (far medians,
     near-ties, exact ties) get a float64 histogram over all levels.
     """
-    from dmenet.park17 import median_kernel  # numba loads on first use
+    from dmenet.park17 import median_kernel  # its kernels load on first use
 
     height, width = index_image.shape
     padded_levels = np.pad(np.asarray(index_image, dtype=np.intp), radius, mode="edge")

@@ -12,9 +12,9 @@ block (candidate-major) and A_c as a 3×3 stencil of 4×4 blocks: no sparse matr
 0.5 s set-up of a 640×427 photo. Restriction (Pᵀ) and prolongation (P) are compiled kernels on
 these blocks, and every kernel works on a range of rows so that two threads can share the work.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 from dmenet.propagation.stencil import PAD, entry
 
 TILE = 8
@@ -31,7 +31,7 @@ def tile_grid(height, width):
     return -(-height // TILE), -(-width // TILE)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def gram_schmidt(vectors, count, factors):
     """Modified Gram–Schmidt, in place, on the rows of vectors[:, :count] (the candidates on one aggregate).
 
@@ -65,7 +65,7 @@ def gram_schmidt(vectors, count, factors):
                 vectors[j, k] = 0.0
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
     """Σ A[(y, x), (y, x) + (dy, dx)]·source[k, sy + dy, sx + dx] over the given tap ranges, for the 4 candidates k."""
     a0 = a1 = a2 = a3 = 0.0
@@ -79,7 +79,7 @@ def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
     return a0, a1, a2, a3
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[:, ::1]")
 def _tentative(guide, first_row, last_row, basis, factors, columns):
     """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile;
     columns: 4×64 scratch)."""
@@ -100,7 +100,7 @@ def _tentative(guide, first_row, last_row, basis, factors, columns):
                     basis[by, bx, j, k // cols, k % cols] = columns[j, k]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], f8[:, ::1], f8[:, :, :, :, ::1], i8, i8, f8[:, :, :, :, ::1]")
 def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolongator):
     """P = T − diag(jacobi_weight)·A·T on the SPAN×SPAN pixels around each tile of rows first_row … last_row − 1.
 
@@ -132,7 +132,7 @@ def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolo
                         prolongator[by, bx, k, REACH + ty, REACH + tx] += basis[by, bx, k, ty, tx]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], f8[:, :, :, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, ::1]")
 def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
     """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
     neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest.
@@ -186,7 +186,7 @@ def _mirror_neighbours(coarse):
         coarse[rows_b, columns_b, neighbour] = np.swapaxes(coarse[rows_a, columns_a, 8 - neighbour], -1, -2)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f4[:, :, :, :, ::1], i8, i8, f8[::1], i8, i8, f8[::1]", fastmath=True)
 def restrict(prolongator, height, width, fine, first_row, last_row, coarse):
     """coarse = Pᵀ·fine for the tiles of rows first_row … last_row − 1 (fine: a flat padded vector)."""
     tile_columns = prolongator.shape[1]
@@ -207,7 +207,7 @@ def restrict(prolongator, height, width, fine, first_row, last_row, coarse):
             coarse[base], coarse[base + 1], coarse[base + 2], coarse[base + 3] = t0, t1, t2, t3
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f4[:, :, :, :, ::1], i8, i8, f8[::1], i8, i8, i8, f8[::1]", fastmath=True)
 def prolong_add(prolongator, height, width, coarse, first_row, last_row, step, fine):
     """fine += P·coarse from the tile rows first_row, first_row + step, … < last_row (fine: a flat padded vector).
 
@@ -297,7 +297,7 @@ def unit_diagonal_where_unused(blocks, factors):
     centre[unused] += np.eye(CANDIDATES)[np.nonzero(unused)[2]]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[::1], f8[::1], b1, f8[::1]", fastmath=True)
 def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward, residual):
     """One block Gauss–Seidel sweep over the tiles (4×4 blocks), in raster order or backwards (residual: 4 scratch)."""
     tile_rows, tile_columns = blocks.shape[:2]

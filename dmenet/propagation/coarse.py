@@ -16,9 +16,9 @@ solved exactly by a banded Cholesky factorisation (nodes in raster order along t
 the band is 4·(side + 1) + 3 wide). SciPy's sparse products and LU did all this before; importing
 SciPy alone cost a third of a second, a fifth of a small photo's whole run.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 from dmenet.propagation import aggregation
 from dmenet.propagation.aggregation import gram_schmidt
 
@@ -28,7 +28,7 @@ OMEGA = aggregation.OMEGA
 CANDIDATES = aggregation.CANDIDATES
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, :, ::1], f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[:, ::1]")
 def _group_tentative(candidates, basis, factors, vectors):
     """T on every group of GROUP×GROUP nodes: its nodes' candidate rows made orthonormal (modified
     Gram–Schmidt; a candidate dependent on the earlier ones there is dropped), and the Gram–Schmidt factors
@@ -52,7 +52,7 @@ def _group_tentative(candidates, basis, factors, vectors):
                         basis[gy, gx, node, unknown, k] = vectors[k, node * CANDIDATES + unknown]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _nonzero(block):
     """Whether a 4×4 block has a non-zero entry (a loop: np.any would make a cached kernel import numba's
     array-math lowering, and through it SciPy, every time it is loaded)."""
@@ -63,7 +63,7 @@ def _nonzero(block):
     return False
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _add_block_product(out, left, right, left_transposed):
     """out += left·right (or leftᵀ·right) for 4×4 blocks, each entry's sum over i formed before it is added."""
     for j in range(CANDIDATES):
@@ -74,7 +74,7 @@ def _add_block_product(out, left, right, left_transposed):
             out[j, k] += total
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, :, :, ::1], f8[:, :, ::1], f8[:, :, :, :, ::1], f8[:, :, :, :, ::1], b1[:, :, ::1]")
 def _smoothed_prolongator(blocks, jacobi_weight, basis, prolongator, present):
     """P = T − diag(jacobi_weight)·A·T, per node: prolongator[y, x, o] is the 4×4 block (node unknown ×
     group unknown) of the group at offset o = (oy + 1)·3 + ox + 1 from the node's own group; present
@@ -104,7 +104,7 @@ def _smoothed_prolongator(blocks, jacobi_weight, basis, prolongator, present):
                 present[y, x, offset] = _nonzero(prolongator[y, x, offset])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, :, :, ::1], f8[:, :, :, :, ::1], b1[:, :, ::1], f8[:, :, :, :, ::1], f8[:, :, ::1]", returns="i8")
 def _galerkin(blocks, prolongator, present, coarse, product):
     """coarse = Pᵀ A P as 3×3 stencil blocks of the group grid (zeroed first), node by node: A·P at the
     node for the groups around its own, then Pᵀ of the node times it (product: 9×4×4 scratch, (A·P)[node,
@@ -143,7 +143,7 @@ def _galerkin(blocks, prolongator, present, coarse, product):
     return strays
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f8[:, :, :, :, ::1], f8[::1], f8[::1], f8[::1]", fastmath=True)
 def block_residual(blocks, rhs, solution, out):
     """out = rhs − A·solution for a block-stencil operator (flat vectors, 4 unknowns per node)."""
     rows, columns = blocks.shape[:2]
@@ -162,10 +162,9 @@ def block_residual(blocks, rhs, solution, out):
                     for i in range(CANDIDATES):
                         total += blocks[y, x, neighbour, j, i] * solution[other + i]
                     out[base + j] -= total
-    return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f8[:, :, :, :, ::1], b1[:, :, ::1], i8, f8[::1], f8[::1], b1", fastmath=True)
 def _transfer(prolongator, present, group_columns, fine, coarse, restricting):
     """coarse += Pᵀ·fine when restricting, else fine += P·coarse: one loop over P's blocks for both."""
     rows, columns = prolongator.shape[:2]
@@ -184,7 +183,7 @@ def _transfer(prolongator, present, group_columns, fine, coarse, restricting):
                             fine[base + j] += prolongator[y, x, offset, j, k] * coarse[group + k]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, :, :, ::1], f8[:, ::1]")
 def _lower_band(blocks, band):
     """band[u, d] = A[u, u − bandwidth + d] for the block-stencil operator (raster order, 4 unknowns per node)."""
     rows, columns = blocks.shape[:2]
@@ -204,7 +203,7 @@ def _lower_band(blocks, band):
                             band[row, column - row + bandwidth] = blocks[y, x, neighbour, j, i]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, ::1]", returns="b1")
 def _banded_cholesky(band):
     """In place: the lower band of A becomes that of its Cholesky factor L (A = L Lᵀ). False when A is
     not numerically positive definite."""
@@ -225,7 +224,7 @@ def _banded_cholesky(band):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, ::1], f8[::1]")
 def _banded_solve(factor, solution):
     """In place: the right-hand side in `solution` becomes x with L Lᵀ x = rhs, for the banded Cholesky factor L."""
     size, bandwidth = factor.shape[0], factor.shape[1] - 1
@@ -239,7 +238,6 @@ def _banded_solve(factor, solution):
         for k in range(i + 1, min(size, i + bandwidth + 1)):
             value -= factor[k, i - k + bandwidth] * solution[k]
         solution[i] = value / factor[i, bandwidth]
-    return solution
 
 
 def group_grid(rows, columns):
@@ -302,10 +300,13 @@ class CoarsestSolve:
         if self.inverse is not None:
             return self.inverse @ rhs
         if not self.transposed:
-            return _banded_solve(self.factor, np.array(rhs, np.float64))
+            solution = np.array(rhs, np.float64)
+            _banded_solve(self.factor, solution)
+            return solution
         rows, columns = self.shape
         reordered = rhs.reshape(rows, columns, CANDIDATES).transpose(1, 0, 2).copy()  # a C-ordered copy
-        return _banded_solve(self.factor, reordered.ravel()).reshape(columns, rows, CANDIDATES).transpose(1, 0, 2).ravel()
+        _banded_solve(self.factor, reordered.reshape(-1))
+        return reordered.transpose(1, 0, 2).ravel()
 
 
 class _Level:
@@ -380,7 +381,8 @@ class CoarseLevels:
         level = self.levels[index]
         solution = np.zeros_like(rhs)
         aggregation.tile_gauss_seidel(level.blocks, level.inverse_diagonal, rhs, solution)
-        residual = block_residual(level.blocks, rhs, solution, np.empty_like(rhs))
+        residual = np.empty_like(rhs)
+        block_residual(level.blocks, rhs, solution, residual)
         level.prolong_add(self.cycle(level.restrict(residual), index + 1), solution)
         aggregation.tile_gauss_seidel(level.blocks, level.inverse_diagonal, rhs, solution)
         return solution

@@ -59,7 +59,7 @@ def laplacian_stencil(guide_rgb, epsilon):
     rows = np.zeros((height, len(UPPER_OFFSETS), width + 4))
     if height < 3 or width < 3:
         return rows
-    from dmenet.propagation import stencil  # numba loads on first use, not when the pipeline is imported
+    from dmenet.propagation import stencil  # its kernels load on first use, not when the pipeline is imported
 
     # one compiled pass sums every window's pair terms of non-negative offset (A is symmetric) …
     stencil.add_window_affinities(np.ascontiguousarray(guide), float(epsilon), rows, np.empty((2, 3, 9)))

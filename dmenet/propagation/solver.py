@@ -255,31 +255,23 @@ class Propagation:
         return solution.reshape(self.shape).astype(np.float32)
 
 
+KERNEL_MODULES = ("dmenet.propagation.stencil", "dmenet.propagation.aggregation", "dmenet.propagation.coarse")
+
+
 @functools.cache
 def warm_up():
-    """Pays the propagation's one-off costs (imports, loading the compiled kernels) on a tiny system.
+    """Loads the propagation's compiled kernels (``dmenet.native_kernels``; built the first time after installing).
 
-    A fresh process spends ~0.5 s on these at its first solve; a pipeline calls this in a second thread
-    while its other stages run (Zhuo & Sim beside its edge stages), so the first real solve does not wait.
-    Only the first call in a process does anything.
+    A pipeline calls this in a second thread while its other stages run (Zhuo & Sim beside its edge
+    stages), so that the set-up and the first solve find them loaded. Only the first call in a process
+    does anything.
 
     Example:
         >>> warm_up()
     """
-    from dmenet.propagation.coarse import CANDIDATES, CoarseLevels
+    from dmenet import native_kernels
 
-    rows, columns = np.mgrid[0:40, 0:50] / 50.0
-    guide = np.stack([rows, columns, np.sin(7 * rows * columns)], axis=-1)
-    known = np.zeros((40, 50), bool)
-    known[::5, ::5] = True
-    # 40×50 is above the direct-solve size, so the pixel and tile kernels run once … (in this thread
-    # alone, and only to a loose tolerance: every kernel runs in CG's first step, and the row threads'
-    # hand-overs and further iterations would only hold the GIL the other start-up threads need)
-    propagation = Propagation(guide, known, tolerance=0.5, threads=1)
-    propagation.solve(np.where(known, 1.0, 0.0))
-    # … and the kernels of the levels below the tiles, on its tile level grouped once
-    levels = CoarseLevels(*propagation.stencil_system.tile_level, direct_size=CANDIDATES)
-    levels.cycle(np.ones(propagation.stencil_system.coarse_size))
+    native_kernels.load(*KERNEL_MODULES)
 
 
 def propagate(guide_rgb, sparse_values, known_mask, lam=0.005, epsilon=1e-5, tolerance=None, method="auto"):

@@ -9,14 +9,13 @@ so this halves their time against storing all 25. Vectors are padded by 2 zero p
 side, so a coefficient row lines up with a vector row and nothing needs a bounds check (a coefficient
 pointing off the image is zero, or meets a zero). ``solver`` runs its fine-level multigrid smoothing
 and CG products with these kernels, and ``laplacian`` builds the stencil and its CSR matrix with the
-last ones. Importing this module imports numba (~0.2 s), so the other modules import it where they
-first need it. The kernels here and in ``aggregation`` and ``coarse`` take their scratch arrays from
-their callers: an array made inside a kernel makes loading it from numba's cache import numba's array
-module (≈ 0.03 s of a fresh process's start).
+last ones. The kernels here and in ``aggregation`` and ``coarse`` run from their cached machine code
+without numba (``dmenet.native_kernels``), so they take their scratch arrays from their callers: a
+kernel that made an array could not run without numba's runtime.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 from dmenet.propagation.laplacian import UPPER_OFFSETS
 
 PAD = 2
@@ -50,13 +49,13 @@ def from_padded(padded, height, width):
     return padded.reshape(padded_shape(height, width))[PAD:-PAD, PAD:-PAD].ravel()
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def upper_tap(dy, dx):
     """The upper tap of offset (dy, dx) ≥ (0, 0)."""
     return dx if dy == 0 else ROW_BELOW + (dy - 1) * 5 + dx + 2
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def entry(rows, y, x, dy, dx):
     """A[(y, x), (y + dy, x + dx)] for any offset within 2 (0 where the neighbour is off the image's sides)."""
     if dy > 0 or (dy == 0 and dx >= 0):
@@ -64,7 +63,7 @@ def entry(rows, y, x, dy, dx):
     return rows[y + dy, upper_tap(-dy, -dx), x + dx + PAD]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel(fastmath=True)
 def _add_upper(rows, vector, y, first_tap, last_tap, width, out):
     """out[x] += Σ A[p, p + o]·v[p + o] over the upper taps first_tap … last_tap − 1 of image row y."""
     padded_width = width + 2 * PAD
@@ -77,7 +76,7 @@ def _add_upper(rows, vector, y, first_tap, last_tap, width, out):
             out[x] += weights[x] * source[x]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel(fastmath=True)
 def _add_lower(rows, vector, y, first_tap, last_tap, first_row, width, out):
     """out[x] += Σ A[p, p − o]·v[p − o] = Σ A[p − o, p]·v[p − o] over the mirrors of upper taps first_tap … last_tap − 1
     whose source row y − dy is at least first_row."""
@@ -93,7 +92,11 @@ def _add_lower(rows, vector, y, first_tap, last_tap, first_row, width, out):
             out[x] += weights[x] * source[x]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel(
+    "f4[:, :, ::1], f8[::1], f8[::1], i8, i8, f8[::1], f8[::1]",
+    "f8[:, :, ::1], f8[::1], f8[::1], i8, i8, f8[::1], f8[::1]",
+    fastmath=True,
+)
 def _stencil_product(rows, vector, out, first_row, last_row, subtract_from, row):
     """out = A·vector (or subtract_from − A·vector when it has any elements) on rows first_row … last_row − 1
     (row: scratch of one image row)."""
@@ -147,7 +150,7 @@ def _row_scratch(rows, count=None):
     return np.empty(width if count is None else (count, width))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@kernel("f4[:, :, ::1], f8[:, ::1], f8[::1], f8[::1], f8[:, ::1], i8, i8, f8[:, ::1]", fastmath=True)
 def _gauss_seidel_from_zero(rows, inverse_diagonal, rhs, solution, behind, first_row, last_row, scratch):
     _, _, padded_width = rows.shape
     width = padded_width - 2 * PAD
@@ -225,7 +228,7 @@ def block_gauss_seidel(rows, inverse_diagonal, rhs, out, work=None, run_rows=Non
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], f8, f8[:, :, ::1], f8[:, :, ::1]")
 def add_window_affinities(guide, epsilon, rows, window):
     """Adds every interior 3×3 window's pair terms of non-negative offset into the upper stencil rows.
 
@@ -276,7 +279,7 @@ def add_window_affinities(guide, epsilon, rows, window):
                     rows[cy + ay, upper_tap(by - ay, bx - ax), cx + ax + PAD] += affinity
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _row_sum(rows, y, x, absolute):
     """Σ over all 25 taps of matrix row (y, x), of the entries or of their magnitudes (rows above and below the image skipped)."""
     height = rows.shape[0]
@@ -289,7 +292,7 @@ def _row_sum(rows, y, x, absolute):
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], f8[:, ::1]")
 def affinities_to_laplacian(rows, row_sums):
     """In place: the affinity's upper taps (``add_window_affinities``) → L = diag(Σ A) − A, upper taps
     (row_sums: H×W scratch)."""
@@ -305,7 +308,7 @@ def affinities_to_laplacian(rows, row_sums):
                 rows[y, tap, x + PAD] = -rows[y, tap, x + PAD]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("f8[:, :, ::1], i8, i8, f4[:, :, ::1], f8[:, ::1], f8[:, ::1]")
 def smoothing_rows(rows, first_row, last_row, smoothing_rows_out, inverse_diagonal, absolute_sum):
     """For image rows first_row … last_row − 1: the rows in float32 (the smoother's), 1 / diagonal,
     and each matrix row's absolute sum over all 25 taps (the prolongator's Jacobi weights)."""
@@ -320,7 +323,7 @@ def smoothing_rows(rows, first_row, last_row, smoothing_rows_out, inverse_diagon
             absolute_sum[y, x] = _row_sum(rows, y, x, True)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel()
 def fill_csr(rows, extra, data, columns):
     """CSR data and column indices of the upper stencil rows (+ extra on the diagonal), row by row (``laplacian.stencil_to_csr``)."""
     height, _, padded_width = rows.shape

@@ -34,7 +34,7 @@ def sparse_bilateral(sparse, rgb, params=DEFAULT_PARAMS):
     rgb = np.ascontiguousarray(rgb, dtype=np.float64)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape:
         raise Zhuo11Error(f"sparse_bilateral: need an H×W sparse map and an H×W×3 guide, got {sparse.shape} and {rgb.shape}")
-    from dmenet.zhuo11 import bilateral_kernel  # numba loads on first use
+    from dmenet.zhuo11 import bilateral_kernel  # its kernels load on first use
 
     radius = params.BILATERAL_RADIUS
     offsets = np.arange(-radius, radius + 1)

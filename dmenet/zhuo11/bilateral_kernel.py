@@ -4,13 +4,14 @@ It releases the GIL, so the clean-up runs beside the propagation's set-up instea
 with it: as NumPy's 441 window offsets it held the GIL for ≈ 4 400 array calls (32 ms on ``0045``
 alone, 65 ms beside the set-up's start), compiled it takes 13 ms. numba is not asked for fast-math,
 so each pixel's sums run in the official order; exp may differ from NumPy's in the last bit (≤ 1.3e-15
-in B). Importing this module imports numba, so ``bilateral`` loads it on first use.
+in B). It runs from its cached machine code (``dmenet.native_kernels``), without numba.
 """
-import numba
 import numpy as np
 
+from dmenet.native_kernels import kernel
 
-@numba.njit(cache=True, nogil=True)
+
+@kernel("f8[:, ::1], f8[:, :, ::1], f8[:, ::1], f8, f8, f8[:, ::1]")
 def sparse_window_means(sparse, rgb, spatial, floor, inverse_two_var, out):
     """out[p] = Σ w(q)·S(q) / Σ w(q) over p's window, at every p with S(p) > floor (others untouched).
 

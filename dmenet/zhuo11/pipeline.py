@@ -6,7 +6,6 @@ import time
 import numpy as np
 
 from dmenet.inference.staged import StageTimer
-from dmenet.kernel_cache import cached_loads_without_refresh
 from dmenet.propagation.laplacian import laplacian_stencil
 from dmenet.propagation.solver import Propagation, warm_up
 from dmenet.zhuo11.bilateral import sparse_bilateral
@@ -16,6 +15,9 @@ from dmenet.zhuo11.errors import Zhuo11Error
 from dmenet.zhuo11.params import DEFAULT_PARAMS
 
 STAGES = ("edges", "blur_ratio", "bilateral", "propagation_setup", "propagation_solve")
+# the compiled kernels' modules, in the order the stages first call them (``dmenet.native_kernels.preload``)
+KERNEL_MODULES = ("dmenet.nearest_filter_kernel", "dmenet.propagation.stencil", "dmenet.park17.hysteresis_kernel",
+                  "dmenet.zhuo11.bilateral_kernel", "dmenet.propagation.aggregation", "dmenet.propagation.coarse")
 
 
 @dataclasses.dataclass
@@ -77,9 +79,7 @@ def estimate_zhuo11(image, params=DEFAULT_PARAMS, solver="auto", tolerance=None,
         >>> float(result.sigma.max())
     """
     rgb = as_unit_rgb(image)
-    # a fresh process loads all the compiled kernels in here: without numba's context refresh it starts 0.25 s sooner
-    with cached_loads_without_refresh():
-        return _estimate(rgb, params, solver, tolerance, StageTimer(on_stage, keep_intermediates))
+    return _estimate(rgb, params, solver, tolerance, StageTimer(on_stage, keep_intermediates))
 
 
 def _estimate(rgb, params, solver, tolerance, timer):

@@ -51,7 +51,7 @@ class Zhuo11Predictor:
     precision_reason = "classical method: float64 throughout, no network"
     xla = False
     tile = margin = None
-    runs_compiled_kernels = True  # numba's: compiled once after installing (dmenet.kernel_cache)
+    runs_compiled_kernels = True  # compiled once after installing (dmenet.native_kernels, dmenet.kernel_cache)
 
     def __init__(self, params=None, max_side=None, max_pixels=DEFAULT_MAX_PIXELS, solver="auto", tolerance=None,
                  keep_intermediates=False, **overrides):
@@ -70,6 +70,11 @@ class Zhuo11Predictor:
         self.encoding = Zhuo11Units(sigma_max=params.max_blur)
         self.last_stage_seconds = {}
         self.last_result = None
+        # the kernels' cached machine code loads while the caller reads its photos (≈ 0.1 s of a small photo's run)
+        from dmenet import native_kernels
+        from dmenet.zhuo11.pipeline import KERNEL_MODULES
+
+        native_kernels.preload(*KERNEL_MODULES)
 
     @classmethod
     def from_weights(cls, path=None, precision="auto", **options):
