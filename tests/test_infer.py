@@ -324,7 +324,7 @@ def test_stage_progress_names_stages_and_estimates_only_from_a_finished_photo(tm
     from dmenet.inference.batch import StageProgress
 
     stages = ("edges", "matting_solve", "weighted_median")
-    progress = StageProgress("park17")
+    progress = StageProgress("park17", show_after=0)
     for photo, pixels in (("first.jpg", 1000), ("second.jpg", 4000)):
         progress.start(pixels)
         for done, stage in enumerate(stages):
@@ -339,3 +339,22 @@ def test_stage_progress_names_stages_and_estimates_only_from_a_finished_photo(tm
         else:
             # four times the pixels of a photo that took ~0.4 s: about 2 s left at the start
             assert "about 2 s left" in text and "under a second left" in text
+
+
+
+def test_stage_progress_shows_nothing_for_a_photo_done_sooner_than_its_delay(tmp_path, capsys):
+    from dmenet.inference.batch import StageProgress
+
+    progress = StageProgress("zhuo11", show_after=0.2)
+    progress.start(1000)
+    for done, stage in enumerate(("edges", "propagation_solve")):
+        progress.show(tmp_path / "small.jpg", done, 2, stage)
+    progress.show(tmp_path / "small.jpg", 2, 2, "done")
+    progress.close()
+    assert capsys.readouterr().err == "" and progress.previous[1].keys() == {"edges", "propagation_solve"}
+    progress.start(1000)
+    progress.show(tmp_path / "large.jpg", 0, 2, "edges")
+    time.sleep(0.25)
+    progress.show(tmp_path / "large.jpg", 1, 2, "propagation_solve")  # 0.25 s into the photo: the line appears
+    progress.close()
+    assert "zhuo11 on large.jpg: 1/2 stages" in capsys.readouterr().err
