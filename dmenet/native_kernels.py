@@ -366,6 +366,7 @@ def _llvm():
     return llvm
 
 
+@functools.cache
 def _cpu(llvm):
     """(CPU name, its features) as numba's JIT targets them (numba's NUMBA_CPU_NAME / NUMBA_CPU_FEATURES included)."""
     name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
@@ -373,6 +374,7 @@ def _cpu(llvm):
     return name, features
 
 
+@functools.cache
 def _environment_key(llvm):
     """What an object file depends on besides its sources (numba's version among them): CPU, LLVM, Python, this format."""
     import llvmlite
