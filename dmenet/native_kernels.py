@@ -334,8 +334,11 @@ def _native_module(module_name, build=True):
     with _build_lock:
         if module_name in _modules:
             return _modules[module_name]
-        llvm = _llvm()
-        key = _environment_key(llvm)
+        try:
+            llvm = _llvm()
+            key = _environment_key(llvm)
+        except Exception as error:  # noqa: BLE001 — no usable llvmlite: numba runs the kernels (and says why)
+            return _through_numba(module_name, error)
         folder = native_cache_folder()
         stem = f"{module_name}.{key}"
         loaded = _load_cached(llvm, folder, stem) if folder else None
@@ -347,14 +350,18 @@ def _native_module(module_name, build=True):
                 objects, manifest = _build(module_name, llvm)
                 loaded = _load(llvm, objects, manifest)
             except Exception as error:  # noqa: BLE001 — the kernels still run, through numba
-                warnings.warn(f"dmenet: the kernels of {module_name} run through numba: their native object could not "
-                              f"be made ({error})", RuntimeWarning, stacklevel=3)
-                _modules[module_name] = None
-                return None
+                return _through_numba(module_name, error)
             if folder:
                 _write_cached(folder, stem, objects, manifest)
         _modules[module_name] = loaded
         return loaded
+
+
+def _through_numba(module_name, error):
+    warnings.warn(f"dmenet: the kernels of {module_name} run through numba: their native object could not be made "
+                  f"({error})", RuntimeWarning, stacklevel=4)
+    _modules[module_name] = None
+    return None
 
 
 @functools.cache
@@ -401,7 +408,7 @@ def _load_cached(llvm, folder, stem):
         return None
     try:
         return _load(llvm, objects, manifest)
-    except RuntimeError:  # a damaged file: build again
+    except Exception:  # noqa: BLE001 — a damaged or foreign file: build it again
         return None
 
 
@@ -439,7 +446,7 @@ def _process_symbol(name):
     """The address of a C function this process has loaded (the C library's ``sqrt``, …), or None."""
     try:
         return ctypes.cast(getattr(ctypes.CDLL(None), name), ctypes.c_void_p).value
-    except AttributeError:
+    except (AttributeError, OSError, TypeError):  # TypeError: a platform without dlopen(NULL)
         return None
 
 
@@ -448,8 +455,10 @@ def _load(llvm, objects, manifest):
     error-path symbols to abort()."""
     for symbol in manifest["externals"]:
         if llvm.address_of_symbol(symbol) is None:
-            address = _process_symbol(symbol) if symbol not in _ERROR_PATH_SYMBOLS else None
-            llvm.add_symbol(symbol, address if address is not None else _process_symbol("abort"))
+            address = _process_symbol(symbol if symbol not in _ERROR_PATH_SYMBOLS else "abort")
+            if address is None:
+                raise NativeKernelError(f"cannot resolve {symbol} in this process")
+            llvm.add_symbol(symbol, address)
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine(llvm))
     for data in objects:
         engine.add_object_file(llvm.ObjectFileRef.from_data(data))
@@ -557,7 +566,7 @@ def _entry(numba, kernel_, signature):
             arguments.append(name)
             c_types.append(types.float64 if kind.dtype == np.float64 else types.int64)
     source = _ENTRY_TEMPLATE.format(parameters=", ".join(parameters), arguments=", ".join(arguments), store=store)
-    exec(compile(source, f"<native entry of {kernel_.py_func.__qualname__}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, f"<native entry of {kernel_.py_func.__qualname__}>", "exec"), namespace)
     return numba.cfunc(types.int32(*c_types))(namespace["entry"])
 
 
