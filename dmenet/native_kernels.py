@@ -186,7 +186,8 @@ class Kernel:
         if self.signatures and native_enabled():
             entries = self._entries if self._entries is not None else self._load_entries()
             for signature, entry in zip(self.signatures, entries):
-                if entry is not None and len(signature) == len(args) and all(map(_matches, signature, args)):
+                matches = len(signature) == len(args) and all(kind.matches(value) for kind, value in zip(signature, args))
+                if entry is not None and matches:
                     result = None if self.returns is None else np.zeros(1, self.returns.dtype)
                     flat = [] if result is None else [result.ctypes.data]
                     for kind, value in zip(signature, args):
@@ -204,10 +205,6 @@ class Kernel:
 
     def __repr__(self):
         return f"<dmenet kernel {self.py_func.__module__}.{self.py_func.__qualname__}>"
-
-
-def _matches(kind, value):
-    return kind.matches(value)
 
 
 def kernel(*signatures, returns=None, **options):
@@ -244,22 +241,17 @@ def native_enabled():
 # ------------------------------------------------------------------------------------- numba, lazily
 
 
-_numba_lock = threading.Lock()
+_numba_lock = threading.Lock()  # functools.cache alone could run the import twice, registering twice
 
 
 def _numba():
     """numba, imported once: its typing learns ``Kernel`` (as the kernel's dispatcher) and its compile
     events reach ``add_compile_listener``'s listeners."""
     with _numba_lock:
-        if _numba_state:
-            return _numba_state[0]
-        _numba_state.append(_import_numba())
-        return _numba_state[0]
+        return _import_numba()
 
 
-_numba_state = []
-
-
+@functools.cache
 def _import_numba():
     import numba
     from numba.core import event, types
@@ -312,14 +304,11 @@ class _NativeModule:
 
     def __init__(self, engine, symbols):
         self.engine = engine
-        self.symbols = symbols  # kernel name → [symbol or None per signature]
+        self.symbols = symbols  # kernel name → [its entry's symbol per signature]
 
     def entries_of(self, kernel_):
         entries = []
         for signature, symbol in zip(kernel_.signatures, self.symbols.get(kernel_.py_func.__qualname__, [])):
-            if symbol is None:
-                entries.append(None)
-                continue
             argument_types = [ctypes.c_void_p] if kernel_.returns is not None else []
             argument_types += [c_type for kind in signature for c_type in kind.c_types()]
             address = self.engine.get_function_address(symbol)
@@ -347,12 +336,12 @@ def _native_module(module_name, build=True):
         if loaded is None:
             _announce_compilation()
             try:
-                objects, manifest = _build(module_name, llvm)
-                loaded = _load(llvm, objects, manifest)
+                object_code, manifest = _build(module_name, llvm)
+                loaded = _load(llvm, object_code, manifest)
             except Exception as error:  # noqa: BLE001 — the kernels still run, through numba
                 return _through_numba(module_name, error)
             if folder:
-                _write_cached(folder, stem, objects, manifest)
+                _write_cached(folder, stem, object_code, manifest)
         _modules[module_name] = loaded
         return loaded
 
@@ -403,20 +392,20 @@ def _load_cached(llvm, folder, stem):
         manifest = json.loads(manifest_path.read_text())
         if any(_source_stamp(path) != [path, mtime, size] for path, mtime, size in manifest["sources"]):
             return None
-        objects = [object_path.read_bytes()]
+        object_code = object_path.read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        return _load(llvm, objects, manifest)
+        return _load(llvm, object_code, manifest)
     except Exception:  # noqa: BLE001 — a damaged or foreign file: build it again
         return None
 
 
-def _write_cached(folder, stem, objects, manifest):
+def _write_cached(folder, stem, object_code, manifest):
     """Writes the object and then its manifest, each through a temporary file (a reader never sees half a file)."""
     try:
         os.makedirs(folder, exist_ok=True)
-        _write_atomically(pathlib.Path(folder, stem + ".o"), objects[0])
+        _write_atomically(pathlib.Path(folder, stem + ".o"), object_code)
         _write_atomically(pathlib.Path(folder, stem + ".json"), json.dumps(manifest, indent=1).encode())
     except OSError:
         pass  # not cached: the next process builds it again
@@ -450,8 +439,8 @@ def _process_symbol(name):
         return None
 
 
-def _load(llvm, objects, manifest):
-    """An execution engine holding the objects: C library calls resolved in this process, numba's
+def _load(llvm, object_code, manifest):
+    """An execution engine holding the object: C library calls resolved in this process, numba's
     error-path symbols to abort()."""
     for symbol in manifest["externals"]:
         if llvm.address_of_symbol(symbol) is None:
@@ -460,8 +449,7 @@ def _load(llvm, objects, manifest):
                 raise NativeKernelError(f"cannot resolve {symbol} in this process")
             llvm.add_symbol(symbol, address)
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine(llvm))
-    for data in objects:
-        engine.add_object_file(llvm.ObjectFileRef.from_data(data))
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return _NativeModule(engine, manifest["symbols"])
 
@@ -478,13 +466,12 @@ def _target_machine(llvm):
 
 
 def _build(module_name, llvm):
-    """(object files, manifest) for every declared signature of the module's kernels, compiled through numba."""
+    """(object code, manifest) for every declared signature of the module's kernels, compiled through numba."""
     numba = _numba()
-    module = importlib.import_module(module_name)
+    importlib.import_module(module_name)  # defines its kernels
     with _table_lock:
         kernels = [each for each in _kernels_by_module.get(module_name, []) if each.signatures]
     combined, symbols, externals = None, {}, set()
-    used_sources = {pathlib.Path(module.__file__).resolve()}
     for kernel_ in kernels:
         names = []
         for signature in kernel_.signatures:
@@ -508,12 +495,12 @@ def _build(module_name, llvm):
             f"the kernels of {module_name} call into numba's runtime ({', '.join(unexpected)}), which a native entry "
             "cannot: a kernel that makes arrays must be declared without signatures")
     numba_version = pathlib.Path(numba.__file__).with_name("_version.py")  # a stat, unlike importlib.metadata's 0.05 s
-    used_sources |= _kernel_sources() | {numba_version if numba_version.is_file() else pathlib.Path(numba.__file__)}
+    used_sources = _kernel_sources() | {numba_version if numba_version.is_file() else pathlib.Path(numba.__file__)}
     manifest = {
         "format": _FORMAT, "module": module_name, "symbols": symbols, "externals": sorted(externals),
         "sources": [_source_stamp(path) for path in sorted(map(str, used_sources))],
     }
-    return [_target_machine(llvm).emit_object(combined)], manifest
+    return _target_machine(llvm).emit_object(combined), manifest
 
 
 def _kernel_sources():
