@@ -105,3 +105,20 @@ def test_infer_exits_without_the_final_collections_and_run_leaves_the_collector_
     assert "frozen at exit: True" in done.stdout and "missing.jpg" in done.stderr
     scripts = tomllib.loads((repository / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["dmenet-infer"] == "dmenet.cli.infer:command"
+
+
+def test_onednn_goes_on_only_for_a_park17_process_without_dmenet_and_before_tensorflow(monkeypatch):
+    import os
+    import sys
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    for methods, turned_on in ((["park17"], True), (["zhuo11", "park17", None], True), (["park17", "dmenet"], False),
+                               (["zhuo11"], False), (["dmenet"], False), ([], False)):
+        monkeypatch.delenv(runtime.ONEDNN_ENV, raising=False)
+        assert runtime.onednn_for_methods(methods) is turned_on, methods
+        assert os.environ.get(runtime.ONEDNN_ENV) == ("1" if turned_on else None), methods
+    monkeypatch.setenv(runtime.ONEDNN_ENV, "0")  # the user's own choice stays
+    assert runtime.onednn_for_methods(["park17"]) is False and os.environ[runtime.ONEDNN_ENV] == "0"
+    monkeypatch.delenv(runtime.ONEDNN_ENV)
+    monkeypatch.setitem(sys.modules, "tensorflow", object())  # read at import: too late to change, so left alone
+    assert runtime.onednn_for_methods(["park17"]) is False and runtime.ONEDNN_ENV not in os.environ

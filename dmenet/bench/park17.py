@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from dmenet.bench import SHARED_DATA
-from dmenet.cli.runtime import quiet_start
+from dmenet.cli.runtime import onednn_for_methods, quiet_start
 
 DEFAULT_SIZE = (512, 640)
 OFFICIAL_SECONDS = (106.0, 202.0)  # PARK17.md §14: one 640×512 photo under Octave, 2 shared cores
@@ -76,6 +76,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="runs; the fastest is reported (default: %(default)s)")
     args = parser.parse_args(argv)
     quiet_start()
+    onednn_for_methods(["park17"])  # as infer.py and evaluate.py run it
     from dmenet.cli.runtime import device_description
     from dmenet.park17.pipeline import estimate_park17
 

@@ -261,9 +261,10 @@ def run(args, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)  # imports no TensorFlow
-    from dmenet.cli.runtime import cpu_description, device_description, kernel_cache_writable, quiet_start
+    from dmenet.cli.runtime import cpu_description, device_description, kernel_cache_writable, onednn_for_methods, quiet_start
 
     quiet_start(args.verbose)
+    onednn_for_methods([spec.method for spec in args.methods] if args.compare else [args.method] if args.run_method else [])
     kernel_cache_writable()
     if args.run_method and not args.compare:
         print(cpu_description() if args.method in NETWORK_FREE_METHODS else device_description())

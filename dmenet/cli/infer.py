@@ -31,7 +31,7 @@ import threading
 
 from dmenet.cli import applications
 from dmenet.cli.methods import METHODS, METHODS_HELP, NETWORK_FREE_METHODS, add_zhuo11_options, zhuo11_options
-from dmenet.cli.runtime import kernel_cache_writable, quiet_start, skip_final_garbage_collection
+from dmenet.cli.runtime import kernel_cache_writable, onednn_for_methods, quiet_start, skip_final_garbage_collection
 from dmenet.inference.precision import PRECISIONS
 from dmenet.inference.tiling import DEFAULT_MARGIN, DEFAULT_TILE, DEFAULT_TILE_BATCH
 from dmenet.inference.xla import XLA_CHOICES
@@ -182,6 +182,8 @@ def main(argv=None):
     if args.sigma_maps is not None:
         return _apply_to_sigma_maps(args, output_options)
     quiet_start(args.verbose)
+    if not args.demo:
+        onednn_for_methods([args.method] + (["park17"] if args.compare_park17 is not None else []))
     from dmenet.api import load_predictor
     from dmenet.cli.runtime import cpu_description, device_description
     from dmenet.inference.batch import collect_inputs, run_inference
