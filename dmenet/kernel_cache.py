@@ -1,7 +1,7 @@
 """Where dmenet's compiled kernels are cached, and saying so when they must be compiled first.
 
 A fresh install has no cache yet: its first run compiles every kernel (numba, then the native objects
-of ``dmenet.native_kernels``; 15–20 s of one core), and ``announce_compilation`` lets a command say so
+of ``dmenet.native_kernels``; 25–35 s of one core on the project's 2-core machines), and ``announce_compilation`` lets a command say so
 instead of leaving its progress line still.
 
 numba caches a kernel beside its source, else in the user's cache folder, else nowhere: with neither
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 
-COMPILING_NOTE = ("compiling the numerical kernels for this machine, once (15–20 s; later runs load them from "
+COMPILING_NOTE = ("compiling the numerical kernels for this machine, once (about half a minute; later runs load them from "
                   "the cache in well under a second)")
 
 

@@ -65,3 +65,15 @@ def test_atomic_write_respects_the_umask_like_open(tmp_path, umask, expected):
         os.umask(previous)
     for name in ("map.png", "summary.json", "sigma.npy", "plain.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_official_input_gives_back_every_byte_and_keeps_other_data_as_float64(dtype):
+    to_official_input = image_io.to_official_input
+    every_byte = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    back = to_official_input(every_byte.astype(dtype) / dtype(255))
+    assert back.dtype == np.uint8 and np.array_equal(back, every_byte)
+    sixteen_bit = (np.arange(768).reshape(16, 16, 3) * 85 + 7).astype(dtype) / dtype(65535)  # not 8-bit data
+    kept = to_official_input(sixteen_bit)
+    assert kept.dtype == np.float64 and np.array_equal(kept, sixteen_bit.astype(np.float64))
+    assert to_official_input(np.full((2, 2, 3), np.nan, dtype)).dtype == np.float64
