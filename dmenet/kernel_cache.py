@@ -1,8 +1,8 @@
 """Where dmenet's compiled kernels are cached, and saying so when they must be compiled first.
 
 A fresh install has no cache yet: its first run compiles every kernel (numba, then the native objects
-of ``dmenet.native_kernels``; 25–35 s of one core on the project's 2-core machines), and ``announce_compilation`` lets a command say so
-instead of leaving its progress line still.
+of ``dmenet.native_kernels``; 25–35 s of one core on the project's 2-core machines), and
+``announce_compilation`` lets a command say so instead of leaving its progress line still.
 
 numba caches a kernel beside its source, else in the user's cache folder, else nowhere: with neither
 writable (a read-only install and home, as in some containers) it refuses to define the kernel at

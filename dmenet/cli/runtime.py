@@ -61,9 +61,10 @@ def onednn_for_methods(methods):
     CPU (the project's AMD EPYC machine) it leaves it off, and there Park'17's patch classifier took
     2.58–2.73 s with it off against 2.01–2.29 s with it on (sample_0001, 640×512: the whole estimate
     3.50–3.77 s against 2.98–3.40 s, the same labels and maps). DMENet's B keeps TensorFlow's own
-    choice: its precision and XLA defaults were measured with it, and with oneDNN forced on its
-    benchmark on that machine ran past 500 s against 90 s. A value the user set is kept, and nothing
-    changes once TensorFlow is imported (it reads the variable then).
+    choice: its precision and XLA defaults were measured with it, and on that machine its benchmark
+    (``python -m dmenet.bench infer``, 640×480) did not finish in 500 s with oneDNN forced on, where
+    with the default it finished (7.6 s per photo in the fp32 graph, 6.0 s with XLA). A value the user
+    set is kept, and nothing changes once TensorFlow is imported (it reads the variable then).
 
     Args:
         methods: the methods the process will run ("dmenet", "park17", "zhuo11").
