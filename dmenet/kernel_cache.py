@@ -159,4 +159,3 @@ def native_cache_folder():
         if _writable(folder):
             return folder
     return None
-

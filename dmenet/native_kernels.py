@@ -24,7 +24,6 @@ A cached object is used only if the sources it was built from (every module whos
 are unchanged, and for the same CPU, llvmlite, numba and Python; it lives where numba caches
 (``dmenet.kernel_cache.native_cache_folder``).
 """
-import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -33,7 +32,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 import threading
 import warnings
 import zlib
@@ -402,33 +400,15 @@ def _load_cached(llvm, folder, stem):
 
 
 def _write_cached(folder, stem, object_code, manifest):
-    """Writes the object and then its manifest, each through a temporary file (a reader never sees half a file)."""
+    """Writes the object and then its manifest, each atomically with the umask respected (a reader never sees half a file)."""
+    from dmenet.files.images import atomic_path  # only a build writes: Pillow's import stays off the loading path
+
     try:
-        os.makedirs(folder, exist_ok=True)
-        _write_atomically(pathlib.Path(folder, stem + ".o"), object_code)
-        _write_atomically(pathlib.Path(folder, stem + ".json"), json.dumps(manifest, indent=1).encode())
+        for suffix, data in ((".o", object_code), (".json", json.dumps(manifest, indent=1).encode())):
+            with atomic_path(pathlib.Path(folder, stem + suffix)) as temporary:
+                temporary.write_bytes(data)
     except OSError:
         pass  # not cached: the next process builds it again
-
-
-def _write_atomically(path, data):
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-@functools.cache
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _process_symbol(name):

@@ -264,7 +264,7 @@ def main(argv=None):
     from dmenet.cli.runtime import cpu_description, device_description, kernel_cache_writable, onednn_for_methods, quiet_start
 
     quiet_start(args.verbose)
-    onednn_for_methods([spec.method for spec in args.methods] if args.compare else [args.method] if args.run_method else [])
+    onednn_for_methods([spec.method for spec in args.methods] if args.compare else [args.method])
     kernel_cache_writable()
     if args.run_method and not args.compare:
         print(cpu_description() if args.method in NETWORK_FREE_METHODS else device_description())
