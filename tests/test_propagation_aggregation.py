@@ -8,7 +8,8 @@ from dmenet.propagation.laplacian import UPPER_OFFSETS, laplacian_stencil, stenc
 from dmenet.propagation.rows import RowRunner
 from dmenet.propagation.stencil import PAD, from_padded, padded_shape, to_padded
 
-HEIGHT, WIDTH = 21, 30  # partial tiles on both edges: 3×4 tiles, the last ones 5×6 pixels
+HEIGHT, WIDTH = 21, 32  # partial tiles on both edges: 4×6 tiles of 6, the last ones 3×2 pixels
+TILE_ROWS, TILE_COLUMNS = 4, 6
 
 
 def _prolongator_csr(tiles, height, width):
@@ -20,7 +21,7 @@ def _prolongator_csr(tiles, height, width):
             for k in range(aggregation.CANDIDATES):
                 for qy in range(aggregation.SPAN):
                     for qx in range(aggregation.SPAN):
-                        y, x = by * 8 - 2 + qy, bx * 8 - 2 + qx
+                        y, x = by * aggregation.TILE - aggregation.REACH + qy, bx * aggregation.TILE - aggregation.REACH + qx
                         if 0 <= y < height and 0 <= x < width and tiles[by, bx, k, qy, qx] != 0:
                             rows.append(y * width + x)
                             columns.append((by * tile_columns + bx) * 4 + k)
@@ -37,7 +38,7 @@ def _block_matrix(blocks):
 def coarsening(request):
     rng = np.random.default_rng(5)
     guide = rng.random((HEIGHT, WIDTH, 3))
-    guide[:8, :8] = 0.5  # a flat tile: its colour candidates are dropped
+    guide[:aggregation.TILE, :aggregation.TILE] = 0.5  # a flat tile: its colour candidates are dropped
     rows = laplacian_stencil(guide, 1e-5)
     rows[:, UPPER_OFFSETS.index((0, 0)), 2:-2] += 0.005 * (rng.random((HEIGHT, WIDTH)) < 0.2)
     absolute_sum = np.asarray(abs(stencil_to_csr(rows)).sum(axis=1)).reshape(HEIGHT, WIDTH)
@@ -50,7 +51,7 @@ def _tentative_csr(basis, height, width):
     rows, columns, values = [], [], []
     tile_columns = basis.shape[1]
     for (by, bx, k, ty, tx), value in np.ndenumerate(basis):
-        y, x = by * 8 + ty, bx * 8 + tx
+        y, x = by * aggregation.TILE + ty, bx * aggregation.TILE + tx
         if y < height and x < width and value != 0:
             rows.append(y * width + x)
             columns.append((by * tile_columns + bx) * 4 + k)
@@ -112,27 +113,28 @@ def _block_gauss_seidel_reference(dense, rhs, start, order):
 
 
 def test_tile_smoother_is_symmetric_block_gauss_seidel(coarsening):
-    *_, blocks, operator, _, _ = coarsening
+    *_, blocks, _, _, _ = coarsening
+    smoothing = blocks.astype(np.float32)  # what the cycle sweeps: float32 blocks, float64 inverses
+    dense, count = coarse.dense_matrix(smoothing.astype(np.float64)), blocks.shape[0] * blocks.shape[1]
     rng = np.random.default_rng(4)
-    rhs, start = rng.standard_normal(operator.shape[0]), rng.standard_normal(operator.shape[0])
-    dense, count = operator.toarray(), operator.shape[0] // 4
+    rhs, start = rng.standard_normal(4 * count), rng.standard_normal(4 * count)
     expected = _block_gauss_seidel_reference(dense, rhs, start, range(count))
     expected = _block_gauss_seidel_reference(dense, rhs, expected, reversed(range(count)))
     solution = start.copy()
-    aggregation.tile_gauss_seidel(blocks, np.linalg.inv(blocks[:, :, 4]), rhs, solution)
+    aggregation.tile_gauss_seidel(smoothing, np.linalg.inv(smoothing[:, :, 4].astype(np.float64)), rhs, solution)
     np.testing.assert_allclose(solution, expected, rtol=1e-10, atol=1e-10)
 
 
-def _group_tentative_dense(candidates):
-    """T of the groups of 3×3 nodes as a dense matrix, and the groups' candidates."""
+def _group_tentative_dense(candidates, group):
+    """T of the groups of group×group nodes as a dense matrix, and the groups' candidates."""
     rows, columns = candidates.shape[:2]
-    group_rows, group_columns = coarse.group_grid(rows, columns)
-    basis = np.zeros((group_rows, group_columns, 9, 4, 4))
+    group_rows, group_columns = coarse.group_grid(rows, columns, group)
+    basis = np.zeros((group_rows, group_columns, group * group, 4, 4))
     factors = np.zeros((group_rows, group_columns, 4, 4))
-    coarse._group_tentative(np.ascontiguousarray(candidates), basis, factors, np.empty((4, 36)))
+    coarse._group_tentative(np.ascontiguousarray(candidates), group, basis, factors, np.empty((4, 4 * group * group)))
     dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
-    for gy, gx, node in np.ndindex(group_rows, group_columns, 9):
-        y, x = gy * 3 + node // 3, gx * 3 + node % 3
+    for gy, gx, node in np.ndindex(group_rows, group_columns, group * group):
+        y, x = gy * group + node // group, gx * group + node % group
         if y < rows and x < columns:
             dense[(y * columns + x) * 4:(y * columns + x) * 4 + 4, (gy * group_columns + gx) * 4:(gy * group_columns + gx) * 4 + 4] = basis[gy, gx, node]
     return dense, factors
@@ -142,9 +144,10 @@ def _group_prolongator_dense(level):
     """A level's P (stored per node as blocks for the groups around the node's own) as a dense matrix."""
     rows, columns = level.prolongator.shape[:2]
     group_rows, group_columns = level.group_shape
+    side = int(round(np.sqrt(level.prolongator.shape[2])))
     dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
     for (y, x, offset), present in np.ndenumerate(level.present):
-        gy, gx = y // 3 + offset // 3 - 1, x // 3 + offset % 3 - 1
+        gy, gx = y // level.group + offset // side - side // 2, x // level.group + offset % side - side // 2
         if not present:
             assert not level.prolongator[y, x, offset].any()
             continue
@@ -167,38 +170,48 @@ def test_tile_blocks_are_zero_off_the_grid(coarsening):
     assert not blocks[:, 0, ::3].any() and not blocks[:, -1, 2::3].any()
 
 
-def test_groups_of_tiles_are_smoothed_aggregation_and_their_cycle_is_symmetric(coarsening):
-    *_, blocks, operator, candidates, _ = coarsening
-    levels = coarse.CoarseLevels(blocks, candidates, direct_size=8)  # 3×4 tiles → 1×2 groups → exact solve
-    assert len(levels) == 2
-    tentative, group_candidates = _group_tentative_dense(candidates.reshape(3, 4, 4, 4))
+def _assert_smoothed_aggregation(level, operator, candidates):
+    """The level's T, P and Pᵀ A P are smoothed aggregation's for its operator (dense) and candidates (R×C×4×4)."""
+    tentative, group_candidates = _group_tentative_dense(candidates, level.group)
     gram = tentative.T @ tentative
     used = np.diag(gram) > 0.5
     np.testing.assert_allclose(gram, np.diag(used.astype(float)), atol=1e-12)  # orthonormal columns, group by group
-    np.testing.assert_allclose(tentative @ group_candidates.reshape(-1, 4), candidates, atol=1e-12)  # T·B' = B
-    np.testing.assert_array_equal(levels.levels[0].next_candidates, group_candidates)
-    jacobi = np.diag(aggregation.OMEGA / np.asarray(abs(operator).sum(axis=1)).ravel())
-    prolongation = _group_prolongator_dense(levels.levels[0])
-    np.testing.assert_allclose(prolongation, tentative - jacobi @ operator.toarray() @ tentative, atol=1e-12)
-    # the group level's operator is the Galerkin product (unit diagonal where a candidate was dropped)
-    galerkin = prolongation.T @ operator.toarray() @ prolongation
+    np.testing.assert_allclose(tentative @ group_candidates.reshape(-1, 4), candidates.reshape(-1, 4), atol=1e-12)  # T·B' = B
+    np.testing.assert_array_equal(level.next_candidates, group_candidates)
+    jacobi = np.diag(aggregation.OMEGA / np.abs(operator).sum(axis=1))
+    prolongation = _group_prolongator_dense(level)  # stored in float32 for the cycle
+    expected = tentative - jacobi @ operator @ tentative
+    np.testing.assert_allclose(prolongation, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
+    # the next level's operator is the Galerkin product (formed in float64; unit diagonal where a candidate was dropped)
+    galerkin = prolongation.T @ operator @ prolongation
     galerkin[~used, ~used] = 1.0
-    np.testing.assert_allclose(coarse.dense_matrix(levels.levels[0].coarse_operator()), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+    np.testing.assert_allclose(coarse.dense_matrix(level.coarse), galerkin, rtol=1e-5, atol=1e-6 * np.abs(galerkin).max())
+    np.testing.assert_allclose(level.inverse_diagonal, np.linalg.inv(level.smoothing_blocks[:, :, level.smoothing_blocks.shape[2] // 2].astype(float)),
+                               rtol=1e-6, atol=1e-6 * np.abs(level.inverse_diagonal).max())
+    return galerkin
+
+
+def test_groups_of_tiles_are_smoothed_aggregation_and_their_cycle_is_symmetric(coarsening):
+    *_, blocks, operator, candidates, _ = coarsening
+    levels = coarse.CoarseLevels(blocks, candidates, direct_size=24)  # 4×6 tiles → 2×3 groups → exact solve
+    assert len(levels) == 2 and levels.levels[0].group == 2 and levels.levels[0].coarse.shape[2] == 25  # a 5×5 stencil
+    galerkin = _assert_smoothed_aggregation(levels.levels[0], operator.toarray(), candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4))
     coarse_rhs = np.random.default_rng(3).standard_normal(galerkin.shape[0])
-    np.testing.assert_allclose(levels.coarsest.solve(coarse_rhs), np.linalg.solve(galerkin, coarse_rhs), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(levels.coarsest.solve(coarse_rhs), np.linalg.solve(coarse.dense_matrix(levels.levels[0].coarse), coarse_rhs),
+                               rtol=1e-8, atol=1e-10)
     _assert_symmetric_cycle(levels, operator.shape[0], 4)
 
 
-def test_a_level_below_the_groups_keeps_the_block_stencil_form(coarsening):
+def test_levels_below_keep_the_block_stencil_form_as_it_widens(coarsening):
     *_, blocks, operator, candidates, _ = coarsening
-    levels = coarse.CoarseLevels(blocks, candidates, direct_size=4)  # tiles → 1×2 groups → 1×1 → exact solve
-    assert len(levels) == 3
-    groups = levels.levels[1]
-    prolongation = _group_prolongator_dense(levels.levels[0])
-    galerkin = prolongation.T @ operator.toarray() @ prolongation
-    galerkin[np.diag(galerkin) == 0.0, np.diag(galerkin) == 0.0] = 1.0
-    np.testing.assert_allclose(groups.blocks[0, 0, 5], galerkin[:4, 4:8], rtol=1e-12, atol=1e-14)  # right neighbour
-    np.testing.assert_allclose(coarse.dense_matrix(groups.blocks), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+    # tiles (3×3 stencil) → 2×3 groups of 2 (5×5) → 1×2 groups of 2 (7×7) → 1×1 group of 3 (7×7) → exact solve
+    levels = coarse.CoarseLevels(blocks, candidates, direct_size=4)
+    assert len(levels) == 4 and [level.group for level in levels.levels] == [2, 2, 3]
+    assert [level.coarse.shape[2] for level in levels.levels] == [25, 49, 49]
+    level_operator, level_candidates = operator.toarray(), candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4)
+    for level in levels.levels:
+        _assert_smoothed_aggregation(level, level_operator, level_candidates)
+        level_operator, level_candidates = coarse.dense_matrix(level.coarse), level.next_candidates
     _assert_symmetric_cycle(levels, operator.shape[0], 5)
 
 

@@ -143,10 +143,10 @@ solver.warm_up()
 loaded = set(native_kernels._modules)
 assert {"dmenet.propagation.stencil", "dmenet.propagation.aggregation", "dmenet.propagation.coarse"} <= loaded, loaded
 rng = np.random.default_rng(0)
-guide = rng.random((208, 240, 3))  # 26×30 tiles: more unknowns than the direct size
+guide = rng.random((208, 240, 3))  # 35×40 tiles: more unknowns than the direct size
 known = rng.random((208, 240)) < 0.05
 propagation = solver.Propagation(guide, known, lam=0.001, epsilon=1e-7, tolerance=3e-4)
-assert propagation.levels == 3, propagation.levels  # pixels, tiles, then groups below the tiles
+assert propagation.levels == 4, propagation.levels  # pixels, tiles, groups of 2 (a 5×5 stencil), their exact solve
 propagation.solve(np.where(known, 1.5, 0.0))
 missed = set(native_kernels._modules) - loaded
 assert not missed, f"warm_up() left the kernels of {missed} to the first solve"

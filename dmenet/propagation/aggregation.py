@@ -1,4 +1,4 @@
-"""The multigrid's first coarsening, built on the pixel grid: 8×8 tiles, near-null space {1, R, G, B}.
+"""The multigrid's first coarsening, built on the pixel grid: 6×6 tiles, near-null space {1, R, G, B}.
 
 It is smoothed aggregation as pyamg builds it with predefined aggregates (the previous set-up here):
   * T, the tentative prolongator: on every tile the four candidates (1, R, G, B of the guide) made
@@ -6,24 +6,37 @@ It is smoothed aggregation as pyamg builds it with predefined aggregates (the pr
     ones on a tile, as on a flat patch of sky, is dropped there (pyamg's ``fit_candidates``, tol 1e-10);
   * P = (I − ω D⁻¹ A) T, with D the rows' absolute sums (pyamg's "local" Jacobi weighting), ω = 4/3;
   * A_c = Pᵀ A P, the coarse operator, and the tiles' Gram–Schmidt factors as its candidates.
-Because a tile is 8×8 and the stencil reaches 2 pixels, every tile's P lives on the 12×12 pixels
-around it and couples only with its 8 neighbour tiles, so P is stored per tile as a dense 12×12×4
-block (candidate-major) and A_c as a 3×3 stencil of 4×4 blocks: no sparse matrix products, which took 0.4 s of the
-0.5 s set-up of a 640×427 photo. Restriction (Pᵀ) and prolongation (P) are compiled kernels on
-these blocks, and every kernel works on a range of rows so that two threads can share the work.
+Because a tile is 6×6 and the stencil reaches 2 pixels, every tile's P lives on the 10×10 pixels
+around it and couples only with its 8 neighbour tiles (two tiles apart, their spans are 6 pixels
+apart: more than the stencil's 2 reaches, so tiles of at least 6 keep this form), so P is stored per
+tile as a dense 10×10×4 block (candidate-major) and A_c as a 3×3 stencil of 4×4 blocks: no sparse matrix
+products, which took 0.4 s of the 0.5 s set-up of a 640×427 photo. Restriction (Pᵀ) and prolongation
+(P) are compiled kernels on these blocks, and every kernel works on a range of rows so that two
+threads can share the work. Tiles of 6 with groups of 2 below them need a third fewer CG iterations
+than tiles of 8 with groups of 3 (docs/zhuo11.md).
 """
 import numpy as np
 
 from dmenet.native_kernels import kernel
 from dmenet.propagation.stencil import PAD, entry
 
-TILE = 8
+TILE = 6
 REACH = 2  # pixels the stencil (and so P) reaches beyond a tile on every side
 SPAN = TILE + 2 * REACH  # side of the pixels a tile's prolongator covers
 PRODUCT_SIDE = SPAN + 2 * REACH  # A·P of one tile reaches 2 more pixels
 CANDIDATES = 4  # 1, R, G, B
 OMEGA = 4.0 / 3.0
 DROP_TOLERANCE = 1e-10
+
+
+def stencil_reach(blocks):
+    """r of an operator stored as R×C×(2r + 1)²×4×4 stencil blocks (1 for the tile level's 3×3).
+
+    Example:
+        >>> stencil_reach(np.zeros((2, 3, 25, 4, 4)))
+        2
+    """
+    return int(round(np.sqrt(np.shape(blocks)[2]))) // 2
 
 
 def tile_grid(height, width):
@@ -82,7 +95,7 @@ def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
 @kernel("f8[:, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[:, ::1]")
 def _tentative(guide, first_row, last_row, basis, factors, columns):
     """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile;
-    columns: 4×64 scratch)."""
+    columns: 4×TILE² scratch)."""
     height, width, _ = guide.shape
     tile_columns = basis.shape[1]
     for by in range(first_row, last_row):
@@ -135,7 +148,7 @@ def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolo
 @kernel("f8[:, :, ::1], f8[:, :, :, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, ::1]")
 def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
     """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
-    neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``_mirror_neighbours`` fills the rest.
+    neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``mirror_neighbours`` fills the rest.
     product: PRODUCT_SIDE×PRODUCT_SIDE×4 scratch (A·P of one tile)."""
     height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = prolongator.shape[:2]
@@ -173,17 +186,33 @@ def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
                             coarse[by, bx, neighbour, j, 3] += p3 * value
 
 
-def _mirror_neighbours(coarse):
-    """Fill neighbours 0 … 3 (the row above, left) from the tiles they point to: A_c[b, a] = A_c[a, b]ᵀ."""
-    for neighbour in range(4):
-        ny, nx = neighbour // 3 - 1, neighbour % 3 - 1
-        tile_rows, tile_columns = coarse.shape[:2]
-        # tile b at (by, bx) points to a = (by + ny, bx + nx), whose neighbour 8 − n is b
-        rows_b = slice(max(0, -ny), tile_rows + min(0, -ny))
-        columns_b = slice(max(0, -nx), tile_columns + min(0, -nx))
-        rows_a = slice(max(0, ny), tile_rows + min(0, ny))
-        columns_a = slice(max(0, nx), tile_columns + min(0, nx))
-        coarse[rows_b, columns_b, neighbour] = np.swapaxes(coarse[rows_a, columns_a, 8 - neighbour], -1, -2)
+def shifted_overlap(count, shift):
+    """(here, there): the slices of 0 … count − 1 whose indices i and i + shift are both in range.
+
+    Example:
+        >>> shifted_overlap(5, 2)
+        (slice(0, 3, None), slice(2, 5, None))
+    """
+    here = slice(max(0, -shift), max(0, min(count, count - shift)))
+    return here, slice(here.start + shift, here.stop + shift) if here.stop > here.start else slice(0, 0)
+
+
+def mirror_neighbours(coarse):
+    """Fill the neighbours before the centre (rows above, left) from the nodes they point to: A_c[b, a] = A_c[a, b]ᵀ.
+
+    Args:
+        coarse: R×C×(2r + 1)²×4×4 stencil blocks whose centre and later neighbours are filled; in place.
+    """
+    count = coarse.shape[2]
+    side = 2 * stencil_reach(coarse) + 1
+    tile_rows, tile_columns = coarse.shape[:2]
+    for neighbour in range(count // 2):
+        ny, nx = neighbour // side - side // 2, neighbour % side - side // 2
+        # node b at (by, bx) points to a = (by + ny, bx + nx), whose neighbour count − 1 − n is b
+        rows_b, rows_a = shifted_overlap(tile_rows, ny)
+        columns_b, columns_a = shifted_overlap(tile_columns, nx)
+        coarse[:, :, neighbour] = 0.0
+        coarse[rows_b, columns_b, neighbour] = np.swapaxes(coarse[rows_a, columns_a, count - 1 - neighbour], -1, -2)
 
 
 @kernel("f4[:, :, :, :, ::1], i8, i8, f8[::1], i8, i8, f8[::1]", fastmath=True)
@@ -239,7 +268,7 @@ def prolong(prolongator, height, width, coarse, fine, run_rows):
 
 
 def tentative_prolongator(guide, run_rows):
-    """T per tile and the coarse candidates: (basis BH×BW×4×8×8, Gram–Schmidt factors BH×BW×4×4).
+    """T per tile and the coarse candidates: (basis BH×BW×4×6×6, Gram–Schmidt factors BH×BW×4×4).
 
     basis[by, bx, k] is column k of T on tile (by, bx), orthonormal over the tile's pixels (or
     zero where candidate k was dropped); the candidates on the tile are basis · factors.
@@ -264,7 +293,7 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
             covering 0 … count − 1 (``dmenet.propagation.rows.RowRunner``).
 
     Returns:
-        (prolongator BH×BW×4×12×12, coarse operator as 3×3 stencil blocks BH×BW×9×4×4 (zero where
+        (prolongator BH×BW×4×10×10, coarse operator as 3×3 stencil blocks BH×BW×9×4×4 (zero where
         a neighbour is off the grid), its candidates (4·BH·BW)×4): unknown k of tile (by, bx) is row (by·BW + bx)·4 + k.
         Coarse unknowns whose candidate was dropped have a unit diagonal (their P column is zero, so
         they stay zero).
@@ -278,7 +307,7 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
     blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
     run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks, np.empty((PRODUCT_SIDE, PRODUCT_SIDE, CANDIDATES))),
              tile_rows)
-    _mirror_neighbours(blocks)
+    mirror_neighbours(blocks)
     unit_diagonal_where_unused(blocks, factors)
     candidates = factors.reshape(-1, CANDIDATES)
     return prolongator, blocks, candidates
@@ -289,49 +318,60 @@ def unit_diagonal_where_unused(blocks, factors):
     column, so an empty row and column in Pᵀ A P; it gets a unit diagonal and stays 0 (every level's rule).
 
     Args:
-        blocks: the coarse operator as R×C×9×4×4 stencil blocks.
+        blocks: the coarse operator as R×C×(2r + 1)²×4×4 stencil blocks.
         factors: the R×C×4×4 Gram–Schmidt factors of its nodes' candidates.
     """
     unused = np.diagonal(factors, axis1=2, axis2=3) == 0.0
-    centre = blocks[:, :, 4]
+    centre = blocks[:, :, blocks.shape[2] // 2]
     centre[unused] += np.eye(CANDIDATES)[np.nonzero(unused)[2]]
 
 
-@kernel("f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[::1], f8[::1], b1, f8[::1]", fastmath=True)
-def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward, residual):
-    """One block Gauss–Seidel sweep over the tiles (4×4 blocks), in raster order or backwards (residual: 4 scratch)."""
-    tile_rows, tile_columns = blocks.shape[:2]
+@kernel(inline="always")
+def block_times(block, vector, base):
+    """block · vector[base:base + 4] for a 4×4 block, as four scalars (unrolled: the compiler keeps them in registers)."""
+    v0, v1, v2, v3 = vector[base], vector[base + 1], vector[base + 2], vector[base + 3]
+    return (block[0, 0] * v0 + block[0, 1] * v1 + block[0, 2] * v2 + block[0, 3] * v3,
+            block[1, 0] * v0 + block[1, 1] * v1 + block[1, 2] * v2 + block[1, 3] * v3,
+            block[2, 0] * v0 + block[2, 1] * v1 + block[2, 2] * v2 + block[2, 3] * v3,
+            block[3, 0] * v0 + block[3, 1] * v1 + block[3, 2] * v2 + block[3, 3] * v3)
+
+
+@kernel("f4[:, :, :, :, ::1], f8[:, :, :, ::1], f8[::1], f8[::1], b1", fastmath=True)
+def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward):
+    """One block Gauss–Seidel sweep over the nodes (4×4 blocks, a (2r + 1)² stencil), in raster order or backwards."""
+    tile_rows, tile_columns, neighbours = blocks.shape[:3]
+    side = 1
+    while side * side < neighbours:
+        side += 2
+    reach = side // 2
     count = tile_rows * tile_columns
     for index in range(count):
         tile = count - 1 - index if backward else index
         by, bx = tile // tile_columns, tile % tile_columns
-        for j in range(CANDIDATES):
-            residual[j] = rhs[tile * CANDIDATES + j]
-        for neighbour in range(9):
-            ay, ax = by + neighbour // 3 - 1, bx + neighbour % 3 - 1
-            if neighbour == 4 or ay < 0 or ay >= tile_rows or ax < 0 or ax >= tile_columns:
-                continue
-            base = (ay * tile_columns + ax) * CANDIDATES
-            for j in range(CANDIDATES):
-                for i in range(CANDIDATES):
-                    residual[j] -= blocks[by, bx, neighbour, j, i] * solution[base + i]
-        for j in range(CANDIDATES):
-            value = 0.0
-            for i in range(CANDIDATES):
-                value += inverse_diagonal[by, bx, j, i] * residual[i]
-            solution[tile * CANDIDATES + j] = value
+        base = tile * CANDIDATES
+        r0, r1, r2, r3 = rhs[base], rhs[base + 1], rhs[base + 2], rhs[base + 3]
+        for ay in range(max(0, by - reach), min(tile_rows, by + reach + 1)):
+            for ax in range(max(0, bx - reach), min(tile_columns, bx + reach + 1)):
+                if ay == by and ax == bx:
+                    continue
+                a0, a1, a2, a3 = block_times(blocks[by, bx, (ay - by + reach) * side + ax - bx + reach],
+                                             solution, (ay * tile_columns + ax) * CANDIDATES)
+                r0, r1, r2, r3 = r0 - a0, r1 - a1, r2 - a2, r3 - a3
+        solution[base], solution[base + 1] = r0, r1
+        solution[base + 2], solution[base + 3] = r2, r3
+        x0, x1, x2, x3 = block_times(inverse_diagonal[by, bx], solution, base)
+        solution[base], solution[base + 1], solution[base + 2], solution[base + 3] = x0, x1, x2, x3
 
 
 def tile_gauss_seidel(blocks, inverse_diagonal, rhs, solution):
-    """A symmetric block Gauss–Seidel sweep (forward, then backward) of the tile operator, in place:
+    """A symmetric block Gauss–Seidel sweep (forward, then backward) of a block-stencil operator, in place:
     the same as pyamg's ``block_gauss_seidel(sweep="symmetric")`` on the BSR form, which it replaced.
 
     Args:
-        blocks: BH×BW×9×4×4 stencil blocks (``first_coarsening``).
+        blocks: BH×BW×(2r + 1)²×4×4 stencil blocks (``first_coarsening`` or a level below).
         inverse_diagonal: BH×BW×4×4 inverses of the centre blocks.
         rhs, solution: 4·BH·BW vectors.
     """
-    residual = np.empty(CANDIDATES)
-    _tile_sweep(blocks, inverse_diagonal, rhs, solution, False, residual)
-    _tile_sweep(blocks, inverse_diagonal, rhs, solution, True, residual)
+    _tile_sweep(blocks, inverse_diagonal, rhs, solution, False)
+    _tile_sweep(blocks, inverse_diagonal, rhs, solution, True)
     return solution

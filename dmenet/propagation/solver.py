@@ -29,8 +29,8 @@ class _StencilSystem:
     as compiled stencil kernels (``dmenet.propagation.stencil``) on float32 coefficients, half the
     bytes of float64 and a third of CSR's, and only a preconditioner (CG's own products use the
     float64 coefficients, so the solution is the float64 system's). The first coarsening, its
-    restriction and prolongation are tile kernels (``dmenet.propagation.aggregation``); the levels
-    below group 3×3 nodes (``dmenet.propagation.coarse``). A system of at most 500 pixels is solved by
+    restriction and prolongation are tile kernels on 6×6 tiles (``dmenet.propagation.aggregation``);
+    the levels below group 2×2 nodes twice, then 3×3 (``dmenet.propagation.coarse``). A system of at most 500 pixels is solved by
     a sparse LU instead.
     """
 
