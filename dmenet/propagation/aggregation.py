@@ -223,11 +223,15 @@ def restrict(prolongator, height, width, fine, first_row, last_row, coarse):
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
             t0 = t1 = t2 = t3 = 0.0
+            first_x, last_x = max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)
             for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
-                row = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD
-                p0, p1, p2, p3 = prolongator[by, bx, 0, qy], prolongator[by, bx, 1, qy], prolongator[by, bx, 2, qy], prolongator[by, bx, 3, qy]
-                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
-                    value = fine[row + qx]
+                # views indexed from 0 (provably non-negative: no negative-index checks, twice as fast)
+                start = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD + first_x
+                values = fine[start:start + last_x - first_x]
+                p0, p1 = prolongator[by, bx, 0, qy, first_x:last_x], prolongator[by, bx, 1, qy, first_x:last_x]
+                p2, p3 = prolongator[by, bx, 2, qy, first_x:last_x], prolongator[by, bx, 3, qy, first_x:last_x]
+                for qx in range(values.shape[0]):
+                    value = values[qx]
                     t0 += p0[qx] * value
                     t1 += p1[qx] * value
                     t2 += p2[qx] * value
@@ -248,11 +252,14 @@ def prolong_add(prolongator, height, width, coarse, first_row, last_row, step, f
         for bx in range(tile_columns):
             base = (by * tile_columns + bx) * CANDIDATES
             c0, c1, c2, c3 = coarse[base], coarse[base + 1], coarse[base + 2], coarse[base + 3]
+            first_x, last_x = max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)
             for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
-                row = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD
-                p0, p1, p2, p3 = prolongator[by, bx, 0, qy], prolongator[by, bx, 1, qy], prolongator[by, bx, 2, qy], prolongator[by, bx, 3, qy]
-                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
-                    fine[row + qx] += p0[qx] * c0 + p1[qx] * c1 + p2[qx] * c2 + p3[qx] * c3
+                start = (by * TILE - REACH + qy + PAD) * padded_width + bx * TILE - REACH + PAD + first_x
+                values = fine[start:start + last_x - first_x]  # views from 0, as in restrict
+                p0, p1 = prolongator[by, bx, 0, qy, first_x:last_x], prolongator[by, bx, 1, qy, first_x:last_x]
+                p2, p3 = prolongator[by, bx, 2, qy, first_x:last_x], prolongator[by, bx, 3, qy, first_x:last_x]
+                for qx in range(values.shape[0]):
+                    values[qx] += p0[qx] * c0 + p1[qx] * c1 + p2[qx] * c2 + p3[qx] * c3
 
 
 def prolong(prolongator, height, width, coarse, fine, run_rows):
