@@ -215,6 +215,14 @@ def test_levels_below_keep_the_block_stencil_form_as_it_widens(coarsening):
     _assert_symmetric_cycle(levels, operator.shape[0], 5)
 
 
+def test_levels_below_are_the_same_on_any_number_of_threads(coarsening):
+    *_, blocks, _, candidates, _ = coarsening
+    one, two = (coarse.CoarseLevels(blocks, candidates, direct_size=4, run_rows=RowRunner(threads)) for threads in (1, 2))
+    for first, second in zip(one.levels, two.levels, strict=True):
+        np.testing.assert_array_equal(first.coarse, second.coarse)  # the halves are added in one order
+        np.testing.assert_array_equal(first.prolongator, second.prolongator)
+
+
 def _random_spd_stencil(rows, columns, seed):
     """A symmetric positive definite block-stencil operator (zero off the grid)."""
     rng = np.random.default_rng(seed)

@@ -149,17 +149,20 @@ def _jacobi_weights_and_inverses(blocks, omega, jacobi_weight, inverse_diagonal,
     return True
 
 
-@kernel("f8[:, :, :, :, ::1], f8[:, :, ::1], f8[:, :, :, :, ::1], i8, f8[:, :, :, :, ::1], b1[:, :, ::1]")
-def _smoothed_prolongator(blocks, jacobi_weight, basis, group, prolongator, present):
-    """P = T − diag(jacobi_weight)·A·T, per node: prolongator[y, x, o] is the 4×4 block (node unknown ×
-    group unknown) of the group at offset o = (oy + p)·(2p + 1) + ox + p from the node's own group (p:
-    P's reach in groups); present marks the blocks that are not all zero."""
+@kernel("f8[:, :, :, :, ::1], f8[:, :, ::1], f8[:, :, :, :, ::1], i8, i8, i8, f8[:, :, :, :, ::1], b1[:, :, ::1]")
+def _smoothed_prolongator(blocks, jacobi_weight, basis, group, first_row, last_row, prolongator, present):
+    """P = T − diag(jacobi_weight)·A·T on node rows first_row … last_row − 1, per node: prolongator[y, x, o]
+    is the 4×4 block (node unknown × group unknown) of the group at offset o = (oy + p)·(2p + 1) + ox + p
+    from the node's own group (p: P's reach in groups); present marks the blocks that are not all zero."""
     rows, columns, neighbours = blocks.shape[:3]
     reach, reach_p = _side_reach(neighbours), _side_reach(prolongator.shape[2])
     side, side_p = 2 * reach + 1, 2 * reach_p + 1
-    prolongator[:] = 0.0
-    for y in range(rows):
+    for y in range(first_row, last_row):
         for x in range(columns):
+            for offset in range(prolongator.shape[2]):
+                for j in range(CANDIDATES):
+                    for k in range(CANDIDATES):
+                        prolongator[y, x, offset, j, k] = 0.0
             gy, gx = y // group, x // group
             for neighbour in range(neighbours):
                 ny, nx = y + neighbour // side - reach, x + neighbour % side - reach
@@ -181,20 +184,21 @@ def _smoothed_prolongator(blocks, jacobi_weight, basis, group, prolongator, pres
                 present[y, x, offset] = _nonzero(prolongator[y, x, offset])
 
 
-@kernel("f8[:, :, :, :, ::1], f8[:, :, :, :, ::1], b1[:, :, ::1], i8, f8[:, :, :, :, ::1], f8[:, :, ::1]", returns="i8", fastmath=True)
-def _galerkin(blocks, prolongator, present, group, coarse, product):
-    """coarse = Pᵀ A P as stencil blocks of the group grid (zeroed first), node by node: A·P at the node
-    for the groups around its own, then Pᵀ of the node times it (product: (4p + 1)²×4×4 scratch, (A·P)[node,
-    group at offset o], p: P's reach in groups). Only the centre and the neighbours after it are formed;
-    Pᵀ A P is symmetric, ``aggregation.mirror_neighbours`` fills the others. Returns the number of
-    couplings found beyond the coarse stencil's reach (none: module docstring)."""
+@kernel("f8[:, :, :, :, ::1], f8[:, :, :, :, ::1], b1[:, :, ::1], i8, i8, i8, f8[:, :, :, :, ::1], f8[:, :, ::1]", returns="i8", fastmath=True)
+def _galerkin(blocks, prolongator, present, group, first_row, last_row, coarse, product):
+    """coarse = the part of Pᵀ A P from node rows first_row … last_row − 1, as stencil blocks of the group
+    grid (zeroed first), node by node: A·P at the node for the groups around its own, then Pᵀ of the node
+    times it (product: (4p + 1)²×4×4 scratch, (A·P)[node, group at offset o], p: P's reach in groups).
+    Only the centre and the neighbours after it are formed; Pᵀ A P is symmetric,
+    ``aggregation.mirror_neighbours`` fills the others. Returns the number of couplings found beyond the
+    coarse stencil's reach (none: module docstring)."""
     rows, columns, neighbours = blocks.shape[:3]
     reach, reach_p, reach_c = _side_reach(neighbours), _side_reach(prolongator.shape[2]), _side_reach(coarse.shape[2])
     reach_product = _side_reach(product.shape[0])
     side, side_p, side_c, side_product = 2 * reach + 1, 2 * reach_p + 1, 2 * reach_c + 1, 2 * reach_product + 1
     coarse[:] = 0.0
     strays = 0
-    for y in range(rows):
+    for y in range(first_row, last_row):
         for x in range(columns):
             gy, gx = y // group, x // group
             product[:] = 0.0
@@ -344,6 +348,10 @@ def _banded_solve(factor, solution):
             before[k] -= row[k] * value
 
 
+def _one_thread(function, count):
+    function(0, count)
+
+
 def group_grid(rows, columns, group):
     """(group rows, group columns) of a node grid: partial groups at the bottom and right edges."""
     return -(-rows // group), -(-columns // group)
@@ -428,7 +436,7 @@ class _Level:
     a coarse level's time in float64.
     """
 
-    def __init__(self, blocks, candidates, group):
+    def __init__(self, blocks, candidates, group, run_rows):
         rows, columns = blocks.shape[:2]
         self.group, self.reach = group, stencil_reach(blocks)
         self.smoothing_blocks = blocks.astype(np.float32)
@@ -444,10 +452,25 @@ class _Level:
         reach_p = prolongator_reach(self.reach, group)
         prolongator = np.empty((rows, columns, (2 * reach_p + 1) ** 2, CANDIDATES, CANDIDATES))
         self.present = np.empty(prolongator.shape[:3], np.bool_)
-        _smoothed_prolongator(blocks, jacobi_weight, basis, group, prolongator, self.present)
-        self.coarse = np.empty((*self.group_shape, (2 * coarse_reach(self.reach, group) + 1) ** 2, CANDIDATES, CANDIDATES))
-        if _galerkin(blocks, prolongator, self.present, group, self.coarse, np.empty(((4 * reach_p + 1) ** 2, CANDIDATES, CANDIDATES))):
+        run_rows(lambda first, last: _smoothed_prolongator(blocks, jacobi_weight, basis, group, first, last, prolongator, self.present), rows)
+        # the two halves of the group rows sum their nodes into zeroed operators of their own (groups
+        # next to each other share coarse blocks), on two threads when there are, and are then added:
+        # always two halves, so the sums' order and the result do not depend on the thread count
+        shape = (*self.group_shape, (2 * coarse_reach(self.reach, group) + 1) ** 2, CANDIDATES, CANDIDATES)
+        bounds = (0, group_rows // 2, group_rows)
+        halves, strays = [np.empty(shape), np.empty(shape)], [0, 0]
+
+        def galerkin(first, last):
+            for half in range(first, last):
+                strays[half] = _galerkin(blocks, prolongator, self.present, group, bounds[half] * group,
+                                         min(rows, bounds[half + 1] * group), halves[half],
+                                         np.empty(((4 * reach_p + 1) ** 2, CANDIDATES, CANDIDATES)))
+
+        run_rows(galerkin, 2)
+        if any(strays):
             raise AssertionError("a coarse level coupled groups beyond its stencil")
+        self.coarse = halves[0]
+        self.coarse += halves[1]
         aggregation.mirror_neighbours(self.coarse)
         aggregation.unit_diagonal_where_unused(self.coarse, self.next_candidates)
         self.prolongator = prolongator.astype(np.float32)
@@ -472,18 +495,20 @@ class CoarseLevels:
         candidates: the tiles' coarse candidates, (4·R·C)×4.
         direct_size: a level of at most this many unknowns is solved exactly (``CoarsestSolve``).
         groups: nodes per side of a group, level by level (the last one for every level below).
+        run_rows: ``dmenet.propagation.rows.RowRunner`` for the set-up (None: one thread; the result
+            does not depend on it).
 
     Example:
         >>> levels = CoarseLevels(blocks, candidates)
         >>> correction = levels.cycle(coarse_residual)
     """
 
-    def __init__(self, blocks, candidates, direct_size=DIRECT_SIZE, groups=GROUPS):
+    def __init__(self, blocks, candidates, direct_size=DIRECT_SIZE, groups=GROUPS, run_rows=None):
         rows, columns = blocks.shape[:2]
         candidates = np.asarray(candidates).reshape(rows, columns, CANDIDATES, CANDIDATES)
         self.levels = []
         while blocks.shape[0] * blocks.shape[1] * CANDIDATES > direct_size:
-            level = _Level(blocks, candidates, groups[min(len(self.levels), len(groups) - 1)])
+            level = _Level(blocks, candidates, groups[min(len(self.levels), len(groups) - 1)], run_rows or _one_thread)
             self.levels.append(level)
             blocks, candidates = level.coarse, level.next_candidates
         self.coarsest = CoarsestSolve(blocks)

@@ -56,7 +56,7 @@ class _StencilSystem:
             prolongator, tile_blocks, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
             self.tile_level = tile_blocks, candidates
-            self.coarse_levels = CoarseLevels(*self.tile_level)
+            self.coarse_levels = CoarseLevels(*self.tile_level, run_rows=run_rows)
             self.levels = 1 + len(self.coarse_levels)
             self.coarse_size = candidates.shape[0]
         self.work, self.correction = np.zeros(self.padded_size), np.zeros(self.padded_size)
