@@ -18,7 +18,7 @@ than tiles of 8 with groups of 3 (docs/zhuo11.md).
 import numpy as np
 
 from dmenet.native_kernels import kernel
-from dmenet.propagation.stencil import PAD, entry
+from dmenet.propagation.stencil import PAD, upper_tap
 
 TILE = 6
 REACH = 2  # pixels the stencil (and so P) reaches beyond a tile on every side
@@ -78,20 +78,6 @@ def gram_schmidt(vectors, count, factors):
                 vectors[j, k] = 0.0
 
 
-@kernel(inline="always")
-def _taps_on(rows, y, x, source, sy, sx, first_dy, last_dy, first_dx, last_dx):
-    """Σ A[(y, x), (y, x) + (dy, dx)]·source[k, sy + dy, sx + dx] over the given tap ranges, for the 4 candidates k."""
-    a0 = a1 = a2 = a3 = 0.0
-    for dy in range(first_dy, last_dy + 1):
-        for dx in range(first_dx, last_dx + 1):
-            weight = entry(rows, y, x, dy, dx)
-            a0 += weight * source[0, sy + dy, sx + dx]
-            a1 += weight * source[1, sy + dy, sx + dx]
-            a2 += weight * source[2, sy + dy, sx + dx]
-            a3 += weight * source[3, sy + dy, sx + dx]
-    return a0, a1, a2, a3
-
-
 @kernel("f8[:, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[:, ::1]")
 def _tentative(guide, first_row, last_row, basis, factors, columns):
     """T and the coarse candidates of tile rows first_row … last_row − 1 (modified Gram–Schmidt per tile;
@@ -117,54 +103,92 @@ def _tentative(guide, first_row, last_row, basis, factors, columns):
 def _smoothed_prolongator(rows, jacobi_weight, basis, first_row, last_row, prolongator):
     """P = T − diag(jacobi_weight)·A·T on the SPAN×SPAN pixels around each tile of rows first_row … last_row − 1.
 
-    Each span pixel sums only the taps that land on the tile (their ranges computed, not tested tap
-    by tap), the four candidates at once."""
+    A·T runs along pixel rows, a tap at a time, over the pixels whose tap lands on the tile, through
+    views indexed from 0 (vectorised, as ``_galerkin``); the four candidates at once."""
     height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_columns = basis.shape[1]
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
             tile_height, tile_width = min(TILE, height - by * TILE), min(TILE, width - bx * TILE)
-            prolongator[by, bx] = 0.0
-            for qy in range(max(0, REACH - by * TILE), min(SPAN, height - by * TILE + REACH)):
-                y = by * TILE - REACH + qy
-                for qx in range(max(0, REACH - bx * TILE), min(SPAN, width - bx * TILE + REACH)):
-                    x = bx * TILE - REACH + qx
-                    # the taps that land on the tile (ty = qy − REACH + dy within it)
-                    a0, a1, a2, a3 = _taps_on(rows, y, x, basis[by, bx], qy - REACH, qx - REACH,
-                                              max(-2, REACH - qy), min(2, tile_height - 1 + REACH - qy),
-                                              max(-2, REACH - qx), min(2, tile_width - 1 + REACH - qx))
-                    scale = jacobi_weight[y, x]
-                    prolongator[by, bx, 0, qy, qx] = -scale * a0
-                    prolongator[by, bx, 1, qy, qx] = -scale * a1
-                    prolongator[by, bx, 2, qy, qx] = -scale * a2
-                    prolongator[by, bx, 3, qy, qx] = -scale * a3
+            top, left = by * TILE - REACH, bx * TILE - REACH  # the image pixel of the span's [0, 0]
+            span, tile = prolongator[by, bx], basis[by, bx]
+            span[:] = 0.0
+            first_q, last_q = max(0, -left), min(SPAN, width - left)
+            for qy in range(max(0, -top), min(SPAN, height - top)):
+                y = top + qy
+                for dy in range(max(-2, REACH - qy, -y), min(2, tile_height - 1 + REACH - qy, height - 1 - y) + 1):
+                    ty = qy - REACH + dy
+                    for dx in range(-2, 3):
+                        first, last = max(first_q, REACH - dx), min(last_q, tile_width + REACH - dx)
+                        if last <= first:
+                            continue
+                        if dy > 0 or (dy == 0 and dx >= 0):
+                            weights = rows[y, upper_tap(dy, dx), left + first + PAD:left + last + PAD]
+                        else:  # a tap of negative offset is the upper tap of the pixel it points to
+                            weights = rows[y + dy, upper_tap(-dy, -dx), left + first + dx + PAD:left + last + dx + PAD]
+                        source = first - REACH + dx
+                        t0, t1 = tile[0, ty, source:source + last - first], tile[1, ty, source:source + last - first]
+                        t2, t3 = tile[2, ty, source:source + last - first], tile[3, ty, source:source + last - first]
+                        o0, o1 = span[0, qy, first:last], span[1, qy, first:last]
+                        o2, o3 = span[2, qy, first:last], span[3, qy, first:last]
+                        for t in range(weights.shape[0]):
+                            weight = weights[t]
+                            o0[t] += weight * t0[t]
+                            o1[t] += weight * t1[t]
+                            o2[t] += weight * t2[t]
+                            o3[t] += weight * t3[t]
+                scale = jacobi_weight[y, left + first_q:left + last_q]
+                for k in range(CANDIDATES):
+                    out = span[k, qy, first_q:last_q]
+                    for t in range(scale.shape[0]):
+                        out[t] *= -scale[t]
             # loops, not a slice addition: its shape check would link numba's string formatting into the kernel (slower to load)
             for k in range(CANDIDATES):
                 for ty in range(tile_height):
                     for tx in range(tile_width):
-                        prolongator[by, bx, k, REACH + ty, REACH + tx] += basis[by, bx, k, ty, tx]
+                        span[k, REACH + ty, REACH + tx] += tile[k, ty, tx]
 
 
-@kernel("f8[:, :, ::1], f8[:, :, :, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, ::1]")
+@kernel("f8[:, :, ::1], f8[:, :, :, :, ::1], i8, i8, f8[:, :, :, :, ::1], f8[:, :, ::1]", fastmath=True)
 def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
     """coarse[b, n, j, i] = (Pᵀ A P)[(b, j), (b + neighbour n, i)] for the tiles b of rows first_row … last_row − 1,
     neighbours n = 4 … 8 only (itself, right, and the row below); A_c is symmetric, ``mirror_neighbours`` fills the rest.
-    product: PRODUCT_SIDE×PRODUCT_SIDE×4 scratch (A·P of one tile)."""
+    product: 4×PRODUCT_SIDE×PRODUCT_SIDE scratch (A·P of one tile, candidate-major).
+
+    Both products run along pixel rows, a tap or a candidate pair at a time, over views indexed from 0:
+    the compiler vectorises them (a pixel at a time, with the taps' ranges and numba's negative-index
+    checks, this was most of the set-up of the levels below the pixels)."""
     height, width = rows.shape[0], rows.shape[2] - 2 * PAD
     tile_rows, tile_columns = prolongator.shape[:2]
     for by in range(first_row, last_row):
         for bx in range(tile_columns):
-            # A·P_b on the pixels it reaches, each summing only the taps that land on P_b's span
+            top, left = by * TILE - 2 * REACH, bx * TILE - 2 * REACH  # the image pixel of product[:, 0, 0]
+            span = prolongator[by, bx]
+            # A·P_b on the pixels it reaches: for each tap, the pixels whose tap lands on P_b's span
             product[:] = 0.0
-            for ry in range(max(0, 2 * REACH - by * TILE), min(PRODUCT_SIDE, height - by * TILE + 2 * REACH)):
-                y = by * TILE - 2 * REACH + ry
-                for rx in range(max(0, 2 * REACH - bx * TILE), min(PRODUCT_SIDE, width - bx * TILE + 2 * REACH)):
-                    x = bx * TILE - 2 * REACH + rx
-                    # the taps that land on P_b's span (qy = ry − REACH + dy within it)
-                    a0, a1, a2, a3 = _taps_on(rows, y, x, prolongator[by, bx], ry - REACH, rx - REACH,
-                                              max(-2, REACH - ry), min(2, SPAN - 1 + REACH - ry),
-                                              max(-2, REACH - rx), min(2, SPAN - 1 + REACH - rx))
-                    product[ry, rx, 0], product[ry, rx, 1], product[ry, rx, 2], product[ry, rx, 3] = a0, a1, a2, a3
+            for ry in range(max(0, -top), min(PRODUCT_SIDE, height - top)):
+                y = top + ry
+                for dy in range(max(-2, REACH - ry, -y), min(2, SPAN - 1 + REACH - ry, height - 1 - y) + 1):
+                    qy = ry - REACH + dy
+                    for dx in range(-2, 3):
+                        first, last = max(0, -left, REACH - dx), min(PRODUCT_SIDE, width - left, SPAN + REACH - dx)
+                        if last <= first:
+                            continue
+                        if dy > 0 or (dy == 0 and dx >= 0):
+                            weights = rows[y, upper_tap(dy, dx), left + first + PAD:left + last + PAD]
+                        else:  # a tap of negative offset is the upper tap of the pixel it points to
+                            weights = rows[y + dy, upper_tap(-dy, -dx), left + first + dx + PAD:left + last + dx + PAD]
+                        source = first - REACH + dx
+                        s0, s1 = span[0, qy, source:source + last - first], span[1, qy, source:source + last - first]
+                        s2, s3 = span[2, qy, source:source + last - first], span[3, qy, source:source + last - first]
+                        o0, o1 = product[0, ry, first:last], product[1, ry, first:last]
+                        o2, o3 = product[2, ry, first:last], product[3, ry, first:last]
+                        for t in range(weights.shape[0]):
+                            weight = weights[t]
+                            o0[t] += weight * s0[t]
+                            o1[t] += weight * s1[t]
+                            o2[t] += weight * s2[t]
+                            o3[t] += weight * s3[t]
             coarse[by, bx] = 0.0
             for neighbour in range(4, 9):
                 ny, nx = neighbour // 3 - 1, neighbour % 3 - 1
@@ -172,18 +196,18 @@ def _galerkin(rows, prolongator, first_row, last_row, coarse, product):
                 if ay < 0 or ay >= tile_rows or ax < 0 or ax >= tile_columns:
                     continue
                 # P_a's span meets A·P_b's pixels shifted by a tile
+                first_x, last_x = max(0, -TILE * nx - REACH), min(SPAN, PRODUCT_SIDE - REACH - TILE * nx)
+                shifted_x = first_x + REACH + TILE * nx
                 for qy in range(max(0, -TILE * ny - REACH), min(SPAN, PRODUCT_SIDE - REACH - TILE * ny)):
                     ry = qy + REACH + TILE * ny
-                    for qx in range(max(0, -TILE * nx - REACH), min(SPAN, PRODUCT_SIDE - REACH - TILE * nx)):
-                        rx = qx + REACH + TILE * nx
-                        p0, p1, p2, p3 = (prolongator[ay, ax, 0, qy, qx], prolongator[ay, ax, 1, qy, qx],
-                                          prolongator[ay, ax, 2, qy, qx], prolongator[ay, ax, 3, qy, qx])
-                        for j in range(CANDIDATES):
-                            value = product[ry, rx, j]
-                            coarse[by, bx, neighbour, j, 0] += p0 * value
-                            coarse[by, bx, neighbour, j, 1] += p1 * value
-                            coarse[by, bx, neighbour, j, 2] += p2 * value
-                            coarse[by, bx, neighbour, j, 3] += p3 * value
+                    for j in range(CANDIDATES):
+                        values = product[j, ry, shifted_x:shifted_x + last_x - first_x]
+                        for i in range(CANDIDATES):
+                            weights = prolongator[ay, ax, i, qy, first_x:last_x]
+                            total = 0.0
+                            for t in range(values.shape[0]):
+                                total += weights[t] * values[t]
+                            coarse[by, bx, neighbour, j, i] += total
 
 
 def shifted_overlap(count, shift):
@@ -312,7 +336,7 @@ def first_coarsening(rows, absolute_sum, guide, run_rows):
     jacobi_weight = np.divide(OMEGA, absolute_sum, out=np.zeros_like(absolute_sum), where=absolute_sum != 0)
     run_rows(lambda first, last: _smoothed_prolongator(rows, jacobi_weight, basis, first, last, prolongator), tile_rows)
     blocks = np.empty((tile_rows, tile_columns, 9, CANDIDATES, CANDIDATES))
-    run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks, np.empty((PRODUCT_SIDE, PRODUCT_SIDE, CANDIDATES))),
+    run_rows(lambda first, last: _galerkin(rows, prolongator, first, last, blocks, np.empty((CANDIDATES, PRODUCT_SIDE, PRODUCT_SIDE))),
              tile_rows)
     mirror_neighbours(blocks)
     unit_diagonal_where_unused(blocks, factors)
