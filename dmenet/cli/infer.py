@@ -182,7 +182,11 @@ def main(argv=None):
     if args.sigma_maps is not None:
         return _apply_to_sigma_maps(args, output_options)
     quiet_start(args.verbose)
-    if not args.demo:
+    if args.demo:
+        from dmenet.reports.demo import DEMO_METHODS
+
+        onednn_for_methods(DEMO_METHODS)
+    else:
         onednn_for_methods([args.method] + (["park17"] if args.compare_park17 is not None else []))
     from dmenet.api import load_predictor
     from dmenet.cli.runtime import cpu_description, device_description

@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+DEMO_METHODS = ("zhuo11", "park17")  # Park'17 only when its weights are at hand; no DMENet (no download)
 DEMO_PHOTOS = ("chelsea", "coffee")  # scikit-image photos with real shallow depth of field
 DEMO_SIDE = 400  # long side of the demo photos: a minute or two on a laptop CPU
 MASK_THRESHOLD = 1.0  # σ px above which the demo's mask calls a pixel out of focus
