@@ -223,6 +223,15 @@ def test_levels_below_are_the_same_on_any_number_of_threads(coarsening):
         np.testing.assert_array_equal(first.prolongator, second.prolongator)
 
 
+def test_a_level_with_a_singular_diagonal_block_is_refused():
+    blocks = np.zeros((3, 4, 9, 4, 4))
+    blocks[:, :, 4] = np.eye(4)
+    blocks[1, 2, 4, 3, 3] = 0.0  # one unknown with no coupling at all
+    candidates = np.tile(np.eye(4), (12, 1))
+    with pytest.raises(np.linalg.LinAlgError, match="singular diagonal block"):
+        coarse.CoarseLevels(blocks, candidates, direct_size=4)
+
+
 def _random_spd_stencil(rows, columns, seed):
     """A symmetric positive definite block-stencil operator (zero off the grid)."""
     rng = np.random.default_rng(seed)

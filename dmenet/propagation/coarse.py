@@ -26,6 +26,7 @@ import numpy as np
 from dmenet.native_kernels import kernel
 from dmenet.propagation import aggregation
 from dmenet.propagation.aggregation import gram_schmidt, shifted_overlap, stencil_reach
+from dmenet.propagation.rows import RowRunner
 
 GROUPS = (2, 2, 3)  # nodes per side of a group, level by level below the tiles (the last for all below)
 DIRECT_SIZE = 1000
@@ -348,18 +349,9 @@ def _banded_solve(factor, solution):
             before[k] -= row[k] * value
 
 
-def _one_thread(function, count):
-    function(0, count)
-
-
 def group_grid(rows, columns, group):
     """(group rows, group columns) of a node grid: partial groups at the bottom and right edges."""
     return -(-rows // group), -(-columns // group)
-
-
-def absolute_row_sums(blocks):
-    """R×C×4 sums of |A| along each row of a block-stencil operator (its off-grid neighbours are zero)."""
-    return np.abs(blocks).sum(axis=(2, 4))
 
 
 def _neighbour_offsets(blocks):
@@ -508,7 +500,7 @@ class CoarseLevels:
         candidates = np.asarray(candidates).reshape(rows, columns, CANDIDATES, CANDIDATES)
         self.levels = []
         while blocks.shape[0] * blocks.shape[1] * CANDIDATES > direct_size:
-            level = _Level(blocks, candidates, groups[min(len(self.levels), len(groups) - 1)], run_rows or _one_thread)
+            level = _Level(blocks, candidates, groups[min(len(self.levels), len(groups) - 1)], run_rows or RowRunner(1))
             self.levels.append(level)
             blocks, candidates = level.coarse, level.next_candidates
         self.coarsest = CoarsestSolve(blocks)
