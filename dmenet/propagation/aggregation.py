@@ -39,6 +39,15 @@ def stencil_reach(blocks):
     return int(round(np.sqrt(np.shape(blocks)[2]))) // 2
 
 
+@kernel(inline="always")
+def side_reach(count):
+    """r of a (2r + 1)² stencil from the count of its neighbours (``stencil_reach`` inside a kernel)."""
+    side = 1
+    while side * side < count:
+        side += 2
+    return side // 2
+
+
 def tile_grid(height, width):
     """(tile rows, tile columns) of an image: partial tiles at the bottom and right edges."""
     return -(-height // TILE), -(-width // TILE)
@@ -373,10 +382,8 @@ def block_times(block, vector, base):
 def _tile_sweep(blocks, inverse_diagonal, rhs, solution, backward):
     """One block Gauss–Seidel sweep over the nodes (4×4 blocks, a (2r + 1)² stencil), in raster order or backwards."""
     tile_rows, tile_columns, neighbours = blocks.shape[:3]
-    side = 1
-    while side * side < neighbours:
-        side += 2
-    reach = side // 2
+    reach = side_reach(neighbours)
+    side = 2 * reach + 1
     count = tile_rows * tile_columns
     for index in range(count):
         tile = count - 1 - index if backward else index

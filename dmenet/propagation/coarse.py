@@ -25,7 +25,7 @@ import numpy as np
 
 from dmenet.native_kernels import kernel
 from dmenet.propagation import aggregation
-from dmenet.propagation.aggregation import gram_schmidt, shifted_overlap, stencil_reach
+from dmenet.propagation.aggregation import gram_schmidt, shifted_overlap, side_reach, stencil_reach
 from dmenet.propagation.rows import RowRunner
 
 GROUPS = (2, 2, 3)  # nodes per side of a group, level by level below the tiles (the last for all below)
@@ -42,15 +42,6 @@ def prolongator_reach(reach, group):
 def coarse_reach(reach, group):
     """The stencil reach of the level below (Pᵀ A P), in groups."""
     return (3 * reach + group - 1) // group
-
-
-@kernel(inline="always")
-def _side_reach(count):
-    """r of a (2r + 1)² stencil, from the count of its neighbours."""
-    side = 1
-    while side * side < count:
-        side += 2
-    return side // 2
 
 
 @kernel("f8[:, :, :, ::1], i8, f8[:, :, :, :, ::1], f8[:, :, :, ::1], f8[:, ::1]")
@@ -123,7 +114,7 @@ def _jacobi_weights_and_inverses(blocks, omega, jacobi_weight, inverse_diagonal,
                 for neighbour in range(neighbours):
                     for i in range(CANDIDATES):
                         total += abs(blocks[y, x, neighbour, j, i])
-                jacobi_weight[y, x, j] = omega / max(total, 2.2250738585072014e-308)
+                jacobi_weight[y, x, j] = omega / max(total, 2.2250738585072014e-308)  # np.finfo(float).tiny
                 for i in range(CANDIDATES):
                     work[j, i] = np.float32(blocks[y, x, centre, j, i])
                     work[j, CANDIDATES + i] = 1.0 if i == j else 0.0
@@ -156,7 +147,7 @@ def _smoothed_prolongator(blocks, jacobi_weight, basis, group, first_row, last_r
     is the 4×4 block (node unknown × group unknown) of the group at offset o = (oy + p)·(2p + 1) + ox + p
     from the node's own group (p: P's reach in groups); present marks the blocks that are not all zero."""
     rows, columns, neighbours = blocks.shape[:3]
-    reach, reach_p = _side_reach(neighbours), _side_reach(prolongator.shape[2])
+    reach, reach_p = side_reach(neighbours), side_reach(prolongator.shape[2])
     side, side_p = 2 * reach + 1, 2 * reach_p + 1
     for y in range(first_row, last_row):
         for x in range(columns):
@@ -194,8 +185,8 @@ def _galerkin(blocks, prolongator, present, group, first_row, last_row, coarse, 
     ``aggregation.mirror_neighbours`` fills the others. Returns the number of couplings found beyond the
     coarse stencil's reach (none: module docstring)."""
     rows, columns, neighbours = blocks.shape[:3]
-    reach, reach_p, reach_c = _side_reach(neighbours), _side_reach(prolongator.shape[2]), _side_reach(coarse.shape[2])
-    reach_product = _side_reach(product.shape[0])
+    reach, reach_p, reach_c = side_reach(neighbours), side_reach(prolongator.shape[2]), side_reach(coarse.shape[2])
+    reach_product = side_reach(product.shape[0])
     side, side_p, side_c, side_product = 2 * reach + 1, 2 * reach_p + 1, 2 * reach_c + 1, 2 * reach_product + 1
     coarse[:] = 0.0
     strays = 0
@@ -238,7 +229,7 @@ def _galerkin(blocks, prolongator, present, group, first_row, last_row, coarse, 
 def block_residual(blocks, rhs, solution, out):
     """out = rhs − A·solution for a block-stencil operator (flat vectors, 4 unknowns per node)."""
     rows, columns, neighbours = blocks.shape[:3]
-    reach = _side_reach(neighbours)
+    reach = side_reach(neighbours)
     side = 2 * reach + 1
     for y in range(rows):
         for x in range(columns):
@@ -256,7 +247,7 @@ def block_residual(blocks, rhs, solution, out):
 def _transfer(prolongator, present, group, group_columns, fine, coarse, restricting):
     """coarse += Pᵀ·fine when restricting, else fine += P·coarse: one loop over P's blocks for both."""
     rows, columns, offsets = prolongator.shape[:3]
-    reach_p = _side_reach(offsets)
+    reach_p = side_reach(offsets)
     side_p = 2 * reach_p + 1
     for y in range(rows):
         for x in range(columns):
@@ -282,7 +273,7 @@ def _transfer(prolongator, present, group, group_columns, fine, coarse, restrict
 def _lower_band(blocks, band):
     """band[u, d] = A[u, u − bandwidth + d] for the block-stencil operator (raster order, 4 unknowns per node)."""
     rows, columns, neighbours = blocks.shape[:3]
-    reach = _side_reach(neighbours)
+    reach = side_reach(neighbours)
     side = 2 * reach + 1
     bandwidth = band.shape[1] - 1
     band[:] = 0.0

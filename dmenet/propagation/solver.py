@@ -30,8 +30,8 @@ class _StencilSystem:
     bytes of float64 and a third of CSR's, and only a preconditioner (CG's own products use the
     float64 coefficients, so the solution is the float64 system's). The first coarsening, its
     restriction and prolongation are tile kernels on 6×6 tiles (``dmenet.propagation.aggregation``);
-    the levels below group 2×2 nodes twice, then 3×3 (``dmenet.propagation.coarse``). A system of at most 500 pixels is solved by
-    a sparse LU instead.
+    the levels below group 2×2 nodes twice, then 3×3 (``dmenet.propagation.coarse``). A system of at
+    most 500 pixels is solved by a sparse LU instead.
     """
 
     def __init__(self, rows, guide, csr, run_rows):
@@ -55,8 +55,7 @@ class _StencilSystem:
         else:
             prolongator, tile_blocks, candidates = aggregation.first_coarsening(rows, absolute_sum, guide, run_rows)
             self.tile_prolongator = prolongator.astype(np.float32)  # a preconditioner's: half the bytes to read
-            self.tile_level = tile_blocks, candidates
-            self.coarse_levels = CoarseLevels(*self.tile_level, run_rows=run_rows)
+            self.coarse_levels = CoarseLevels(tile_blocks, candidates, run_rows=run_rows)  # keeps its own float32 copy
             self.levels = 1 + len(self.coarse_levels)
             self.coarse_size = candidates.shape[0]
         self.work, self.correction = np.zeros(self.padded_size), np.zeros(self.padded_size)
