@@ -140,20 +140,34 @@ def _group_tentative_dense(candidates, group):
     return dense, factors
 
 
-def _group_prolongator_dense(level):
+def _float64_prolongator(level, operator_blocks, candidates):
+    """The level's P as its set-up forms it, in float64 (the level keeps only the cycle's float32 copy)."""
+    group, (group_rows, group_columns) = level.group, level.group_shape
+    basis = np.zeros((group_rows, group_columns, group * group, 4, 4))
+    coarse._group_tentative(np.ascontiguousarray(candidates), group, basis, np.zeros((group_rows, group_columns, 4, 4)),
+                            np.empty((4, 4 * group * group)))
+    jacobi_weight = aggregation.OMEGA / np.abs(operator_blocks).sum(axis=(2, 4))
+    prolongator = np.empty(level.prolongator.shape)
+    coarse._smoothed_prolongator(np.ascontiguousarray(operator_blocks), jacobi_weight, basis, group, 0, operator_blocks.shape[0],
+                                 prolongator, np.empty(level.present.shape, np.bool_))
+    np.testing.assert_array_equal(level.prolongator, prolongator.astype(np.float32))  # the cycle's copy is this P
+    return prolongator
+
+
+def _group_prolongator_dense(level, prolongator):
     """A level's P (stored per node as blocks for the groups around the node's own) as a dense matrix."""
-    rows, columns = level.prolongator.shape[:2]
+    rows, columns = prolongator.shape[:2]
     group_rows, group_columns = level.group_shape
-    side = int(round(np.sqrt(level.prolongator.shape[2])))
+    side = int(round(np.sqrt(prolongator.shape[2])))
     dense = np.zeros((rows * columns * 4, group_rows * group_columns * 4))
     for (y, x, offset), present in np.ndenumerate(level.present):
         gy, gx = y // level.group + offset // side - side // 2, x // level.group + offset % side - side // 2
         if not present:
-            assert not level.prolongator[y, x, offset].any()
+            assert not prolongator[y, x, offset].any()
             continue
         assert 0 <= gy < group_rows and 0 <= gx < group_columns
         node, group = (y * columns + x) * 4, (gy * group_columns + gx) * 4
-        dense[node:node + 4, group:group + 4] = level.prolongator[y, x, offset]
+        dense[node:node + 4, group:group + 4] = prolongator[y, x, offset]
     return dense
 
 
@@ -170,8 +184,9 @@ def test_tile_blocks_are_zero_off_the_grid(coarsening):
     assert not blocks[:, 0, ::3].any() and not blocks[:, -1, 2::3].any()
 
 
-def _assert_smoothed_aggregation(level, operator, candidates):
-    """The level's T, P and Pᵀ A P are smoothed aggregation's for its operator (dense) and candidates (R×C×4×4)."""
+def _assert_smoothed_aggregation(level, operator_blocks, candidates):
+    """The level's T, P and Pᵀ A P are smoothed aggregation's for its operator (block stencil) and candidates (R×C×4×4)."""
+    operator = coarse.dense_matrix(operator_blocks)
     tentative, group_candidates = _group_tentative_dense(candidates, level.group)
     gram = tentative.T @ tentative
     used = np.diag(gram) > 0.5
@@ -179,15 +194,15 @@ def _assert_smoothed_aggregation(level, operator, candidates):
     np.testing.assert_allclose(tentative @ group_candidates.reshape(-1, 4), candidates.reshape(-1, 4), atol=1e-12)  # T·B' = B
     np.testing.assert_array_equal(level.next_candidates, group_candidates)
     jacobi = np.diag(aggregation.OMEGA / np.abs(operator).sum(axis=1))
-    prolongation = _group_prolongator_dense(level)  # stored in float32 for the cycle
-    expected = tentative - jacobi @ operator @ tentative
-    np.testing.assert_allclose(prolongation, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
-    # the next level's operator is the Galerkin product (formed in float64; unit diagonal where a candidate was dropped)
+    prolongation = _group_prolongator_dense(level, _float64_prolongator(level, operator_blocks, candidates))
+    np.testing.assert_allclose(prolongation, tentative - jacobi @ operator @ tentative, atol=1e-12)
+    # the next level's operator is the Galerkin product (unit diagonal where a candidate was dropped)
     galerkin = prolongation.T @ operator @ prolongation
     galerkin[~used, ~used] = 1.0
-    np.testing.assert_allclose(coarse.dense_matrix(level.coarse), galerkin, rtol=1e-5, atol=1e-6 * np.abs(galerkin).max())
-    np.testing.assert_allclose(level.inverse_diagonal, np.linalg.inv(level.smoothing_blocks[:, :, level.smoothing_blocks.shape[2] // 2].astype(float)),
-                               rtol=1e-6, atol=1e-6 * np.abs(level.inverse_diagonal).max())
+    np.testing.assert_allclose(coarse.dense_matrix(level.coarse), galerkin, rtol=1e-12, atol=1e-12 * np.abs(galerkin).max())
+    # the smoother's inverses are those of the float32 diagonal blocks the cycle sweeps
+    centre = level.smoothing_blocks[:, :, level.smoothing_blocks.shape[2] // 2].astype(np.float64)
+    np.testing.assert_allclose(level.inverse_diagonal, np.linalg.inv(centre), rtol=1e-10, atol=1e-10 * np.abs(level.inverse_diagonal).max())
     return galerkin
 
 
@@ -195,7 +210,7 @@ def test_groups_of_tiles_are_smoothed_aggregation_and_their_cycle_is_symmetric(c
     *_, blocks, operator, candidates, _ = coarsening
     levels = coarse.CoarseLevels(blocks, candidates, direct_size=24)  # 4×6 tiles → 2×3 groups → exact solve
     assert len(levels) == 2 and levels.levels[0].group == 2 and levels.levels[0].coarse.shape[2] == 25  # a 5×5 stencil
-    galerkin = _assert_smoothed_aggregation(levels.levels[0], operator.toarray(), candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4))
+    galerkin = _assert_smoothed_aggregation(levels.levels[0], blocks, candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4))
     coarse_rhs = np.random.default_rng(3).standard_normal(galerkin.shape[0])
     np.testing.assert_allclose(levels.coarsest.solve(coarse_rhs), np.linalg.solve(coarse.dense_matrix(levels.levels[0].coarse), coarse_rhs),
                                rtol=1e-8, atol=1e-10)
@@ -208,10 +223,10 @@ def test_levels_below_keep_the_block_stencil_form_as_it_widens(coarsening):
     levels = coarse.CoarseLevels(blocks, candidates, direct_size=4)
     assert len(levels) == 4 and [level.group for level in levels.levels] == [2, 2, 3]
     assert [level.coarse.shape[2] for level in levels.levels] == [25, 49, 49]
-    level_operator, level_candidates = operator.toarray(), candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4)
+    level_operator, level_candidates = blocks, candidates.reshape(TILE_ROWS, TILE_COLUMNS, 4, 4)
     for level in levels.levels:
         _assert_smoothed_aggregation(level, level_operator, level_candidates)
-        level_operator, level_candidates = coarse.dense_matrix(level.coarse), level.next_candidates
+        level_operator, level_candidates = level.coarse, level.next_candidates
     _assert_symmetric_cycle(levels, operator.shape[0], 5)
 
 
